@@ -1,0 +1,165 @@
+"""Configuration, read once at each entry point into a frozen object.
+
+Precedence for every setting: command line, then environment, then `.env`, then the
+default written here. `.env` at the project root is the single place where versions,
+ports, topic names and defaults are written; the defaults below only cover a missing
+`.env` so the modules stay importable on their own.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from dotenv import dotenv_values
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_FILE = PROJECT_ROOT / ".env"
+
+
+def load_settings(env_file: Path | None = ENV_FILE, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Merge `.env` and the environment (environment wins). Empty values count as unset."""
+    merged: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v})
+    merged.update({k: v for k, v in (os.environ if environ is None else environ).items() if v})
+    return merged
+
+
+class SettingsParser(argparse.ArgumentParser):
+    """argparse whose option defaults come from the environment / `.env` settings.
+
+    `add_setting("--rate", "PRODUCER_RATE", float, 10.0, help=...)` makes `--rate` win over
+    `$PRODUCER_RATE`, which wins over `.env`, which wins over `10.0`.
+    """
+
+    def __init__(self, *args, settings: Mapping[str, str] | None = None, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.settings = load_settings() if settings is None else settings
+
+    def add_setting(self, flag: str, env_name: str | None, type_=str, default=None, **kwargs):
+        raw = self.settings.get(env_name) if env_name else None
+        if raw is not None:
+            try:
+                default = type_(raw)
+            except ValueError:
+                self.error(f"{env_name}={raw!r} (from the environment or .env) is not a valid {type_.__name__}")
+        help_text = kwargs.pop("help", "")
+        if env_name:
+            help_text = f"{help_text} [env {env_name}]"
+        self.add_argument(flag, type=type_, default=default, help=help_text, **kwargs)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+@dataclass(frozen=True)
+class ProducerConfig:
+    bootstrap_servers: str
+    topic: str
+    rate: float  # events per second; 0 means as fast as possible
+    count: int  # 0 means forever
+    seed: int | None
+    late_fraction: float
+    max_lateness_s: int
+    price_max: int
+    delivery_timeout_ms: int
+    progress_interval_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class AggregatorConfig:
+    bootstrap_servers: str
+    topic: str
+    dlq_topic: str | None
+    master: str
+    window_duration: str
+    watermark_delay: str
+    output_mode: str
+    trigger_interval: str
+    available_now: bool
+    starting_offsets: str
+    max_offsets_per_trigger: int | None
+    checkpoint_dir: str
+    output_dir: str | None
+    results_db: str | None
+    shuffle_partitions: int
+    session_timezone: str
+    price_max: int
+    console: bool
+    timeout_s: float | None
+
+
+def parse_producer_config(argv: list[str] | None = None, settings: Mapping[str, str] | None = None) -> ProducerConfig:
+    p = SettingsParser(prog="event_producer.py", description="Send JSON purchase events to Kafka.", settings=settings)
+    p.add_setting("--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", str, "localhost:9092", help="Kafka bootstrap servers")
+    p.add_setting("--topic", "KAFKA_TOPIC_NAME", str, "test-topic", help="topic to send to")
+    p.add_setting("--rate", "PRODUCER_RATE", float, 10.0, help="events per second; 0 = as fast as possible")
+    p.add_setting("--count", "PRODUCER_COUNT", non_negative_int, 0, help="events to send; 0 = forever")
+    p.add_setting("--seed", "PRODUCER_SEED", int, None, help="seed for a reproducible event sequence (event times still follow the clock)")
+    p.add_setting("--late-fraction", "PRODUCER_LATE_FRACTION", fraction, 0.0, help="fraction of events sent with a past event time")
+    p.add_setting("--max-lateness-s", "PRODUCER_MAX_LATENESS_S", non_negative_int, 900, help="how far in the past a late event may be, seconds")
+    p.add_setting("--price-max", "PRICE_MAX", positive_int, 150_000, help="largest price drawn")
+    p.add_setting("--delivery-timeout-ms", "PRODUCER_DELIVERY_TIMEOUT_MS", positive_int, 120_000, help="how long a send is retried (broker down) before it counts as failed")
+    p.add_setting("--progress-interval-s", None, float, 5.0, help="seconds between progress lines")
+    a = p.parse_args(argv)
+    return ProducerConfig(
+        bootstrap_servers=a.bootstrap_servers, topic=a.topic, rate=a.rate, count=a.count, seed=a.seed,
+        late_fraction=a.late_fraction, max_lateness_s=a.max_lateness_s, price_max=a.price_max,
+        delivery_timeout_ms=a.delivery_timeout_ms, progress_interval_s=a.progress_interval_s,
+    )
+
+
+OUTPUT_MODES = ("update", "append")
+
+
+def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str, str] | None = None) -> AggregatorConfig:
+    p = SettingsParser(prog="purchase-aggregator.py", description="Sum purchase prices per event-time window from Kafka.", settings=settings)
+    p.add_setting("--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", str, "localhost:9092", help="Kafka bootstrap servers")
+    p.add_setting("--topic", "KAFKA_TOPIC_NAME", str, "test-topic", help="topic to read")
+    p.add_setting("--dlq-topic", "KAFKA_DLQ_TOPIC_NAME", str, None, help="dead-letter topic for rejected messages ('' to disable)")
+    p.add_setting("--master", "SPARK_MASTER_URL", str, "local[*]", help="Spark master URL")
+    p.add_setting("--window", "WINDOW_DURATION", str, "10 minutes", help="tumbling window length")
+    p.add_setting("--watermark", "WATERMARK_DELAY", str, "10 minutes", help="how late an event may be and still count")
+    p.add_setting("--output-mode", "OUTPUT_MODE", str, "update", choices=OUTPUT_MODES, help="update: changed windows each batch; append: closed windows once")
+    p.add_setting("--trigger", "TRIGGER_INTERVAL", str, "5 seconds", help="micro-batch interval")
+    p.add_argument("--available-now", action="store_true", help="process all data available now, then stop")
+    p.add_setting("--starting-offsets", "STARTING_OFFSETS", str, "earliest", help="where a new query starts: earliest or latest")
+    p.add_setting("--max-offsets-per-trigger", "MAX_OFFSETS_PER_TRIGGER", positive_int, None, help="cap on records per micro-batch")
+    p.add_setting("--checkpoint", "CHECKPOINT_DIR", str, ".data/checkpoints/purchase-aggregator", help="checkpoint directory (a restart resumes from it)")
+    p.add_setting("--output-dir", "OUTPUT_DIR", str, None, help="also write each batch's updated windows as JSON lines here")
+    p.add_setting("--results-db", "RESULTS_DB", str, None, help="also keep the latest total per window in this SQLite file (restart-safe)")
+    p.add_setting("--shuffle-partitions", "SHUFFLE_PARTITIONS", positive_int, 2, help="spark.sql.shuffle.partitions (state store partitions)")
+    p.add_setting("--session-timezone", "SESSION_TIMEZONE", str, "UTC", help="time zone for window display")
+    p.add_setting("--price-max", "PRICE_MAX", positive_int, 150_000, help="largest valid price")
+    p.add_argument("--no-console", action="store_true", help="do not print the windows table")
+    p.add_setting("--timeout-s", None, float, None, help="stop after this many seconds")
+    a = p.parse_args(argv)
+    return AggregatorConfig(
+        bootstrap_servers=a.bootstrap_servers, topic=a.topic, dlq_topic=a.dlq_topic or None, master=a.master,
+        window_duration=a.window, watermark_delay=a.watermark, output_mode=a.output_mode, trigger_interval=a.trigger,
+        available_now=a.available_now, starting_offsets=a.starting_offsets, max_offsets_per_trigger=a.max_offsets_per_trigger,
+        checkpoint_dir=a.checkpoint, output_dir=a.output_dir, results_db=a.results_db, shuffle_partitions=a.shuffle_partitions,
+        session_timezone=a.session_timezone, price_max=a.price_max, console=not a.no_console, timeout_s=a.timeout_s,
+    )
