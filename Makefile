@@ -1,0 +1,117 @@
+# Real-time purchase analytics: Faker producer -> Kafka -> Spark Structured Streaming.
+# `make` or `make help` lists the targets. Settings come from .env (environment wins).
+include .env
+export
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SPARK_VERSION := $(shell sed -n 's/^pyspark==//p' requirements.txt)
+export SPARK_VERSION
+JARS := .cache/jars
+KAFKA_JARS_STAMP := $(JARS)/kafka/.kafka-$(KAFKA_VERSION)
+SPARK_JARS_STAMP := $(JARS)/spark-kafka/.spark-$(SPARK_VERSION)
+PACKAGE_ZIP := .cache/purchase_analytics.zip
+LOCAL := $(PY) -m purchase_analytics.runtime.local
+
+# docker when an engine answers, otherwise local processes. `make run` and `make test` are always local.
+RUNTIME ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo local)
+EVENTS ?=
+DURATION ?=
+ARGS ?=
+
+.PHONY: help setup venv jars package run kafka spark spark-example spark-produce spark-consume-purchase \
+        clean wipe status test test-unit bench \
+        kafka-local spark-local spark-produce-local spark-consume-purchase-local clean-local wipe-local
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-24s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  runtime: $(RUNTIME) (set RUNTIME=local or RUNTIME=docker)"
+
+# ---------------------------------------------------------------- setup
+setup: venv jars package ## install everything missing: .venv, Kafka and connector jars, package zip
+
+venv: $(VENV)/.installed ## create .venv with the pinned requirements
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@command -v java >/dev/null || { echo "error: Java 17+ is required (java not found); install a JDK 17" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+jars: $(KAFKA_JARS_STAMP) $(SPARK_JARS_STAMP) ## fetch Apache Kafka and Spark's Kafka connector from Maven Central into .cache/jars
+
+$(KAFKA_JARS_STAMP): build/kafka-pom.xml .env
+	@command -v mvn >/dev/null || { echo "error: Maven (mvn) is required to fetch the Kafka jars; apt-get install maven" >&2; exit 1; }
+	@rm -rf $(JARS)/kafka && mkdir -p $(JARS)/kafka
+	mvn -q -B -f build/kafka-pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+	  -Dkafka.version=$(KAFKA_VERSION) -Dscala.binary.version=$(SCALA_BINARY_VERSION) -Dlog4j.version=$(LOG4J_VERSION) \
+	  -DoutputDirectory=$(CURDIR)/$(JARS)/kafka
+	@touch $@
+
+$(SPARK_JARS_STAMP): build/spark-kafka-pom.xml requirements.txt
+	@command -v mvn >/dev/null || { echo "error: Maven (mvn) is required to fetch the connector jars; apt-get install maven" >&2; exit 1; }
+	@rm -rf $(JARS)/spark-kafka && mkdir -p $(JARS)/spark-kafka
+	mvn -q -B -f build/spark-kafka-pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+	  -Dspark.version=$(SPARK_VERSION) -Dscala.binary.version=$(SCALA_BINARY_VERSION) \
+	  -DincludeArtifactIds=spark-sql-kafka-0-10_$(SCALA_BINARY_VERSION),spark-token-provider-kafka-0-10_$(SCALA_BINARY_VERSION),kafka-clients,commons-pool2 \
+	  -DoutputDirectory=$(CURDIR)/$(JARS)/spark-kafka
+	@touch $@
+
+package: $(PACKAGE_ZIP) ## zip the purchase_analytics package for Spark executors (--py-files)
+$(PACKAGE_ZIP): $(VENV)/.installed $(shell find purchase_analytics -name '*.py')
+	@mkdir -p $(dir $@)
+	@$(PY) -c "import zipfile, pathlib; z = zipfile.ZipFile('$@', 'w'); [z.write(p) for p in sorted(pathlib.Path('purchase_analytics').rglob('*.py'))]; z.close()"
+
+# ---------------------------------------------------------------- the main job
+run: setup ## broker + producer + Spark job locally, no Docker; EVENTS=N or DURATION=S stop by themselves; Ctrl-C stops all
+	@echo "runtime: local (make run always runs local processes)"
+	@$(LOCAL) run $(if $(EVENTS),--events $(EVENTS)) $(if $(DURATION),--duration $(DURATION)) $(ARGS)
+
+# ---------------------------------------------------------------- users' targets, per runtime
+kafka: kafka-$(RUNTIME) ## start Kafka (local JVM or compose) and create the topics; returns when ready
+spark: spark-$(RUNTIME) ## start a Spark standalone master and worker
+spark-produce: spark-produce-$(RUNTIME) ## run the producer (EVENTS=N to stop after N; ARGS="--rate 100 ...")
+spark-consume-purchase: spark-consume-purchase-$(RUNTIME) ## run the Spark aggregator (ARGS="--available-now --output-dir DIR ...")
+clean: clean-$(RUNTIME) ## stop everything the targets started (data is kept)
+wipe: wipe-$(RUNTIME) ## clean, then delete broker data, checkpoints and results
+
+kafka-local: setup
+	@echo "runtime: local"
+	@$(LOCAL) kafka-start
+
+spark-local: setup
+	@echo "runtime: local"
+	@$(LOCAL) spark-start
+
+spark-produce-local: setup
+	@$(PY) scripts/event_producer.py $(if $(EVENTS),--count $(EVENTS)) $(ARGS)
+
+spark-consume-purchase-local: setup
+	@$(PY) spark-scripts/purchase-aggregator.py --master "$$($(LOCAL) spark-master-url)" $(ARGS)
+
+clean-local:
+	@test -x $(PY) && $(LOCAL) stop-all || true
+
+wipe-local:
+	@test -x $(PY) && $(LOCAL) wipe || rm -rf .data
+
+status: ## show what is running (local runtime)
+	@$(LOCAL) status
+
+spark-example: setup ## smoke job: Spark + the window transformation on in-memory rows
+	@$(PY) spark-scripts/spark-example.py
+
+# ---------------------------------------------------------------- quality
+test: setup ## unit + integration tests (real Kafka broker and real Spark, started by the tests)
+	$(PY) -m pytest -q tests
+
+test-unit: setup ## only the tests that need no broker
+	$(PY) -m pytest -q tests -m "not integration"
+
+bench: setup ## benchmark: Kafka's perf tools, producer, Spark job, latency, baseline; table + JSON in results/
+	$(PY) -m bench $(ARGS)
+
+-include docker/docker.mk

@@ -1,0 +1,216 @@
+"""RUNTIME=local: the Makefile's targets as local processes, no Docker.
+
+    python -m purchase_analytics.runtime.local kafka-start | kafka-stop
+    python -m purchase_analytics.runtime.local spark-start | spark-stop | spark-master-url
+    python -m purchase_analytics.runtime.local run [--events N | --duration S] [--rate R]
+    python -m purchase_analytics.runtime.local stop-all | wipe | status
+
+State (broker data, pid files, logs, checkpoints) lives under `.data/`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from ..config import PROJECT_ROOT, load_settings
+from .kafka_broker import KafkaBroker, create_topics
+from .processes import log_tail, pid_alive, port_open, read_pid, stop_pid, wait_until
+
+DATA_DIR = PROJECT_ROOT / ".data"
+KAFKA_JARS = PROJECT_ROOT / ".cache" / "jars" / "kafka"
+SPARK_DIR = DATA_DIR / "spark"
+PRODUCER = PROJECT_ROOT / "scripts" / "event_producer.py"
+AGGREGATOR = PROJECT_ROOT / "spark-scripts" / "purchase-aggregator.py"
+
+
+def _port_of(bootstrap_servers: str) -> int:
+    return int(bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+
+
+def local_broker(settings: dict[str, str]) -> KafkaBroker:
+    return KafkaBroker(
+        jars_dir=KAFKA_JARS,
+        data_dir=DATA_DIR / "kafka",
+        port=_port_of(settings["KAFKA_BOOTSTRAP_SERVERS"]),
+        controller_port=int(settings["KAFKA_CONTROLLER_PORT"]),
+        default_partitions=int(settings["KAFKA_TOPIC_PARTITIONS"]),
+    )
+
+
+def kafka_start(settings: dict[str, str]) -> bool:
+    broker = local_broker(settings)
+    if not broker.is_running() and port_open(broker.port):
+        raise RuntimeError(f"port {broker.port} is taken by another process; stop it or set KAFKA_BOOTSTRAP_SERVERS")
+    started_at = time.monotonic()
+    started = broker.start()
+    topics = {settings["KAFKA_TOPIC_NAME"]: int(settings["KAFKA_TOPIC_PARTITIONS"])}
+    if settings.get("KAFKA_DLQ_TOPIC_NAME"):
+        topics[settings["KAFKA_DLQ_TOPIC_NAME"]] = 1
+    created = create_topics(broker.bootstrap_servers, topics)
+    state = f"started in {time.monotonic() - started_at:.1f}s" if started else "already running"
+    print(f"Kafka {settings.get('KAFKA_VERSION', '')} (KRaft, local JVM) {state} at {broker.bootstrap_servers}; "
+          f"topics {', '.join(topics)}{' (created ' + ', '.join(created) + ')' if created else ''}; log {broker.log_file}")
+    return started
+
+
+def kafka_stop(settings: dict[str, str]) -> None:
+    if local_broker(settings).stop():
+        print("Kafka stopped")
+
+
+def _spark_class() -> str:
+    found = shutil.which("spark-class", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if not found:
+        raise RuntimeError("spark-class not found: run `make venv` (pyspark ships it)")
+    return found
+
+
+def spark_master_url(settings: dict[str, str]) -> str:
+    """spark://localhost:PORT when `make spark` started a local master, else SPARK_MASTER_URL."""
+    if pid_alive(read_pid(SPARK_DIR / "master.pid")):
+        return f"spark://localhost:{settings['SPARK_MASTER_PORT']}"
+    return settings.get("SPARK_MASTER_URL", "local[*]")
+
+
+def _start_daemon(name: str, argv: list[str]) -> int:
+    SPARK_DIR.mkdir(parents=True, exist_ok=True)
+    pid_file = SPARK_DIR / f"{name}.pid"
+    if pid_alive(read_pid(pid_file)):
+        return read_pid(pid_file)
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", SPARK_WORKER_DIR=str(SPARK_DIR / "work"))
+    with open(SPARK_DIR / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    pid_file.write_text(str(proc.pid))
+    return proc.pid
+
+
+def spark_start(settings: dict[str, str]) -> None:
+    """A standalone master and one worker, through pyspark's own spark-class."""
+    port, ui_port = settings["SPARK_MASTER_PORT"], settings["SPARK_MASTER_UI_PORT"]
+    spark_class = _spark_class()
+    _start_daemon("master", [spark_class, "org.apache.spark.deploy.master.Master", "--host", "localhost", "--port", port, "--webui-port", ui_port])
+    _start_daemon("worker", [spark_class, "org.apache.spark.deploy.worker.Worker", f"spark://localhost:{port}",
+                             "--cores", settings["SPARK_WORKER_CORES"], "--memory", settings["SPARK_WORKER_MEMORY"], "--host", "localhost"])
+
+    def worker_registered() -> bool:
+        for name in ("master", "worker"):
+            if not pid_alive(read_pid(SPARK_DIR / f"{name}.pid")):
+                raise RuntimeError(f"Spark {name} exited; last log lines:\n{log_tail(SPARK_DIR / f'{name}.log')}")
+        try:
+            with urllib.request.urlopen(f"http://localhost:{ui_port}/json/", timeout=2) as resp:
+                return json.loads(resp.read()).get("aliveworkers", 0) >= 1
+        except (OSError, ValueError):
+            return False
+
+    wait_until(worker_registered, 90, "the Spark worker to register with the master", 0.5)
+    print(f"Spark standalone master at spark://localhost:{port} (UI http://localhost:{ui_port}) with 1 worker; logs {SPARK_DIR}")
+
+
+def spark_stop() -> None:
+    for name in ("worker", "master"):
+        pid_file = SPARK_DIR / f"{name}.pid"
+        if stop_pid(read_pid(pid_file)):
+            print(f"Spark {name} stopped")
+        pid_file.unlink(missing_ok=True)
+
+
+def run(settings: dict[str, str], events: int, duration_s: float, rate: float, extra_args: list[str]) -> int:
+    """`make run`: broker, topic, producer and the Spark job together; Ctrl-C stops it all."""
+    started_broker = kafka_start(settings)
+    python = sys.executable
+    producer_args = ["--rate", str(rate), "--count", str(events)]
+    job_args = ["--master", settings.get("SPARK_MASTER_URL", "local[*]"), *extra_args]
+    children: list[subprocess.Popen] = []
+    interrupted = False
+    try:
+        producer = subprocess.Popen([python, str(PRODUCER), *producer_args])
+        children.append(producer)
+        job = subprocess.Popen([python, str(AGGREGATOR), *job_args])
+        children.append(job)
+        deadline = time.monotonic() + duration_s if duration_s else None
+        bounded = events > 0 or duration_s > 0
+        while job.poll() is None:
+            if deadline and time.monotonic() > deadline and producer.poll() is None:
+                producer.send_signal(signal.SIGTERM)
+            if bounded and producer.poll() is not None:
+                job.send_signal(signal.SIGUSR1)  # drain what was produced, then stop
+                break
+            time.sleep(0.5)
+        job.wait()
+        if producer.poll() is None:
+            producer.send_signal(signal.SIGTERM)  # the job ended on its own (error or timeout)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\nstopping: waiting for the producer and the Spark job to finish cleanly", flush=True)
+    finally:
+        for child in children:
+            try:
+                child.wait(timeout=60)
+            except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                stop_pid(child.pid, 10)
+        if started_broker:
+            kafka_stop(settings)
+    if interrupted:
+        return 130
+    return max((c.returncode or 0) for c in children) if children else 1
+
+
+def stop_all(settings: dict[str, str]) -> None:
+    spark_stop()
+    kafka_stop(settings)
+
+
+def status(settings: dict[str, str]) -> None:
+    broker = local_broker(settings)
+    print(f"kafka:  {'running at ' + broker.bootstrap_servers if broker.is_running() else 'stopped'}")
+    for name in ("master", "worker"):
+        print(f"spark {name}: {'running' if pid_alive(read_pid(SPARK_DIR / f'{name}.pid')) else 'stopped'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m purchase_analytics.runtime.local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["kafka-start", "kafka-stop", "spark-start", "spark-stop", "spark-master-url", "run", "stop-all", "wipe", "status"])
+    parser.add_argument("--events", type=int, default=0, help="run: stop after producing this many events")
+    parser.add_argument("--duration", type=float, default=0, help="run: stop after this many seconds")
+    parser.add_argument("--rate", type=float, default=None, help="run: producer events/s")
+    args, extra = parser.parse_known_args(argv)
+    settings = load_settings()
+    try:
+        if args.command == "kafka-start":
+            kafka_start(settings)
+        elif args.command == "kafka-stop":
+            kafka_stop(settings)
+        elif args.command == "spark-start":
+            spark_start(settings)
+        elif args.command == "spark-stop":
+            spark_stop()
+        elif args.command == "spark-master-url":
+            print(spark_master_url(settings))
+        elif args.command == "run":
+            rate = args.rate if args.rate is not None else float(settings.get("RUN_PRODUCER_RATE", 200))
+            return run(settings, args.events, args.duration, rate, extra)
+        elif args.command == "stop-all":
+            stop_all(settings)
+        elif args.command == "wipe":
+            stop_all(settings)
+            for sub in ("kafka", "checkpoints", "spark", "results"):
+                shutil.rmtree(DATA_DIR / sub, ignore_errors=True)
+            print(f"wiped broker data, checkpoints and results under {DATA_DIR}")
+        elif args.command == "status":
+            status(settings)
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

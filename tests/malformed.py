@@ -1,0 +1,62 @@
+"""Malformed Kafka message values, each with the start of the reason the job must give.
+Shared by the static transformation tests and the end-to-end dead-letter test."""
+
+VALID = {"order_id": "o-1", "customer_id": 5, "furniture": "Desk", "color": "red", "price": 1000, "ts": 1_700_000_000}
+
+
+def _event(**overrides) -> bytes:
+    import json
+
+    fields = {**VALID, **overrides}
+    return json.dumps({k: v for k, v in fields.items() if v is not _MISSING}).encode()
+
+
+_MISSING = object()
+
+MALFORMED: list[tuple[bytes | None, str]] = [
+    (None, "null message value"),
+    (b"\xff\xfe\xfa", "value is not valid UTF-8"),
+    (b'{"price": "\xc3\x28"}', "value is not valid UTF-8"),
+    (b"", "value is not valid JSON"),
+    (b"not json", "value is not valid JSON"),
+    (b'{"order_id": "o-1", "price": 1', "value is not valid JSON"),
+    (b'{"order_id": "o", "price": NaN}', "value is not valid JSON"),
+    (b'{"order_id": "o", "price": Infinity}', "value is not valid JSON"),
+    (b'{"a": 1, "a": 2}', "value is not valid JSON"),
+    (b"null", "value is not a JSON object"),
+    (b"[1, 2, 3]", "value is not a JSON object"),
+    (b'"a string"', "value is not a JSON object"),
+    (b"42", "value is not a JSON object"),
+    (b"{}", "missing field order_id"),
+    (_event(order_id=_MISSING), "missing field order_id"),
+    (_event(customer_id=_MISSING), "missing field customer_id"),
+    (_event(furniture=_MISSING), "missing field furniture"),
+    (_event(color=_MISSING), "missing field color"),
+    (_event(price=_MISSING), "missing field price"),
+    (_event(ts=_MISSING), "missing field ts"),
+    (_event(order_id=123), "order_id must be a string"),
+    (_event(order_id=""), "order_id is empty"),
+    (_event(customer_id="5"), "customer_id must be an integer"),
+    (_event(customer_id=5.5), "customer_id must be an integer"),
+    (_event(customer_id=0), "customer_id must be a positive integer"),
+    (_event(customer_id=-3), "customer_id must be a positive integer"),
+    (_event(furniture="Lamp"), "furniture must be one of"),
+    (_event(furniture=None), "furniture must be a string"),
+    (_event(color=7), "color must be a string"),
+    (_event(price="1000"), "price must be an integer"),
+    (_event(price=12.5), "price must be an integer"),
+    (_event(price=1000.0), "price must be an integer"),
+    (_event(price=1e3), "price must be an integer"),
+    (_event(price=True), "price must be an integer"),
+    (_event(price=None), "price must be an integer"),
+    (_event(price=[1000]), "price must be an integer"),
+    (_event(price=0), "price must be > 0"),
+    (_event(price=-100), "price must be > 0"),
+    (_event(price=150_001), "price must be <= 150000"),
+    (_event(price=10**30), "price must be an integer"),
+    (_event(ts="1700000000"), "ts must be a number"),
+    (_event(ts=True), "ts must be a number"),
+    (_event(ts=946_684_799), "ts is before 2000-01-01"),
+    (_event(ts=-1), "ts is before 2000-01-01"),
+    (_event(ts=4_102_444_800), "ts is more than one day in the future"),
+]

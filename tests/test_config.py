@@ -1,0 +1,43 @@
+from pathlib import Path
+
+import pytest
+
+from purchase_analytics.config import load_settings, parse_aggregator_config, parse_producer_config
+
+
+@pytest.fixture
+def env_file(tmp_path: Path) -> Path:
+    path = tmp_path / ".env"
+    path.write_text("KAFKA_TOPIC_NAME=from-dotenv\nPRODUCER_RATE=5\nWINDOW_DURATION=10 minutes\n")
+    return path
+
+
+def test_precedence_cli_then_env_then_dotenv_then_default(env_file):
+    settings = load_settings(env_file, environ={"PRODUCER_RATE": "7"})
+    assert parse_producer_config([], settings).topic == "from-dotenv"  # .env over default
+    assert parse_producer_config([], settings).rate == 7.0  # environment over .env
+    assert parse_producer_config(["--rate", "9"], settings).rate == 9.0  # CLI over environment
+    assert parse_producer_config([], settings).count == 0  # default when nowhere else
+    assert parse_aggregator_config([], settings).window_duration == "10 minutes"
+
+
+def test_empty_environment_value_counts_as_unset(env_file):
+    settings = load_settings(env_file, environ={"KAFKA_TOPIC_NAME": ""})
+    assert parse_producer_config([], settings).topic == "from-dotenv"
+
+
+def test_bad_values_are_reported_not_raised(env_file, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_producer_config(["--late-fraction", "2"], load_settings(env_file, environ={}))
+    assert exit_info.value.code == 2
+    assert "must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_project_env_file_is_complete():
+    """Every setting the entry points read is written once in the committed .env."""
+    settings = load_settings(environ={})
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPIC_NAME", "KAFKA_DLQ_TOPIC_NAME", "WINDOW_DURATION",
+                 "WATERMARK_DELAY", "TRIGGER_INTERVAL", "OUTPUT_MODE", "CHECKPOINT_DIR", "KAFKA_VERSION"):
+        assert settings.get(name), name
+    config = parse_aggregator_config([], settings)
+    assert config.output_mode == "update" and config.starting_offsets == "earliest" and config.session_timezone == "UTC"

@@ -1,0 +1,73 @@
+"""The transformation on static DataFrames: validation reasons and window totals by hand."""
+import json
+from datetime import datetime, timezone
+
+import pytest
+from pyspark.sql import functions as F
+
+from malformed import MALFORMED, VALID
+from purchase_analytics.transform import aggregate_purchases, parse_events, rejected_messages, valid_events
+
+T0 = 1_700_000_400  # 2023-11-14T22:20:00Z, a 10-minute boundary
+
+
+def raw_frame(spark, values):
+    return spark.createDataFrame([(v, "t", 0, i) for i, v in enumerate(values)], "value binary, topic string, partition int, offset long")
+
+
+def event(price, ts, **kw):
+    return json.dumps({**VALID, "price": price, "ts": ts, **kw}).encode()
+
+
+def totals(spark, values, window="10 minutes"):
+    rows = aggregate_purchases(valid_events(parse_events(raw_frame(spark, values), 150_000)), window, "10 minutes").collect()
+    return {r.window_start.astimezone(timezone.utc).isoformat() if r.window_start.tzinfo else
+            datetime.fromtimestamp(r.window_start.timestamp(), timezone.utc).isoformat(): (r.total_purchase, r.orders) for r in rows}
+
+
+def iso(epoch_s):
+    return datetime.fromtimestamp(epoch_s, timezone.utc).isoformat()
+
+
+def test_every_malformed_payload_is_rejected_with_its_reason(spark):
+    parsed = parse_events(raw_frame(spark, [v for v, _ in MALFORMED]), 150_000)
+    rows = parsed.select("offset", "rejection_reason").orderBy("offset").collect()
+    assert len(MALFORMED) >= 30
+    for (payload, expected), row in zip(MALFORMED, rows):
+        assert row.rejection_reason is not None, f"accepted: {payload!r}"
+        assert row.rejection_reason.startswith(expected), f"{payload!r}: {row.rejection_reason!r} does not start with {expected!r}"
+
+
+def test_valid_events_pass_with_typed_columns(spark):
+    values = [event(100, T0), event(150_000, T0 + 1.25, extra_field="ignored"), event(1, 946_684_800)]
+    parsed = parse_events(raw_frame(spark, values), 150_000)
+    assert rejected_messages(parsed).count() == 0
+    row = valid_events(parsed).where(F.col("price") == 150_000).first()
+    assert row.event_time.timestamp() == pytest.approx(T0 + 1.25)
+    assert (row.order_id, row.customer_id, row.furniture, row.color) == ("o-1", 5, "Desk", "red")
+
+
+def test_window_boundaries_by_hand(spark):
+    values = [
+        event(100, T0 - 1),  # last second of the earlier window
+        event(200, T0),  # exactly on the boundary: the later window
+        event(300, T0 + 599),
+        event(400, T0 + 600),  # next boundary
+        event(500, T0 + 0.5),  # float ts
+        event(600, T0 - 0.25),  # float ts just before the boundary
+    ]
+    assert totals(spark, values) == {
+        iso(T0 - 600): (100 + 600, 2),
+        iso(T0): (200 + 300 + 500, 3),
+        iso(T0 + 600): (400, 1),
+    }
+
+
+def test_invalid_rows_are_left_out_of_totals(spark):
+    values = [event(1000, T0), *[v for v, _ in MALFORMED], event(2000, T0 + 10)]
+    assert totals(spark, values) == {iso(T0): (3000, 2)}
+
+
+def test_window_duration_is_a_parameter(spark):
+    values = [event(100, T0), event(200, T0 + 60), event(300, T0 + 59)]
+    assert totals(spark, values, window="1 minute") == {iso(T0): (400, 2), iso(T0 + 60): (200, 1)}
