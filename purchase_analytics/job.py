@@ -109,7 +109,7 @@ class JobSummary:
         watermark = progress.get("eventTime", {}).get("watermark", "-")
         return (
             f"batch {progress['batchId']}: {messages} messages, {rejected} rejected, "
-            f"{dropped} dropped as late, {state_rows} windows in state, watermark {watermark}, {rate:,.0f} rows/s"
+            f"{dropped} dropped as late, {state_rows} state rows, watermark {watermark}, {rate:,.0f} rows/s"
         )
 
     def line(self) -> str:
