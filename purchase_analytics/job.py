@@ -97,8 +97,9 @@ class JobSummary:
         self._seen.add(key)
         quality = progress.get("observedMetrics", {}).get(QUALITY_METRICS, {})
         messages, rejected = int(quality.get("messages", 0)), int(quality.get("rejected", 0))
-        dropped = sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in progress.get("stateOperators", []))
-        state_rows = sum(int(op.get("numRowsTotal", 0)) for op in progress.get("stateOperators", []))
+        operators = progress.get("stateOperators", [])
+        dropped = sum(_per_store(op, "numRowsDroppedByWatermark") for op in operators)
+        state_rows = sum(_per_store(op, "numRowsTotal") for op in operators)
         if progress.get("numInputRows", 0) == 0 and dropped == 0:
             return None
         self.batches += 1
@@ -118,6 +119,13 @@ class JobSummary:
             f"{self.rejected} rejected (dead-letter topic), {self.dropped_late} dropped as late by the watermark"
             + (f", {self.restarts} restarts from the checkpoint" if self.restarts else "")
         )
+
+
+def _per_store(operator: dict, metric: str) -> int:
+    """Spark 4's aggregation reports its restore and save steps as two state store
+    instances per shuffle partition, each counting the same rows; count them once."""
+    copies = max(1, int(operator.get("numStateStoreInstances", 0)) // max(1, int(operator.get("numShufflePartitions", 1))))
+    return int(operator.get(metric, 0)) // copies
 
 
 class JobSignals:
