@@ -85,7 +85,10 @@ def _start_daemon(name: str, argv: list[str]) -> int:
     pid_file = SPARK_DIR / f"{name}.pid"
     if pid_alive(read_pid(pid_file)):
         return read_pid(pid_file)
-    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", SPARK_WORKER_DIR=str(SPARK_DIR / "work"))
+    import pyspark
+
+    env = dict(os.environ, SPARK_HOME=str(Path(pyspark.__file__).parent), SPARK_LOCAL_IP="127.0.0.1",
+               SPARK_WORKER_DIR=str(SPARK_DIR / "work"), PYSPARK_PYTHON=sys.executable)
     with open(SPARK_DIR / f"{name}.log", "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     pid_file.write_text(str(proc.pid))
