@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.errors import StreamingQueryException
 
 from .config import AggregatorConfig, parse_aggregator_config
 from .sinks import ConsoleSink, JsonLinesSink, SqliteResultsSink, WindowSinks, dead_letter_records
@@ -87,21 +88,21 @@ class JobSummary:
     rejected: int = 0
     dropped_late: int = 0
     restarts: int = 0
-    _seen: set = field(default_factory=set, repr=False)
+    _last_batch: dict = field(default_factory=dict, repr=False)  # runId -> last batchId folded in
 
     def record(self, progress: dict) -> str | None:
         """Fold one progress report into the totals; return its one-line description."""
-        key = (progress["runId"], progress["batchId"])
-        if key in self._seen or progress.get("numInputRows", 0) == 0 and not progress.get("stateOperators"):
+        run_id, batch_id = progress["runId"], progress["batchId"]
+        if batch_id <= self._last_batch.get(run_id, -1):
             return None
-        self._seen.add(key)
+        self._last_batch[run_id] = batch_id
         quality = progress.get("observedMetrics", {}).get(QUALITY_METRICS, {})
         messages, rejected = int(quality.get("messages", 0)), int(quality.get("rejected", 0))
         operators = progress.get("stateOperators", [])
         dropped = sum(_per_store(op, "numRowsDroppedByWatermark") for op in operators)
         state_rows = sum(_per_store(op, "numRowsTotal") for op in operators)
         if progress.get("numInputRows", 0) == 0 and dropped == 0:
-            return None
+            return None  # a batch that only moved the watermark
         self.batches += 1
         self.messages += messages
         self.rejected += rejected
@@ -156,7 +157,10 @@ def run_job(config: AggregatorConfig, signals: JobSignals | None = None, out=sys
     queries = start_queries(spark, config)
     try:
         while True:
-            queries[0].awaitTermination(0.5)
+            try:
+                queries[0].awaitTermination(0.5)
+            except StreamingQueryException:
+                pass  # handled below, with the other queries
             _report(queries, summary, out)
             failed = next((q.exception() for q in queries if not q.isActive and q.exception() is not None), None)
             if failed is not None:
