@@ -175,3 +175,19 @@ def test_broker_killed_mid_stream_loses_no_acknowledged_event(tmp_path):
             job.wait(timeout=60)
     finally:
         broker.stop()
+
+
+def test_append_mode_emits_each_closed_window_once(kafka, new_topic, tmp_path):
+    topic = new_topic(1)
+    send_raw(kafka, topic, [
+        (event(100, T0 + 10, "a"), 0),
+        (event(200, T0 + 20, "b"), 0),
+        (event(400, T0 + 610, "c"), 0),
+        (event(800, T0 + 3000, "d"), 0),  # moves the watermark past the first two windows
+    ])
+    run_aggregator("--bootstrap-servers", kafka, "--topic", topic, "--available-now", "--max-offsets-per-trigger", "2",
+                   "--output-mode", "append", "--watermark", "5 minutes", "--checkpoint", str(tmp_path / "ckpt"),
+                   "--output-dir", str(tmp_path / "out"), "--dlq-topic", "", "--no-console")
+    lines = [json.loads(line) for path in sorted((tmp_path / "out").glob("*.jsonl")) for line in path.read_text().splitlines()]
+    iso = lambda s: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s))  # noqa: E731
+    assert [(rec["window_start"], rec["total_purchase"], rec["orders"]) for rec in lines] == [(iso(T0), 300, 2), (iso(T0 + 600), 400, 1)]
