@@ -1,6 +1,9 @@
 # Real-time purchase analytics: Faker producer -> Kafka -> Spark Structured Streaming.
-# `make` or `make help` lists the targets. Settings come from .env (environment wins).
-include .env
+# `make` or `make help` lists the targets. Settings come from .env; the environment and
+# the command line win over it (each line of .env is read as `NAME ?= value`).
+ENV_MK := .cache/env.mk
+$(shell mkdir -p .cache && sed -E 's/^([A-Za-z_][A-Za-z0-9_]*)=(.*)$$/\1 ?= \2/' .env > $(ENV_MK))
+include $(ENV_MK)
 export
 
 SHELL := /bin/bash
@@ -28,7 +31,7 @@ ARGS ?=
         kafka-local spark-local spark-produce-local spark-consume-purchase-local clean-local wipe-local
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-24s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-30s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  runtime: $(RUNTIME) (set RUNTIME=local or RUNTIME=docker)"
 
 # ---------------------------------------------------------------- setup
@@ -43,7 +46,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 jars: $(KAFKA_JARS_STAMP) $(SPARK_JARS_STAMP) ## fetch Apache Kafka and Spark's Kafka connector from Maven Central into .cache/jars
 
-$(KAFKA_JARS_STAMP): build/kafka-pom.xml .env
+$(KAFKA_JARS_STAMP): build/kafka-pom.xml
 	@command -v mvn >/dev/null || { echo "error: Maven (mvn) is required to fetch the Kafka jars; apt-get install maven" >&2; exit 1; }
 	@rm -rf $(JARS)/kafka && mkdir -p $(JARS)/kafka
 	mvn -q -B -f build/kafka-pom.xml dependency:copy-dependencies -DincludeScope=runtime \
@@ -105,7 +108,7 @@ spark-example: setup ## smoke job: Spark + the window transformation on in-memor
 	@$(PY) spark-scripts/spark-example.py
 
 # ---------------------------------------------------------------- quality
-test: setup ## unit + integration tests (real Kafka broker and real Spark, started by the tests)
+test: setup compose-plugin ## unit + integration tests (real Kafka broker and real Spark, started by the tests), compose files validated
 	$(PY) -m pytest -q tests
 
 test-unit: setup ## only the tests that need no broker

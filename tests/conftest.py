@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics  # noqa: E402
-from purchase_analytics.events import window_start_s  # noqa: E402
+from purchase_analytics.reference import read_topic, window_totals  # noqa: E402
 from purchase_analytics.runtime.processes import free_port  # noqa: E402
 
 AGGREGATOR = ROOT / "spark-scripts" / "purchase-aggregator.py"
@@ -80,37 +78,9 @@ def run_producer(*args: str, timeout: float = 120, check: bool = True) -> subpro
     return proc
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 30) -> list:
-    """Every record of `topic`, from the beginning to the current end offsets."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
-        records = []
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            assert time.monotonic() < deadline, f"timed out reading {topic}"
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-        return records
-    finally:
-        consumer.close()
-
-
 def expected_totals(events: list[dict], window_s: int = 600) -> dict[str, tuple[int, int]]:
     """Per-window (total_purchase, orders) computed in plain Python, independent of Spark."""
-    totals: dict[str, list[int]] = {}
-    for e in events:
-        start = window_start_s(e["ts"], window_s)
-        key = datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        acc = totals.setdefault(key, [0, 0])
-        acc[0] += e["price"]
-        acc[1] += 1
-    return {k: (v[0], v[1]) for k, v in totals.items()}
+    return window_totals(events, window_s)
 
 
 def produced_events(bootstrap: str, topic: str) -> list[dict]:

