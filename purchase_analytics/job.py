@@ -202,8 +202,35 @@ def _first_line(exc) -> str:
     return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
 
 
+class BrokerUnreachable(RuntimeError):
+    pass
+
+
+def check_broker(bootstrap_servers: str, topic: str, timeout_s: float = 15.0, out=sys.stderr) -> None:
+    """Fail fast with one line when no broker answers: Spark's own client would retry for
+    minutes. A missing topic is only a warning: the job waits for it."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), bootstrap_timeout_ms=int(timeout_s * 1000),
+                                 request_timeout_ms=int(timeout_s * 1000))
+    except KafkaError as exc:
+        raise BrokerUnreachable(f"cannot reach a Kafka broker at {bootstrap_servers} ({exc}); is it running? try `make kafka`") from None
+    try:
+        if topic not in admin.list_topics():
+            print(f"warning: topic '{topic}' does not exist yet at {bootstrap_servers}; waiting for it", file=out, flush=True)
+    finally:
+        admin.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     config = parse_aggregator_config(argv)
+    try:
+        check_broker(config.bootstrap_servers, config.topic)
+    except BrokerUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
     print(
         f"aggregating topic '{config.topic}' at {config.bootstrap_servers} on {config.master}: "
         f"{config.window_duration} windows, watermark {config.watermark_delay}, {config.output_mode} mode, "

@@ -43,3 +43,13 @@ def test_producer_reports_an_unreachable_broker_in_one_line():
     assert proc.stderr.startswith("error: cannot reach a Kafka broker") and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert time.monotonic() - started < 30
+
+
+def test_aggregator_reports_an_unreachable_broker_in_one_line(tmp_path):
+    from purchase_analytics.runtime.processes import free_port
+
+    proc = run_aggregator("--bootstrap-servers", f"localhost:{free_port()}", "--available-now", "--checkpoint", str(tmp_path / "c"),
+                          check=False, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: cannot reach a Kafka broker")
+    assert "Traceback" not in proc.stderr
