@@ -86,6 +86,7 @@ class ProducerConfig:
     price_max: int
     delivery_timeout_ms: int
     progress_interval_s: float = 5.0
+    backend: str = "kafka-python"  # or "confluent" (optional confluent-kafka package)
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,9 @@ class AggregatorConfig:
     timeout_s: float | None
 
 
+PRODUCER_BACKENDS = ("kafka-python", "confluent")
+
+
 def parse_producer_config(argv: list[str] | None = None, settings: Mapping[str, str] | None = None) -> ProducerConfig:
     p = SettingsParser(prog="event_producer.py", description="Send JSON purchase events to Kafka.", settings=settings)
     p.add_setting("--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", str, "localhost:9092", help="Kafka bootstrap servers")
@@ -123,11 +127,13 @@ def parse_producer_config(argv: list[str] | None = None, settings: Mapping[str, 
     p.add_setting("--price-max", "PRICE_MAX", positive_int, 150_000, help="largest price drawn")
     p.add_setting("--delivery-timeout-ms", "PRODUCER_DELIVERY_TIMEOUT_MS", positive_int, 120_000, help="how long a send is retried (broker down) before it counts as failed")
     p.add_setting("--progress-interval-s", None, float, 5.0, help="seconds between progress lines")
+    p.add_setting("--backend", "PRODUCER_BACKEND", str, "kafka-python", choices=PRODUCER_BACKENDS,
+                  help="Kafka client: kafka-python, or confluent (optional confluent-kafka package, several times faster)")
     a = p.parse_args(argv)
     return ProducerConfig(
         bootstrap_servers=a.bootstrap_servers, topic=a.topic, rate=a.rate, count=a.count, seed=a.seed,
         late_fraction=a.late_fraction, max_lateness_s=a.max_lateness_s, price_max=a.price_max,
-        delivery_timeout_ms=a.delivery_timeout_ms, progress_interval_s=a.progress_interval_s,
+        delivery_timeout_ms=a.delivery_timeout_ms, progress_interval_s=a.progress_interval_s, backend=a.backend,
     )
 
 

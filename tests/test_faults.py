@@ -148,28 +148,33 @@ def test_broker_killed_mid_stream_loses_no_acknowledged_event(tmp_path):
     broker.start()
     try:
         topic, count = "purchases", 6000
+        common = ["--bootstrap-servers", broker.bootstrap_servers, "--topic", topic]
         create_topics(broker.bootstrap_servers, {topic: 3})
+        run_producer(*common, "--rate", "0", "--count", "100", "--seed", "98")
         db = tmp_path / "results.db"
-        job = start_streaming_job("--bootstrap-servers", broker.bootstrap_servers, "--topic", topic, "--checkpoint", str(tmp_path / "ckpt"),
-                                  "--results-db", str(db), "--trigger", "1 second")
-        producer = subprocess.Popen([sys.executable, str(PRODUCER), "--bootstrap-servers", broker.bootstrap_servers, "--topic", topic,
-                                     "--rate", "400", "--count", str(count), "--seed", "99", "--progress-interval-s", "1"],
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        job = start_streaming_job(*common, "--checkpoint", str(tmp_path / "ckpt"), "--results-db", str(db), "--trigger", "1 second")
+        producer = None
         try:
-            wait_until(lambda: committed_batches(db) >= 2, 180, "the job to commit batches")
-            broker.kill()  # SIGKILL: no controlled shutdown
+            wait_until(lambda: committed_batches(db) >= 1, 240, "the job to commit its first batch")  # the job is up
+            producer = subprocess.Popen([sys.executable, str(PRODUCER), *common, "--rate", "400", "--count", str(count), "--seed", "99",
+                                         "--progress-interval-s", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+            time.sleep(4)
+            broker.kill()  # SIGKILL mid-stream: no controlled shutdown
             time.sleep(5)
             broker.start()  # same data directory
             out, _ = producer.communicate(timeout=300)
             assert f"done: sent {count}, acknowledged {count}, failed 0, pending 0" in out, out
-            gen = EventGenerator(seed=99)
-            ids = [gen.next_event().order_id for _ in range(count)]
+            assert "is the broker at" in out and "down?" in out  # the outage was reported while it lasted
+            ids = []
+            for seed, n in ((98, 100), (99, count)):
+                generator = EventGenerator(seed=seed)
+                ids += [generator.next_event().order_id for _ in range(n)]
             stored = produced_events(broker.bootstrap_servers, topic)
-            assert sorted(e["order_id"] for e in stored) == sorted(ids)  # every acknowledged event, once
+            assert sorted(e["order_id"] for e in stored) == sorted(ids)  # every acknowledged event, exactly once
             expected = expected_totals(stored)
-            wait_until(lambda: read_results_db(db) == expected if db.exists() else False, 240, "the job to catch up after the restart")
+            wait_until(lambda: read_results_db(db) == expected, 240, "the job to catch up after the broker restart")
         finally:
-            if producer.poll() is None:
+            if producer and producer.poll() is None:
                 producer.kill()
             os.killpg(job.pid, signal.SIGTERM)
             job.wait(timeout=60)

@@ -1,0 +1,93 @@
+"""The plain alternative: one Python process with kafka-python reading the topic from the
+start and keeping the same windowed sums (same validation rules, tumbling windows, a
+watermark that drops windows behind it). Run as `python -m bench.baseline ...`; prints JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from purchase_analytics.events import DEFAULT_PRICE_MAX, FURNITURE, TS_MAX_AHEAD_S, TS_MIN_EPOCH_S
+
+FURNITURE_SET = frozenset(FURNITURE)
+
+
+def valid_event(e) -> bool:
+    """The job's rules (events.py), in Python: the right JSON types and ranges."""
+    if not isinstance(e, dict):
+        return False
+    oid, cid, furniture, color, price, ts = (e.get(k) for k in ("order_id", "customer_id", "furniture", "color", "price", "ts"))
+    return (
+        isinstance(oid, str) and oid != "" and isinstance(color, str) and furniture in FURNITURE_SET
+        and type(cid) is int and cid > 0 and type(price) is int and 0 < price <= DEFAULT_PRICE_MAX
+        and type(ts) in (int, float) and TS_MIN_EPOCH_S <= ts <= time.time() + TS_MAX_AHEAD_S
+    )
+
+
+def consume(bootstrap_servers: str, topic: str, window_s: int, watermark_s: int) -> dict:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                             fetch_max_bytes=64 * 2**20, max_partition_fetch_bytes=16 * 2**20)
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    end = consumer.end_offsets(partitions)
+    open_windows: dict[int, list[int]] = {}  # window start -> [total, orders]
+    closed: dict[int, list[int]] = {}
+    messages = rejected = dropped = 0
+    max_ts = watermark = float("-inf")
+    loads = json.loads
+    started = time.monotonic()
+    remaining = {tp for tp in partitions if end[tp] > 0}
+    while remaining:
+        for tp, records in consumer.poll(timeout_ms=500, max_records=100_000).items():
+            for record in records:
+                messages += 1
+                try:
+                    event = loads(record.value)
+                except ValueError:
+                    rejected += 1
+                    continue
+                if not valid_event(event):
+                    rejected += 1
+                    continue
+                ts = event["ts"]
+                start = int(ts // window_s) * window_s
+                if start + window_s <= watermark:
+                    dropped += 1
+                    continue
+                acc = open_windows.get(start)
+                if acc is None:
+                    acc = open_windows[start] = [0, 0]
+                acc[0] += event["price"]
+                acc[1] += 1
+                if ts > max_ts:
+                    max_ts = ts
+            if records and records[-1].offset + 1 >= end[tp]:
+                remaining.discard(tp)
+        # Like Spark, the watermark moves between batches: max event time seen minus the delay.
+        watermark = max(watermark, max_ts - watermark_s)
+        for start in [s for s in open_windows if s + window_s <= watermark]:
+            closed[start] = open_windows.pop(start)
+    elapsed = time.monotonic() - started
+    consumer.close()
+    totals = {**closed, **open_windows}
+    return {"events": messages, "rejected": rejected, "dropped_late": dropped, "elapsed_s": round(elapsed, 2),
+            "events_per_s": round(messages / elapsed), "windows": {str(k): v for k, v in sorted(totals.items())}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.baseline", description=__doc__)
+    p.add_argument("--bootstrap-servers", required=True)
+    p.add_argument("--topic", required=True)
+    p.add_argument("--window-s", type=int, default=600)
+    p.add_argument("--watermark-s", type=int, default=600)
+    a = p.parse_args(argv)
+    print(json.dumps(consume(a.bootstrap_servers, a.topic, a.window_s, a.watermark_s)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

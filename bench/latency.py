@@ -1,0 +1,64 @@
+"""End-to-end latency: from an event's send to the first sink output that includes it.
+
+Send time: the record's Kafka timestamp, which the producer client stamps when `send()`
+is called (CreateTime). Output time: the mtime of the job's `batch-<id>.jsonl`, written by
+the JSON-lines sink when the micro-batch that first read the record has its totals (the
+window rows include the event). Which batch read a record comes from the checkpoint:
+`offsets/<id>` holds each batch's end offsets. Same host, same clock, every record counted.
+"""
+from __future__ import annotations
+
+import bisect
+from pathlib import Path
+
+from .common import checkpoint_offsets
+
+
+def read_timestamps(bootstrap_servers: str, topic: str, start: dict[int, int], end: dict[int, int]) -> dict[int, list[tuple[int, int]]]:
+    """partition -> [(offset, timestamp_ms)] for offsets in [start, end)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    try:
+        tps = {p: TopicPartition(topic, p) for p in end if end[p] > start.get(p, 0)}
+        consumer.assign(list(tps.values()))
+        for p, tp in tps.items():
+            consumer.seek(tp, start.get(p, 0))
+        out: dict[int, list[tuple[int, int]]] = {p: [] for p in tps}
+        remaining = set(tps)
+        while remaining:
+            for tp, records in consumer.poll(timeout_ms=1000, max_records=50_000).items():
+                out[tp.partition].extend((r.offset, r.timestamp) for r in records if r.offset < end[tp.partition])
+                if records and records[-1].offset + 1 >= end[tp.partition]:
+                    remaining.discard(tp.partition)
+        return out
+    finally:
+        consumer.close()
+
+
+def latencies_s(records: dict[int, list[tuple[int, int]]], query_checkpoint: Path, output_dir: Path) -> tuple[list[float], int]:
+    """Per record: output time minus send time. Also how many records had no output yet."""
+    planned = checkpoint_offsets(query_checkpoint, committed_only=False)
+    batch_ids = sorted(planned)
+    output_s = {}
+    for b in batch_ids:
+        f = output_dir / f"batch-{b:012d}.jsonl"
+        if f.exists():
+            output_s[b] = f.stat().st_mtime_ns / 1e9
+    result, missing = [], 0
+    for p, recs in records.items():
+        ends = [planned[b].get(p, 0) for b in batch_ids]  # non-decreasing per partition
+        for offset, ts_ms in recs:
+            i = bisect.bisect_right(ends, offset)  # first batch whose end offset is past this record
+            if i < len(batch_ids) and batch_ids[i] in output_s:
+                result.append(output_s[batch_ids[i]] - ts_ms / 1000)
+            else:
+                missing += 1
+    return result, missing
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]

@@ -1,0 +1,166 @@
+"""The phases of one benchmark run, in order, on one broker. Each returns a plain dict
+that goes into the results JSON as is."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+from purchase_analytics.config import PROJECT_ROOT
+
+from . import baseline, ceiling, latency, memory, producer, spark
+from .common import Bench, RssSampler, create_topic, end_offsets, write_payload_file
+
+FILL_TOPIC = "bench-fill"
+
+
+def phase_ceiling(bench: Bench, events: int, payload_lines: int) -> dict:
+    payload = bench.path("payload.txt")
+    record_bytes = write_payload_file(payload, payload_lines, bench.seed)
+    create_topic(bench.bootstrap_servers, FILL_TOPIC, bench.partitions)
+    produced = ceiling.perf_produce(bench, FILL_TOPIC, events, payload)  # also fills the topic for Spark and the baseline
+    consumed = ceiling.perf_consume(bench, FILL_TOPIC, events)
+    return {"record_bytes": record_bytes, "producer": produced, "consumer": consumed}
+
+
+def phase_producer(bench: Bench, events: int, profile_events: int) -> dict:
+    results = {}
+    for backend in producer.available_backends():
+        topic = f"bench-producer-{backend}"
+        create_topic(bench.bootstrap_servers, topic, bench.partitions)
+        results[backend] = producer.measure(bench, topic, events, backend)
+        if profile_events:
+            results[backend]["profile"] = producer.profile(bench, topic, profile_events, backend, bench.work_dir)
+    return results
+
+
+def phase_spark(bench: Bench, max_offsets_per_trigger: int, profile: bool) -> dict:
+    return spark.available_now(bench, FILL_TOPIC, max_offsets_per_trigger, profile)
+
+
+def phase_baseline(bench: Bench, spark_output_dir: str | None) -> dict:
+    cmd = [sys.executable, "-m", "bench.baseline", "--bootstrap-servers", bench.bootstrap_servers, "--topic", FILL_TOPIC]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
+    with RssSampler(proc.pid) as rss:
+        out, err = proc.communicate(timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"baseline consumer failed:\n{err[-2000:]}")
+    result = json.loads(out)
+    windows = {int(k): tuple(v) for k, v in result.pop("windows").items()}
+    result["peak_rss_mb"] = rss.peak_mb_by_name().get("python")
+    if spark_output_dir:
+        from purchase_analytics.sinks import read_json_lines_totals
+
+        spark_totals = {int(datetime.strptime(k, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()): v
+                        for k, v in read_json_lines_totals(spark_output_dir).items()}
+        result["same_totals_as_spark"] = spark_totals == windows
+    return result
+
+
+def phase_stream(bench: Bench, latency_rate: int, latency_s: float, step_rates: list[int], step_s: float, warmup_batches: int) -> dict:
+    """One job at a 1-second trigger: end-to-end latency at `latency_rate`, then input rate
+    steps until one leaves a growing lag."""
+    topic, checkpoint, out_dir = "bench-stream", bench.path("ckpt-stream"), bench.path("out-stream")
+    create_topic(bench.bootstrap_servers, topic, bench.partitions)
+    backend = producer.fastest_backend()
+    job = spark.StreamingJob(bench, topic, checkpoint, "--trigger", "1 second", "--output-dir", out_dir)
+    lag = spark.LagProbe(bench, topic, checkpoint / "windows")
+    try:
+        _warm_up(bench, job, topic, latency_rate, backend, warmup_batches)
+        start = end_offsets(bench.bootstrap_servers, topic)
+        _run_producer(bench, topic, latency_rate, latency_s, backend)
+        end = end_offsets(bench.bootstrap_servers, topic)
+        _wait_caught_up(lag, timeout_s=60)
+        records = latency.read_timestamps(bench.bootstrap_servers, topic, start, end)
+        values, missing = latency.latencies_s(records, checkpoint / "windows", out_dir)
+        result = {
+            "backend": backend, "rate": latency_rate, "duration_s": latency_s, "events": len(values), "without_output": missing,
+            "p50_s": _round(latency.percentile(values, 50)), "p95_s": _round(latency.percentile(values, 95)),
+            "p99_s": _round(latency.percentile(values, 99)), "max_s": _round(max(values, default=None)),
+        }
+        steps = []
+        for rate in step_rates:
+            step = _step(bench, topic, lag, rate, step_s, backend)
+            steps.append(step)
+            if not step["kept_up"]:
+                break
+            _wait_caught_up(lag, timeout_s=60)
+        kept = [s["input_rate"] for s in steps if s["kept_up"]]
+        return {"latency": result, "steps": steps, "max_steady_rate": max(kept, default=0),
+                "first_failing_rate": next((s["input_rate"] for s in steps if not s["kept_up"]), None)}
+    finally:
+        job.stop()
+
+
+def _step(bench: Bench, topic: str, lag: spark.LagProbe, rate: int, step_s: float, backend: str) -> dict:
+    """Send at `rate` for `step_s`; the job keeps up when, over the second half, its lag
+    does not grow (slope under 5% of the rate) and stays under 3 seconds of input."""
+    t0, off0 = time.monotonic(), lag.total_end_offset()
+    proc = subprocess.Popen(producer.producer_args(bench, topic, int(rate * step_s), rate, backend), stdout=subprocess.PIPE,
+                            text=True, cwd=PROJECT_ROOT)
+    samples: list[tuple[float, int]] = []
+    while proc.poll() is None:
+        samples.append((time.monotonic() - t0, lag.lag()))
+        time.sleep(0.5)
+    elapsed, off1 = time.monotonic() - t0, lag.total_end_offset()
+    input_rate = round((off1 - off0) / max(elapsed, 1e-9))
+    second_half = [s for s in samples if s[0] >= samples[-1][0] / 2] if samples else []
+    slope = spark.slope_per_s(second_half)
+    final_lag = samples[-1][1] if samples else 0
+    kept_up = slope < 0.05 * rate and final_lag < 3 * rate
+    return {"target_rate": rate, "input_rate": input_rate, "lag_slope_per_s": round(slope), "final_lag": final_lag,
+            "max_lag": max((v for _, v in samples), default=0), "kept_up": kept_up}
+
+
+def phase_memory(bench: Bench, rate: int, duration_s: float, window: str, warmup_batches: int) -> dict:
+    topic, checkpoint = "bench-memory", bench.path("ckpt-memory")
+    create_topic(bench.bootstrap_servers, topic, bench.partitions)
+    backend = producer.fastest_backend()
+    job = spark.StreamingJob(bench, topic, checkpoint, "--trigger", "1 second", "--window", window, "--watermark", window)
+    try:
+        _warm_up(bench, job, topic, rate, backend, warmup_batches)
+        t0 = time.monotonic()
+        # A few late events keep the watermark honest: some arrive after their window closed and are dropped.
+        _run_producer(bench, topic, rate, duration_s, backend, "--late-fraction", "0.02", "--max-lateness-s", "60")
+    finally:
+        job.stop()
+    states = [b.state_rows for b in job.batches]
+    return {
+        "rate": rate, "duration_s": duration_s, "window": window, "watermark": window, "batches": len(job.batches),
+        **memory.bounded(states),
+        "state_rows_series": memory.state_series(job.batches, t0),
+        "rss_mb_series": memory.rss_series(job.rss.series, t0),
+        "peak_rss_mb": job.rss.peak_mb_by_name(),
+    }
+
+
+def _run_producer(bench: Bench, topic: str, rate: float, duration_s: float, backend: str, *extra: str) -> dict:
+    proc = subprocess.run(producer.producer_args(bench, topic, int(rate * duration_s), rate, backend, *extra),
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=duration_s * 3 + 120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"producer failed:\n{proc.stdout[-1000:]}\n{proc.stderr[-1000:]}")
+    return producer.parse_done(proc.stdout)
+
+
+def _warm_up(bench: Bench, job: spark.StreamingJob, topic: str, rate: int, backend: str, batches: int) -> None:
+    """Send at `rate` until the job has processed `batches` batches: JVM start and code
+    generation happen here, outside the figures."""
+    warmup = subprocess.Popen(producer.producer_args(bench, topic, 0, rate, backend), stdout=subprocess.DEVNULL, cwd=PROJECT_ROOT)
+    try:
+        job.wait_for_batches(batches, timeout_s=300)
+    finally:
+        warmup.terminate()
+        warmup.wait()
+    time.sleep(2)
+
+
+def _wait_caught_up(lag: spark.LagProbe, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while lag.lag() > 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
