@@ -17,7 +17,7 @@ from . import jfr
 from .common import AGGREGATOR, Bench, RssSampler, checkpoint_offsets, end_offsets, python_cmd, run_checked
 
 # The job's per-batch progress line (purchase_analytics.job.JobSummary.record).
-BATCH_LINE = re.compile(r"batch (\d+): (\d+) messages.*?(\d+) (?:windows in state|state rows).*?([\d,.]+) rows/s")
+BATCH_LINE = re.compile(r"batch (\d+): (\d+) messages.*?(\d+) state rows.*?([\d,.]+) rows/s")
 
 
 @dataclass(frozen=True)
