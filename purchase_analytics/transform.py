@@ -10,7 +10,7 @@ Each value is read twice, by two parsers with different jobs:
 - `from_json` with the event schema reads the values: per-field `try_variant_get` builds a
   cast for every value and was 61% of the job's CPU in the benchmark's profile.
 An event whose whole VARIANT schema is exactly the canonical one skips the per-field type
-checks (one regex instead of six lookups); any other value takes the per-field path.
+checks (one string comparison instead of six lookups); any other value takes the per-field path.
 """
 from __future__ import annotations
 
@@ -33,11 +33,11 @@ EVENT_SCHEMA = StructType([
     StructField("price", LongType()),
     StructField("ts", DoubleType()),
 ])
-# schema_of_variant of a valid event with no extra field (keys sorted, integers as BIGINT).
-CANONICAL_SCHEMA = (
-    r"^OBJECT<color: STRING, customer_id: BIGINT, furniture: STRING, order_id: STRING, price: BIGINT, "
-    r"ts: (BIGINT|DOUBLE|DECIMAL\(\d+,\d+\))>$"
-)
+# schema_of_variant of a valid event with no extra field (keys sorted, integers as BIGINT):
+# compared as plain strings for integer and double `ts`, by a regex for decimal ones.
+_CANONICAL_PREFIX = "OBJECT<color: STRING, customer_id: BIGINT, furniture: STRING, order_id: STRING, price: BIGINT, ts: "
+CANONICAL_SCHEMAS = (_CANONICAL_PREFIX + "BIGINT>", _CANONICAL_PREFIX + "DOUBLE>")
+CANONICAL_DECIMAL_SCHEMA = "^" + _CANONICAL_PREFIX + r"DECIMAL\(\d+,\d+\)>$"
 
 
 def _field_type(variant: Column, name: str) -> Column:
@@ -72,7 +72,8 @@ def _rejection_reason(raw_text: Column, variant: Column, schema: Column, fields:
         json_type = _field_type(variant, name)
         type_checks.append((json_type.isNull(), F.lit(f"missing field {name}")))
         type_checks.append((~_type_is(json_type, allowed), F.concat(F.lit(f"{name} must be {described}, got "), F.lower(json_type))))
-    field_types = F.when(~schema.rlike(CANONICAL_SCHEMA), _first(type_checks))
+    canonical = schema.isin(list(CANONICAL_SCHEMAS)) | schema.rlike(CANONICAL_DECIMAL_SCHEMA)
+    field_types = F.when(~canonical, _first(type_checks))
     ts = fields["ts"]
     # Both parsers must agree (a key could imitate the schema text), then the value ranges.
     values = _first([(value.isNull(), F.lit(f"field {name} could not be read")) for name, value in fields.items()] + [
