@@ -8,7 +8,7 @@ import json
 import sys
 import time
 
-from purchase_analytics.events import DEFAULT_PRICE_MAX, FURNITURE, TS_MAX_AHEAD_S, TS_MIN_EPOCH_S
+from purchase_analytics.events import DEFAULT_PRICE_MAX, FURNITURE, TS_MAX_AHEAD_S, TS_MIN_EPOCH_S, window_start_s
 
 FURNITURE_SET = frozenset(FURNITURE)
 
@@ -54,7 +54,7 @@ def consume(bootstrap_servers: str, topic: str, window_s: int, watermark_s: int)
                     rejected += 1
                     continue
                 ts = event["ts"]
-                start = int(ts // window_s) * window_s
+                start = window_start_s(ts, window_s)
                 if start + window_s <= watermark:
                     dropped += 1
                     continue

@@ -90,12 +90,12 @@ class JobSummary:
     restarts: int = 0
     _last_batch: dict = field(default_factory=dict, repr=False)  # runId -> last batchId folded in
 
+    def is_new(self, run_id: str, batch_id: int) -> bool:
+        return batch_id > self._last_batch.get(run_id, -1)
+
     def record(self, progress: dict) -> str | None:
-        """Fold one progress report into the totals; return its one-line description."""
-        run_id, batch_id = progress["runId"], progress["batchId"]
-        if batch_id <= self._last_batch.get(run_id, -1):
-            return None
-        self._last_batch[run_id] = batch_id
+        """Fold one new progress report into the totals; return its one-line description."""
+        self._last_batch[progress["runId"]] = progress["batchId"]
         quality = progress.get("observedMetrics", {}).get(QUALITY_METRICS, {})
         messages, rejected = int(quality.get("messages", 0)), int(quality.get("rejected", 0))
         operators = progress.get("stateOperators", [])
@@ -142,8 +142,9 @@ class JobSignals:
 
 
 def _report(queries, summary: JobSummary, out) -> None:
-    windows_query = queries[0]
-    for progress in windows_query.recentProgress:
+    for progress in queries[0].recentProgress:  # the last ~100 reports, oldest first
+        if not summary.is_new(str(progress.runId), progress.batchId):
+            continue  # already folded in: skip the JSON round trip
         line = summary.record(json.loads(progress.json))
         if line:
             print(line, file=out, flush=True)

@@ -14,13 +14,13 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from faker.providers.color import Provider as ColorProvider
 
 from .config import ProducerConfig
-from .events import CUSTOMER_ID_MAX, FURNITURE, PRICE_MIN, PurchaseEvent
+from .events import CUSTOMER_ID_MAX, FURNITURE, PRICE_MIN, PurchaseEvent, event_json_bytes
 
 COLORS = tuple(ColorProvider.safe_colors)
 # uuid4 bits, as uuid.UUID(int=..., version=4) sets them, without building a UUID object.
@@ -68,7 +68,7 @@ class EventGenerator:
     def next_payload(self) -> bytes:
         """`next_event().to_json_bytes()` without building the frozen dataclass (the same
         draws, so a seed gives the same bytes either way)."""
-        return PurchaseEvent.to_json_bytes(_Fields(*self._draw()))
+        return event_json_bytes(*self._draw())
 
     def events(self, count: int = 0) -> Iterator[PurchaseEvent]:
         """`count` events, or an endless stream when count is 0."""
@@ -78,34 +78,19 @@ class EventGenerator:
             produced += 1
 
 
-class _Fields:
-    """Attribute holder with PurchaseEvent's field names, for its `to_json_bytes`."""
-
-    __slots__ = ("order_id", "customer_id", "furniture", "color", "price", "ts")
-
-    def __init__(self, order_id, customer_id, furniture, color, price, ts):
-        self.order_id, self.customer_id, self.furniture, self.color, self.price, self.ts = order_id, customer_id, furniture, color, price, ts
-
-
 @dataclass
 class DeliveryStats:
-    """Send and delivery counts. `acked` and `failed` are only ever written by one thread
-    at a time (the send loop reaping futures, or the confluent delivery callback)."""
+    """Send and delivery counts, all written on the send loop's thread (kafka-python
+    futures are reaped there; confluent delivery callbacks run inside its `poll()`)."""
 
     sent: int = 0
     acked: int = 0
     failed: int = 0
     last_error: str | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def on_success(self, _metadata=None) -> None:
-        with self._lock:
-            self.acked += 1
 
     def on_error(self, exc: BaseException) -> None:
-        with self._lock:
-            self.failed += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
+        self.failed += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
 
     @property
     def pending(self) -> int:
