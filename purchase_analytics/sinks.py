@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol, Sequence, TextIO
 from zoneinfo import ZoneInfo
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 WINDOW_COLUMNS = ("window_start", "window_end", "total_purchase", "orders")
@@ -163,7 +163,7 @@ class WindowSinks:
 def dead_letter_records(rejected: DataFrame) -> DataFrame:
     """Rejected messages in the dead-letter topic's form: the original bytes as the value,
     the reason and the source coordinates as headers, `topic-partition-offset` as the key."""
-    def header(name: str, col) -> "F.Column":
+    def header(name: str, col: Column) -> Column:
         return F.struct(F.lit(name).alias("key"), col.cast("string").cast("binary").alias("value"))
 
     return rejected.select(

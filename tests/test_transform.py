@@ -21,8 +21,7 @@ def event(price, ts, **kw):
 
 def totals(spark, values, window="10 minutes"):
     rows = aggregate_purchases(valid_events(parse_events(raw_frame(spark, values), 150_000)), window, "10 minutes").collect()
-    return {r.window_start.astimezone(timezone.utc).isoformat() if r.window_start.tzinfo else
-            datetime.fromtimestamp(r.window_start.timestamp(), timezone.utc).isoformat(): (r.total_purchase, r.orders) for r in rows}
+    return {iso(r.window_start.timestamp()): (r.total_purchase, r.orders) for r in rows}
 
 
 def iso(epoch_s):
