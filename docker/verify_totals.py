@@ -12,10 +12,8 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from purchase_analytics.reference import read_topic, window_totals  # noqa: E402
-from purchase_analytics.sinks import read_json_lines_totals  # noqa: E402
+from purchase_analytics.reference import read_topic, window_totals
+from purchase_analytics.sinks import read_json_lines_totals
 
 UNIT_S = {"second": 1, "minute": 60, "hour": 3600}
 

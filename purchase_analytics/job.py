@@ -18,9 +18,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.errors import StreamingQueryException
 
-from .config import AggregatorConfig, parse_aggregator_config
+from .config import AggregatorConfig, load_settings, parse_aggregator_config
 from .sinks import ConsoleSink, JsonLinesSink, SqliteResultsSink, WindowSinks, dead_letter_records
-from .spark_session import create_spark_session
+from .spark_session import SparkConfig, create_spark_session
 from .transform import aggregate_purchases, parse_events, rejected_messages, valid_events
 
 QUALITY_METRICS = "quality"
@@ -150,9 +150,16 @@ def _report(queries, summary: JobSummary, out) -> None:
             print(line, file=out, flush=True)
 
 
-def run_job(config: AggregatorConfig, signals: JobSignals | None = None, out=sys.stderr) -> JobSummary:
+def run_job(config: AggregatorConfig, signals: JobSignals | None = None, out=sys.stderr, *,
+            spark: SparkSession | None = None, spark_config: SparkConfig | None = None) -> JobSummary:
+    """Run on `spark` when given (and leave it running), else on a session created from
+    `spark_config` and stopped at the end."""
     signals = signals or JobSignals()
-    spark = create_spark_session("PurchaseAggregator", config.master, config.shuffle_partitions, config.session_timezone)
+    own_session = spark is None
+    if own_session:
+        if spark_config is None:
+            raise ValueError("run_job needs a SparkSession or a SparkConfig")
+        spark = create_spark_session("PurchaseAggregator", config.master, config.shuffle_partitions, config.session_timezone, spark_config)
     summary = JobSummary()
     deadline = time.monotonic() + config.timeout_s if config.timeout_s else None
     queries = start_queries(spark, config)
@@ -181,7 +188,8 @@ def run_job(config: AggregatorConfig, signals: JobSignals | None = None, out=sys
             q.stop()
         _report(queries, summary, out)
         print(summary.line(), file=out, flush=True)
-        spark.stop()
+        if own_session:
+            spark.stop()
     return summary
 
 
@@ -226,7 +234,8 @@ def check_broker(bootstrap_servers: str, topic: str, timeout_s: float = 15.0, ou
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_aggregator_config(argv)
+    settings = load_settings()
+    config = parse_aggregator_config(argv, settings)
     try:
         check_broker(config.bootstrap_servers, config.topic)
     except BrokerUnreachable as exc:
@@ -239,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr, flush=True,
     )
     try:
-        run_job(config, JobSignals().install())
+        run_job(config, JobSignals().install(), spark_config=SparkConfig.from_settings(settings))
     except Exception as exc:  # one clear line instead of a JVM stack trace
         print(f"error: {_first_line(exc)}", file=sys.stderr, flush=True)
         return 1
