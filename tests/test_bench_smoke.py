@@ -11,6 +11,8 @@ from conftest import ROOT
 
 
 @pytest.mark.slow
+@pytest.mark.kafka
+@pytest.mark.spark
 def test_smoke_run_writes_every_figure(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--results-dir", str(tmp_path)],
                           capture_output=True, text=True, cwd=ROOT, timeout=900)

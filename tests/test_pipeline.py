@@ -1,42 +1,43 @@
-"""End to end through the real entry points: the producer CLI into a real broker, the
-aggregator CLI with --available-now, totals compared with totals computed here."""
+"""End to end through the real command-line entry points: the producer CLI into a real
+broker, the aggregator CLI with --available-now (a spark-submit-like child with its own
+JVM), totals compared with totals computed here; a rerun on the same checkpoint."""
 import time
 
+import pytest
+
 from conftest import expected_totals, produced_events, run_aggregator, run_producer
+from purchase_analytics.runtime.processes import free_port
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db
 
+pytestmark = pytest.mark.slow
 
+CONSOLE_HEADER = "|       window_start|         window_end|total_purchase|orders|"
+
+
+@pytest.mark.spark
 def test_windowed_totals_match_and_a_rerun_counts_nothing_twice(kafka, new_topic, tmp_path):
     topic = new_topic(3)
     common = ["--bootstrap-servers", kafka, "--topic", topic]
     run_producer(*common, "--rate", "0", "--count", "3000", "--seed", "11", "--late-fraction", "0.3", "--max-lateness-s", "300")
     out_dir, db = tmp_path / "out", tmp_path / "results.db"
     job = [*common, "--available-now", "--checkpoint", str(tmp_path / "ckpt"), "--output-dir", str(out_dir),
-           "--results-db", str(db), "--dlq-topic", "", "--no-console"]
+           "--results-db", str(db), "--dlq-topic", ""]
     first = run_aggregator(*job)
     assert "3000 messages, 3000 valid, 0 rejected" in first.stderr
     assert read_json_lines_totals(out_dir) == expected_totals(produced_events(kafka, topic))
+    assert CONSOLE_HEADER in first.stdout and "Batch: 0" in first.stdout  # the table users know
 
     run_producer(*common, "--rate", "0", "--count", "1000", "--seed", "12")
-    second = run_aggregator(*job)
+    second = run_aggregator(*job, "--no-console")
     assert "1000 messages" in second.stderr  # only the new events were read
+    assert CONSOLE_HEADER not in second.stdout
     expected = expected_totals(produced_events(kafka, topic))
     assert sum(orders for _, orders in expected.values()) == 4000
     assert read_json_lines_totals(out_dir) == expected
     assert read_results_db(db) == expected
 
 
-def test_console_shows_the_original_table(kafka, new_topic, tmp_path):
-    topic = new_topic(1)
-    run_producer("--bootstrap-servers", kafka, "--topic", topic, "--rate", "0", "--count", "50", "--seed", "1")
-    proc = run_aggregator("--bootstrap-servers", kafka, "--topic", topic, "--available-now", "--checkpoint", str(tmp_path / "c"))
-    assert "|       window_start|         window_end|total_purchase|orders|" in proc.stdout
-    assert "Batch: 0" in proc.stdout
-
-
 def test_producer_reports_an_unreachable_broker_in_one_line():
-    from purchase_analytics.runtime.processes import free_port
-
     started = time.monotonic()
     proc = run_producer("--bootstrap-servers", f"localhost:{free_port()}", "--count", "5", check=False, timeout=60)
     assert proc.returncode == 2
@@ -46,8 +47,6 @@ def test_producer_reports_an_unreachable_broker_in_one_line():
 
 
 def test_aggregator_reports_an_unreachable_broker_in_one_line(tmp_path):
-    from purchase_analytics.runtime.processes import free_port
-
     proc = run_aggregator("--bootstrap-servers", f"localhost:{free_port()}", "--available-now", "--checkpoint", str(tmp_path / "c"),
                           check=False, timeout=120)
     assert proc.returncode == 2
