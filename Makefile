@@ -26,7 +26,7 @@ DURATION ?=
 ARGS ?=
 
 .PHONY: help setup venv jars package run kafka spark spark-example spark-produce spark-consume-purchase \
-        clean wipe status test test-unit bench \
+        clean wipe status test test-unit lint bench \
         kafka-local spark-local spark-produce-local spark-consume-purchase-local clean-local wipe-local
 
 help: ## list the targets
@@ -112,6 +112,10 @@ test: setup compose-plugin ## unit + integration tests (real Kafka broker and re
 
 test-unit: setup ## only the tests that start no broker and no command-line job (Spark only for static DataFrames)
 	$(PY) -m pytest -q tests -m "not kafka and not slow"
+
+lint: venv ## ruff: the linter and the format check (settings in pyproject.toml)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 bench: setup ## benchmark: Kafka's perf tools, producer, Spark job, latency, baseline; table + JSON in results/
 	$(PY) -m bench $(ARGS)

@@ -1,6 +1,7 @@
 """The plain alternative: one Python process with kafka-python reading the topic from the
 start and keeping the same windowed sums (same validation rules, tumbling windows, a
 watermark that drops windows behind it). Run as `python -m bench.baseline ...`; prints JSON."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,17 +20,25 @@ def valid_event(e) -> bool:
         return False
     oid, cid, furniture, color, price, ts = (e.get(k) for k in ("order_id", "customer_id", "furniture", "color", "price", "ts"))
     return (
-        isinstance(oid, str) and oid != "" and isinstance(color, str) and furniture in FURNITURE_SET
-        and type(cid) is int and cid > 0 and type(price) is int and 0 < price <= DEFAULT_PRICE_MAX
-        and type(ts) in (int, float) and TS_MIN_EPOCH_S <= ts <= time.time() + TS_MAX_AHEAD_S
+        isinstance(oid, str)
+        and oid != ""
+        and isinstance(color, str)
+        and furniture in FURNITURE_SET
+        and type(cid) is int
+        and cid > 0
+        and type(price) is int
+        and 0 < price <= DEFAULT_PRICE_MAX
+        and type(ts) in (int, float)
+        and TS_MIN_EPOCH_S <= ts <= time.time() + TS_MAX_AHEAD_S
     )
 
 
 def consume(bootstrap_servers: str, topic: str, window_s: int, watermark_s: int) -> dict:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                             fetch_max_bytes=64 * 2**20, max_partition_fetch_bytes=16 * 2**20)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, fetch_max_bytes=64 * 2**20, max_partition_fetch_bytes=16 * 2**20
+    )
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
@@ -74,8 +83,14 @@ def consume(bootstrap_servers: str, topic: str, window_s: int, watermark_s: int)
     elapsed = time.monotonic() - started
     consumer.close()
     totals = {**closed, **open_windows}
-    return {"events": messages, "rejected": rejected, "dropped_late": dropped, "elapsed_s": round(elapsed, 2),
-            "events_per_s": round(messages / elapsed), "windows": {str(k): v for k, v in sorted(totals.items())}}
+    return {
+        "events": messages,
+        "rejected": rejected,
+        "dropped_late": dropped,
+        "elapsed_s": round(elapsed, 2),
+        "events_per_s": round(messages / elapsed),
+        "windows": {str(k): v for k, v in sorted(totals.items())},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
 """The Spark job through its real entry point: rows/s with --available-now over a
 pre-filled topic, and as a long-running 1-second-trigger job whose lag we watch."""
+
 from __future__ import annotations
 
 import os
@@ -34,9 +35,23 @@ def parse_batches(text: str, seen_s: float = 0.0) -> list[Batch]:
 
 
 def job_args(bench: Bench, topic: str, checkpoint: Path, *extra: object) -> list[str]:
-    return python_cmd(AGGREGATOR, "--bootstrap-servers", bench.bootstrap_servers, "--topic", topic, "--master", bench.master,
-                      "--checkpoint", checkpoint, "--shuffle-partitions", bench.shuffle_partitions, "--dlq-topic", "",
-                      "--no-console", *extra)
+    return python_cmd(
+        AGGREGATOR,
+        "--bootstrap-servers",
+        bench.bootstrap_servers,
+        "--topic",
+        topic,
+        "--master",
+        bench.master,
+        "--checkpoint",
+        checkpoint,
+        "--shuffle-partitions",
+        bench.shuffle_partitions,
+        "--dlq-topic",
+        "",
+        "--no-console",
+        *extra,
+    )
 
 
 def available_now(bench: Bench, topic: str, max_offsets_per_trigger: int, profile: bool) -> dict:
@@ -45,8 +60,12 @@ def available_now(bench: Bench, topic: str, max_offsets_per_trigger: int, profil
     With `profile`, Java Flight Recorder samples the JVM during the run (about 1% overhead)."""
     checkpoint, out_dir, recording = bench.path("ckpt-available-now"), bench.path("out-available-now"), bench.path("spark.jfr")
     _, err, rss = run_checked(
-        job_args(bench, topic, checkpoint, "--available-now", "--max-offsets-per-trigger", max_offsets_per_trigger, "--output-dir", out_dir),
-        timeout_s=3600, what="Spark job (--available-now)", env={"JAVA_TOOL_OPTIONS": jfr.java_options(recording)} if profile else None,
+        job_args(
+            bench, topic, checkpoint, "--available-now", "--max-offsets-per-trigger", max_offsets_per_trigger, "--output-dir", out_dir
+        ),
+        timeout_s=3600,
+        what="Spark job (--available-now)",
+        env={"JAVA_TOOL_OPTIONS": jfr.java_options(recording)} if profile else None,
     )
     batches = [b for b in parse_batches(err) if b.messages]
     if not batches:
@@ -75,8 +94,14 @@ class StreamingJob:
         self.checkpoint = checkpoint
         self.batches: list[Batch] = []
         self.stderr_tail: list[str] = []
-        self.proc = subprocess.Popen(job_args(bench, topic, checkpoint, *extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, cwd=PROJECT_ROOT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            job_args(bench, topic, checkpoint, *extra),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
         self.rss = RssSampler(self.proc.pid, interval_s=1.0).__enter__()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

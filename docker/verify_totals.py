@@ -4,6 +4,7 @@ events in the topic, read back from the host through the published listener.
 
 Used by docker/test_docker.sh; exits non-zero on any difference.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """`spark-scripts/spark-example.py`: the transformation on a static DataFrame, no Kafka."""
+
 from __future__ import annotations
 
 import sys
@@ -15,8 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     master = (argv if argv is not None else sys.argv[1:])[:1]
     config = parse_aggregator_config(["--master", *master] if master else [], settings)
-    spark = create_spark_session("SparkExample", config.master, config.shuffle_partitions, config.session_timezone,
-                                 SparkConfig.from_settings(settings))
+    spark = create_spark_session(
+        "SparkExample", config.master, config.shuffle_partitions, config.session_timezone, SparkConfig.from_settings(settings)
+    )
     try:
         events = [PurchaseEvent(f"order-{i}", i, "Chair", "red", 100 * (i + 1), 1_700_000_000 + 120 * i) for i in range(10)]
         raw = spark.createDataFrame([(e.to_json_bytes(),) for e in events] + [(b"not json",)], "value binary")

@@ -1,10 +1,11 @@
 """The SparkSession every Spark entry point uses, local or on a standalone master."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from pyspark.sql import SparkSession
 
@@ -24,7 +25,7 @@ class SparkConfig:
     log4j_config: Path
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, str]) -> "SparkConfig":
+    def from_settings(cls, settings: Mapping[str, str]) -> SparkConfig:
         def path(name: str, default: str) -> Path:  # defaults only cover a missing .env, as in config.py
             return PROJECT_ROOT / settings.get(name, default)  # an absolute value wins over the root
 
@@ -37,8 +38,9 @@ class SparkConfig:
         )
 
 
-def create_spark_session(app_name: str, master: str | None, shuffle_partitions: int, session_timezone: str,
-                         config: SparkConfig) -> SparkSession:
+def create_spark_session(
+    app_name: str, master: str | None, shuffle_partitions: int, session_timezone: str, config: SparkConfig
+) -> SparkSession:
     if not master or master.startswith("local") or "//localhost" in master or "//127.0.0.1" in master:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # everything we start listens on localhost
     builder = (

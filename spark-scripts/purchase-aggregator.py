@@ -5,6 +5,7 @@ Run it through `make spark-consume-purchase` (or `spark-submit`); see `--help` f
 The package is installed in .venv (`make venv`); under spark-submit it also arrives
 through --py-files (the zip `make package` builds), and in the Docker image via PYTHONPATH.
 """
+
 import sys
 
 from purchase_analytics.job import main

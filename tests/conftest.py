@@ -5,6 +5,7 @@ Tests are marked by what they start (pyproject.toml): `kafka` (the session broke
 of their own), `spark` (a JVM: the session's SparkSession or a spark-submit child) and
 `slow` (command-line end to end, fault injection). Fixtures mark their users themselves.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,10 +57,12 @@ def kafka(broker) -> str:
 @pytest.fixture
 def new_topic(kafka):
     """Factory: a fresh uuid-named topic (and its partitions) per call."""
+
     def make(partitions: int = 3) -> str:
         name = f"source-{uuid.uuid4().hex[:12]}"
         create_topics(kafka, {name: partitions})
         return name
+
     return make
 
 
@@ -69,8 +72,9 @@ def spark():
     from purchase_analytics.spark_session import SparkConfig, create_spark_session
 
     config = parse_aggregator_config([], SETTINGS)
-    session = create_spark_session("tests", "local[2]", config.shuffle_partitions, config.session_timezone,
-                                   SparkConfig.from_settings(SETTINGS))
+    session = create_spark_session(
+        "tests", "local[2]", config.shuffle_partitions, config.session_timezone, SparkConfig.from_settings(SETTINGS)
+    )
     yield session
     session.stop()
 
@@ -102,8 +106,9 @@ def run_queries(spark, config: AggregatorConfig, timeout_s: float = 180) -> JobS
 
 def run_aggregator(*args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
     """The real entry point, as `make spark-consume-purchase` runs it."""
-    proc = subprocess.run([sys.executable, str(AGGREGATOR), "--master", "local[2]", *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(AGGREGATOR), "--master", "local[2]", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"aggregator exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc

@@ -36,8 +36,17 @@ def test_bad_values_are_reported_not_raised(env_file, capsys):
 def test_project_env_file_is_complete():
     """Every setting the entry points read is written once in the committed .env."""
     settings = load_settings(environ={})
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPIC_NAME", "KAFKA_DLQ_TOPIC_NAME", "WINDOW_DURATION",
-                 "WATERMARK_DELAY", "TRIGGER_INTERVAL", "OUTPUT_MODE", "CHECKPOINT_DIR", "KAFKA_VERSION"):
+    for name in (
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "KAFKA_TOPIC_NAME",
+        "KAFKA_DLQ_TOPIC_NAME",
+        "WINDOW_DURATION",
+        "WATERMARK_DELAY",
+        "TRIGGER_INTERVAL",
+        "OUTPUT_MODE",
+        "CHECKPOINT_DIR",
+        "KAFKA_VERSION",
+    ):
         assert settings.get(name), name
     config = parse_aggregator_config([], settings)
     assert config.output_mode == "update" and config.starting_offsets == "earliest" and config.session_timezone == "UTC"

@@ -1,6 +1,7 @@
 """Killed processes, through the real entry points: the job SIGKILLed mid-stream three
 times, the broker SIGKILLed mid-stream. Real broker, real Spark (a spark-submit child each).
 Bad input, late and out-of-order data run in-process in test_job.py."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import AGGREGATOR, KAFKA_JARS, PRODUCER, ROOT, expected_totals, produced_events, run_aggregator, run_producer
+
 from purchase_analytics.producer import EventGenerator
 from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
 from purchase_analytics.runtime.processes import free_port, wait_until
@@ -21,8 +22,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.spark]
 
 
 def start_streaming_job(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(AGGREGATOR), "--master", "local[2]", "--no-console", "--dlq-topic", "", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, str(AGGREGATOR), "--master", "local[2]", "--no-console", "--dlq-topic", "", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
 
 
 def committed_batches(db) -> int:
@@ -40,15 +47,26 @@ def committed_batches(db) -> int:
 def test_spark_job_killed_three_times_loses_and_doubles_nothing(kafka, new_topic, tmp_path):
     topic = new_topic(3)
     common = ["--bootstrap-servers", kafka, "--topic", topic]
-    job_args = [*common, "--checkpoint", str(tmp_path / "ckpt"), "--output-dir", str(tmp_path / "out"),
-                "--results-db", str(tmp_path / "results.db"), "--max-offsets-per-trigger", "1500", "--trigger", "0 seconds"]
+    job_args = [
+        *common,
+        "--checkpoint",
+        str(tmp_path / "ckpt"),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--results-db",
+        str(tmp_path / "results.db"),
+        "--max-offsets-per-trigger",
+        "1500",
+        "--trigger",
+        "0 seconds",
+    ]
     run_producer(*common, "--rate", "0", "--count", "20000", "--seed", "21", "--late-fraction", "0.2", "--max-lateness-s", "600")
     db = tmp_path / "results.db"
     for kill in range(3):
         before = committed_batches(db)
         job = start_streaming_job(*job_args)
         try:
-            wait_until(lambda: committed_batches(db) >= before + 2, 180, "two more committed batches")
+            wait_until(lambda before=before: committed_batches(db) >= before + 2, 180, "two more committed batches")
         finally:
             os.killpg(job.pid, signal.SIGKILL)  # python driver and its JVM, mid-stream
             job.wait()
@@ -73,8 +91,25 @@ def test_broker_killed_mid_stream_loses_no_acknowledged_event(tmp_path):
         producer = None
         try:
             wait_until(lambda: committed_batches(db) >= 1, 240, "the job to commit its first batch")  # the job is up
-            producer = subprocess.Popen([sys.executable, str(PRODUCER), *common, "--rate", "400", "--count", str(count), "--seed", "99",
-                                         "--progress-interval-s", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+            producer = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(PRODUCER),
+                    *common,
+                    "--rate",
+                    "400",
+                    "--count",
+                    str(count),
+                    "--seed",
+                    "99",
+                    "--progress-interval-s",
+                    "1",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=ROOT,
+            )
             time.sleep(4)
             broker.kill()  # SIGKILL mid-stream: no controlled shutdown
             time.sleep(5)

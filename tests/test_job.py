@@ -1,5 +1,6 @@
 """The streaming job's behaviour, in-process: `job.start_queries` on the shared SparkSession
 and the session broker, available-now trigger. Plus JobSummary on canned progress reports."""
+
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ import time
 
 from conftest import expected_totals, job_config, read_topic, run_queries, send_raw
 from malformed import MALFORMED, VALID
+
 from purchase_analytics.job import JobSummary
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db
 
@@ -26,11 +28,15 @@ def event(price: int, ts: float, order_id: str = "o") -> bytes:
 def progress(batch_id: int, rows: int, messages: int, rejected: int = 0, dropped: int = 0, run_id: str = "r1") -> dict:
     """A progress report shaped like Spark 4's: two state store instances per shuffle partition."""
     return {
-        "runId": run_id, "batchId": batch_id, "numInputRows": rows, "processedRowsPerSecond": 1234.5,
+        "runId": run_id,
+        "batchId": batch_id,
+        "numInputRows": rows,
+        "processedRowsPerSecond": 1234.5,
         "eventTime": {"watermark": "2026-01-01T00:00:00.000Z"},
         "observedMetrics": {"quality": {"messages": messages, "rejected": rejected}},
-        "stateOperators": [{"numStateStoreInstances": 4, "numShufflePartitions": 2,
-                            "numRowsDroppedByWatermark": 2 * dropped, "numRowsTotal": 2 * 7}],
+        "stateOperators": [
+            {"numStateStoreInstances": 4, "numShufflePartitions": 2, "numRowsDroppedByWatermark": 2 * dropped, "numRowsTotal": 2 * 7}
+        ],
     }
 
 
@@ -38,13 +44,13 @@ def test_summary_folds_each_batch_once_and_counts_state_stores_once():
     summary = JobSummary()
     assert summary.is_new("r1", 0)
     line = summary.record(progress(0, rows=10, messages=10, rejected=3, dropped=1))
-    assert line == ("batch 0: 10 messages, 3 rejected, 1 dropped as late, 7 state rows, "
-                    "watermark 2026-01-01T00:00:00.000Z, 1,234 rows/s")
+    assert line == ("batch 0: 10 messages, 3 rejected, 1 dropped as late, 7 state rows, watermark 2026-01-01T00:00:00.000Z, 1,234 rows/s")
     assert not summary.is_new("r1", 0) and summary.is_new("r1", 1) and summary.is_new("r2", 0)
     summary.record(progress(1, rows=5, messages=5))
     assert (summary.batches, summary.messages, summary.rejected, summary.dropped_late) == (2, 15, 3, 1)
-    assert summary.line() == ("summary: 2 batches, 15 messages, 12 valid, 3 rejected (dead-letter topic), "
-                              "1 dropped as late by the watermark")
+    assert summary.line() == (
+        "summary: 2 batches, 15 messages, 12 valid, 3 rejected (dead-letter topic), 1 dropped as late by the watermark"
+    )
 
 
 def test_summary_skips_batches_that_only_moved_the_watermark_and_names_restarts():
@@ -65,8 +71,22 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_totals_stay_exact(sp
         values += [(json.dumps(good).encode(), i % 3), (payload, (i + 1) % 3)]
     send_raw(kafka, topic, values)
 
-    summary = run_queries(spark, job_config("--bootstrap-servers", kafka, "--topic", topic, "--dlq-topic", dlq,
-                                            "--checkpoint", str(tmp_path / "ckpt"), "--output-dir", str(tmp_path / "out"), "--no-console"))
+    summary = run_queries(
+        spark,
+        job_config(
+            "--bootstrap-servers",
+            kafka,
+            "--topic",
+            topic,
+            "--dlq-topic",
+            dlq,
+            "--checkpoint",
+            str(tmp_path / "ckpt"),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--no-console",
+        ),
+    )
     assert (summary.messages, summary.rejected) == (2 * len(MALFORMED), len(MALFORMED))
     assert read_json_lines_totals(tmp_path / "out") == expected_totals(valid)
 
@@ -94,16 +114,37 @@ def test_late_events_follow_the_watermark(spark, kafka, new_topic, tmp_path):
     watermark moves between them. Spark filters late rows with the watermark of the
     batch before (it moves at the end of a batch), hence the second message."""
     topic = new_topic(1)
-    send_raw(kafka, topic, [
-        (event(1000, T0 + 1300, "a"), 0),  # window [T0+1200, T0+1800); watermark becomes T0+1000
-        (event(16000, T0 + 1300, "a2"), 0),  # after this batch, late rows are judged by T0+1000
-        (event(2000, T0 + 100, "b"), 0),  # window ends T0+600 <= watermark: dropped
-        (event(4000, T0 + 700, "c"), 0),  # late, but its window [T0+600, T0+1200) is still open: counted
-        (event(8000, T0 + 1200, "d"), 0),  # exactly on a boundary: the later window
-    ])
-    summary = run_queries(spark, job_config("--bootstrap-servers", kafka, "--topic", topic, "--max-offsets-per-trigger", "1",
-                                            "--watermark", "5 minutes", "--checkpoint", str(tmp_path / "ckpt"),
-                                            "--output-dir", str(tmp_path / "out"), "--dlq-topic", "", "--no-console"))
+    send_raw(
+        kafka,
+        topic,
+        [
+            (event(1000, T0 + 1300, "a"), 0),  # window [T0+1200, T0+1800); watermark becomes T0+1000
+            (event(16000, T0 + 1300, "a2"), 0),  # after this batch, late rows are judged by T0+1000
+            (event(2000, T0 + 100, "b"), 0),  # window ends T0+600 <= watermark: dropped
+            (event(4000, T0 + 700, "c"), 0),  # late, but its window [T0+600, T0+1200) is still open: counted
+            (event(8000, T0 + 1200, "d"), 0),  # exactly on a boundary: the later window
+        ],
+    )
+    summary = run_queries(
+        spark,
+        job_config(
+            "--bootstrap-servers",
+            kafka,
+            "--topic",
+            topic,
+            "--max-offsets-per-trigger",
+            "1",
+            "--watermark",
+            "5 minutes",
+            "--checkpoint",
+            str(tmp_path / "ckpt"),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--dlq-topic",
+            "",
+            "--no-console",
+        ),
+    )
     assert read_json_lines_totals(tmp_path / "out") == {iso(T0 + 600): (4000, 1), iso(T0 + 1200): (25000, 3)}
     assert summary.dropped_late == 1
 
@@ -111,27 +152,68 @@ def test_late_events_follow_the_watermark(spark, kafka, new_topic, tmp_path):
 def test_out_of_order_events_across_partitions(spark, kafka, new_topic, tmp_path):
     topic = new_topic(3)
     rng = random.Random(5)
-    events = [{**VALID, "order_id": f"o{i}", "price": rng.randint(100, 5000), "ts": T0 + rng.randint(0, 1799) + rng.random()}
-              for i in range(600)]
+    events = [
+        {**VALID, "order_id": f"o{i}", "price": rng.randint(100, 5000), "ts": T0 + rng.randint(0, 1799) + rng.random()} for i in range(600)
+    ]
     send_raw(kafka, topic, [(json.dumps(e).encode(), rng.randrange(3)) for e in events])  # shuffled times, random partitions
-    summary = run_queries(spark, job_config("--bootstrap-servers", kafka, "--topic", topic, "--max-offsets-per-trigger", "90",
-                                            "--watermark", "1 hour", "--checkpoint", str(tmp_path / "ckpt"),
-                                            "--output-dir", str(tmp_path / "out"), "--dlq-topic", "", "--no-console"))
+    summary = run_queries(
+        spark,
+        job_config(
+            "--bootstrap-servers",
+            kafka,
+            "--topic",
+            topic,
+            "--max-offsets-per-trigger",
+            "90",
+            "--watermark",
+            "1 hour",
+            "--checkpoint",
+            str(tmp_path / "ckpt"),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--dlq-topic",
+            "",
+            "--no-console",
+        ),
+    )
     assert read_json_lines_totals(tmp_path / "out") == expected_totals(events)
     assert summary.messages == 600 and summary.batches >= 600 // 90
 
 
 def test_append_mode_emits_each_closed_window_once(spark, kafka, new_topic, tmp_path):
     topic = new_topic(1)
-    send_raw(kafka, topic, [
-        (event(100, T0 + 10, "a"), 0),
-        (event(200, T0 + 20, "b"), 0),
-        (event(400, T0 + 610, "c"), 0),
-        (event(800, T0 + 3000, "d"), 0),  # moves the watermark past the first two windows
-    ])
-    run_queries(spark, job_config("--bootstrap-servers", kafka, "--topic", topic, "--max-offsets-per-trigger", "2",
-                                  "--output-mode", "append", "--watermark", "5 minutes", "--checkpoint", str(tmp_path / "ckpt"),
-                                  "--output-dir", str(tmp_path / "out"), "--dlq-topic", "", "--no-console"))
+    send_raw(
+        kafka,
+        topic,
+        [
+            (event(100, T0 + 10, "a"), 0),
+            (event(200, T0 + 20, "b"), 0),
+            (event(400, T0 + 610, "c"), 0),
+            (event(800, T0 + 3000, "d"), 0),  # moves the watermark past the first two windows
+        ],
+    )
+    run_queries(
+        spark,
+        job_config(
+            "--bootstrap-servers",
+            kafka,
+            "--topic",
+            topic,
+            "--max-offsets-per-trigger",
+            "2",
+            "--output-mode",
+            "append",
+            "--watermark",
+            "5 minutes",
+            "--checkpoint",
+            str(tmp_path / "ckpt"),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--dlq-topic",
+            "",
+            "--no-console",
+        ),
+    )
     lines = [json.loads(line) for path in sorted((tmp_path / "out").glob("*.jsonl")) for line in path.read_text().splitlines()]
     assert [(rec["window_start"], rec["total_purchase"], rec["orders"]) for rec in lines] == [(iso(T0), 300, 2), (iso(T0 + 600), 400, 1)]
 
@@ -145,9 +227,23 @@ def test_a_replayed_batch_changes_no_sink(spark, kafka, new_topic, tmp_path):
     topic = new_topic(2)
     events = [{**VALID, "order_id": f"r{i}", "price": 100 + i, "ts": T0 + 7 * i} for i in range(300)]
     send_raw(kafka, topic, [(json.dumps(e).encode(), i % 2) for i, e in enumerate(events)])
-    config = job_config("--bootstrap-servers", kafka, "--topic", topic, "--max-offsets-per-trigger", "100",
-                        "--checkpoint", str(tmp_path / "ckpt"), "--output-dir", str(tmp_path / "out"),
-                        "--results-db", str(tmp_path / "results.db"), "--dlq-topic", "", "--no-console")
+    config = job_config(
+        "--bootstrap-servers",
+        kafka,
+        "--topic",
+        topic,
+        "--max-offsets-per-trigger",
+        "100",
+        "--checkpoint",
+        str(tmp_path / "ckpt"),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--results-db",
+        str(tmp_path / "results.db"),
+        "--dlq-topic",
+        "",
+        "--no-console",
+    )
     spark.conf.set(NO_DATA_BATCHES, "false")  # so the last batch committed is one with data
     try:
         first = run_queries(spark, config)

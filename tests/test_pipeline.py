@@ -1,11 +1,12 @@
 """End to end through the real command-line entry points: the producer CLI into a real
 broker, the aggregator CLI with --available-now (a spark-submit-like child with its own
 JVM), totals compared with totals computed here; a rerun on the same checkpoint."""
+
 import time
 
 import pytest
-
 from conftest import expected_totals, produced_events, run_aggregator, run_producer
+
 from purchase_analytics.runtime.processes import free_port
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db
 
@@ -20,8 +21,18 @@ def test_windowed_totals_match_and_a_rerun_counts_nothing_twice(kafka, new_topic
     common = ["--bootstrap-servers", kafka, "--topic", topic]
     run_producer(*common, "--rate", "0", "--count", "3000", "--seed", "11", "--late-fraction", "0.3", "--max-lateness-s", "300")
     out_dir, db = tmp_path / "out", tmp_path / "results.db"
-    job = [*common, "--available-now", "--checkpoint", str(tmp_path / "ckpt"), "--output-dir", str(out_dir),
-           "--results-db", str(db), "--dlq-topic", ""]
+    job = [
+        *common,
+        "--available-now",
+        "--checkpoint",
+        str(tmp_path / "ckpt"),
+        "--output-dir",
+        str(out_dir),
+        "--results-db",
+        str(db),
+        "--dlq-topic",
+        "",
+    ]
     first = run_aggregator(*job)
     assert "3000 messages, 3000 valid, 0 rejected" in first.stderr
     assert read_json_lines_totals(out_dir) == expected_totals(produced_events(kafka, topic))
@@ -47,8 +58,9 @@ def test_producer_reports_an_unreachable_broker_in_one_line():
 
 
 def test_aggregator_reports_an_unreachable_broker_in_one_line(tmp_path):
-    proc = run_aggregator("--bootstrap-servers", f"localhost:{free_port()}", "--available-now", "--checkpoint", str(tmp_path / "c"),
-                          check=False, timeout=120)
+    proc = run_aggregator(
+        "--bootstrap-servers", f"localhost:{free_port()}", "--available-now", "--checkpoint", str(tmp_path / "c"), check=False, timeout=120
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: cannot reach a Kafka broker")
     assert "Traceback" not in proc.stderr

@@ -1,13 +1,13 @@
 """The sinks on their own: the console table, replay-safe JSON lines and SQLite results,
 and the foreachBatch fan-out on a static DataFrame."""
+
 from __future__ import annotations
 
 import io
 from datetime import datetime, timezone
 from typing import NamedTuple
 
-from purchase_analytics.sinks import (ConsoleSink, JsonLinesSink, SqliteResultsSink, WindowSinks, read_json_lines_totals,
-                                      read_results_db)
+from purchase_analytics.sinks import ConsoleSink, JsonLinesSink, SqliteResultsSink, WindowSinks, read_json_lines_totals, read_results_db
 
 
 class Row(NamedTuple):
@@ -74,8 +74,10 @@ def test_naive_datetimes_from_spark_are_read_in_the_local_zone(tmp_path, monkeyp
 
 
 def test_window_sinks_collect_a_batch_once_sorted_and_fan_out(spark, tmp_path):
-    batch = spark.createDataFrame([(r.window_start, r.window_end, r.total_purchase, r.orders, "x") for r in reversed(ROWS)],
-                                  "window_start timestamp, window_end timestamp, total_purchase long, orders long, extra string")
+    batch = spark.createDataFrame(
+        [(r.window_start, r.window_end, r.total_purchase, r.orders, "x") for r in reversed(ROWS)],
+        "window_start timestamp, window_end timestamp, total_purchase long, orders long, extra string",
+    )
     out = io.StringIO()
     WindowSinks([ConsoleSink("UTC", out), JsonLinesSink(tmp_path / "out"), SqliteResultsSink(tmp_path / "r.db")])(batch, 3)
     expected = {"2026-01-02T10:00:00Z": (1500, 3), "2026-01-02T10:10:00Z": (250000, 12)}

@@ -1,11 +1,12 @@
 """The transformation on static DataFrames: validation reasons and window totals by hand."""
+
 import json
 from datetime import datetime, timezone
 
 import pytest
+from malformed import MALFORMED, VALID
 from pyspark.sql import functions as F
 
-from malformed import MALFORMED, VALID
 from purchase_analytics.transform import aggregate_purchases, parse_events, rejected_messages, valid_events
 
 T0 = 1_700_000_400  # 2023-11-14T22:20:00Z, a 10-minute boundary
@@ -32,7 +33,7 @@ def test_every_malformed_payload_is_rejected_with_its_reason(spark):
     parsed = parse_events(raw_frame(spark, [v for v, _ in MALFORMED]), 150_000)
     rows = parsed.select("offset", "rejection_reason").orderBy("offset").collect()
     assert len(MALFORMED) >= 30
-    for (payload, expected), row in zip(MALFORMED, rows):
+    for (payload, expected), row in zip(MALFORMED, rows, strict=True):
         assert row.rejection_reason is not None, f"accepted: {payload!r}"
         assert row.rejection_reason.startswith(expected), f"{payload!r}: {row.rejection_reason!r} does not start with {expected!r}"
 
