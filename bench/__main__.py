@@ -37,35 +37,32 @@ SMOKE = {
 
 
 def parse_args(argv: list[str] | None):
+    """Every default comes from the BENCH_* lines of .env (the environment wins, then the command line)."""
     p = SettingsParser(prog="python -m bench", description=__doc__)
+
+    def setting(flag: str, env_name: str, type_, help: str) -> None:
+        if env_name not in p.settings:
+            raise SystemExit(f"error: {env_name} is not set; it belongs in .env")
+        p.add_setting(flag, env_name, type_, None, help=help)
+
     p.add_argument("--smoke", action="store_true", help="tiny inputs, every phase, about a minute")
     p.add_setting("--phases", None, str, ",".join(PHASES), help="comma-separated subset of " + ",".join(PHASES))
-    p.add_setting("--producer-events", "BENCH_PRODUCER_EVENTS", positive_int, 1_000_000, help="events per producer run")
-    p.add_setting("--profile-events", "BENCH_PROFILE_EVENTS", int, 300_000, help="events per py-spy profiled producer run; 0 = no profile")
-    p.add_setting(
-        "--spark-events", "BENCH_SPARK_EVENTS", positive_int, 4_000_000, help="events pre-filled for --available-now and the baseline"
-    )
-    p.add_setting("--payload-lines", None, positive_int, 100_000, help="distinct events in the perf tool's payload file")
-    p.add_setting(
-        "--max-offsets-per-trigger", "BENCH_MAX_OFFSETS_PER_TRIGGER", positive_int, 1_000_000, help="micro-batch size for --available-now"
-    )
-    p.add_setting("--partitions", "BENCH_TOPIC_PARTITIONS", positive_int, 2, help="partitions of the bench topics (one Spark task each)")
-    p.add_setting("--shuffle-partitions", "BENCH_SHUFFLE_PARTITIONS", positive_int, 2, help="the job's --shuffle-partitions")
-    p.add_setting("--master", "BENCH_SPARK_MASTER", str, "local[2]", help="Spark master for the job")
-    p.add_setting("--latency-rate", "BENCH_LATENCY_RATE", positive_int, 10_000, help="events/s while latency is measured")
-    p.add_setting("--latency-s", "BENCH_LATENCY_S", float, 60.0, help="seconds of latency measurement")
-    p.add_setting(
-        "--step-rates",
-        "BENCH_STEP_RATES",
-        str,
-        "5000,10000,20000,40000,60000,80000,100000,130000,160000",
-        help="input rates tried at a 1 s trigger",
-    )
-    p.add_setting("--step-s", "BENCH_STEP_S", float, 30.0, help="seconds per rate step")
-    p.add_setting("--warmup-batches", None, positive_int, 5, help="batches a streaming job runs before it is measured")
-    p.add_setting("--memory-s", "BENCH_MEMORY_S", float, 600.0, help="duration of the steady run watched for state and memory")
-    p.add_setting("--memory-rate", "BENCH_MEMORY_RATE", positive_int, 5_000, help="events/s during the memory run")
-    p.add_setting("--memory-window", "BENCH_MEMORY_WINDOW", str, "10 seconds", help="window and watermark during the memory run")
+    setting("--producer-events", "BENCH_PRODUCER_EVENTS", positive_int, "events per producer run")
+    setting("--profile-events", "BENCH_PROFILE_EVENTS", int, "events per py-spy profiled producer run; 0 = no profile")
+    setting("--spark-events", "BENCH_SPARK_EVENTS", positive_int, "events pre-filled for --available-now and the baseline")
+    setting("--payload-lines", "BENCH_PAYLOAD_LINES", positive_int, "distinct events in the perf tool's payload file")
+    setting("--max-offsets-per-trigger", "BENCH_MAX_OFFSETS_PER_TRIGGER", positive_int, "micro-batch size for --available-now")
+    setting("--partitions", "BENCH_TOPIC_PARTITIONS", positive_int, "partitions of the bench topics (one Spark task each)")
+    setting("--shuffle-partitions", "BENCH_SHUFFLE_PARTITIONS", positive_int, "the job's --shuffle-partitions")
+    setting("--master", "BENCH_SPARK_MASTER", str, "Spark master for the job")
+    setting("--latency-rate", "BENCH_LATENCY_RATE", positive_int, "events/s while latency is measured")
+    setting("--latency-s", "BENCH_LATENCY_S", float, "seconds of latency measurement")
+    setting("--step-rates", "BENCH_STEP_RATES", str, "input rates tried at a 1 s trigger")
+    setting("--step-s", "BENCH_STEP_S", float, "seconds per rate step")
+    setting("--warmup-batches", "BENCH_WARMUP_BATCHES", positive_int, "batches a streaming job runs before it is measured")
+    setting("--memory-s", "BENCH_MEMORY_S", float, "duration of the steady run watched for state and memory")
+    setting("--memory-rate", "BENCH_MEMORY_RATE", positive_int, "events/s during the memory run")
+    setting("--memory-window", "BENCH_MEMORY_WINDOW", str, "window and watermark during the memory run")
     p.add_setting("--results-dir", None, str, str(PROJECT_ROOT / "results"), help="where the JSON goes")
     args = p.parse_args(argv)
     if args.smoke:

@@ -11,12 +11,13 @@ import sys
 import time
 
 import pytest
-from conftest import AGGREGATOR, KAFKA_JARS, PRODUCER, ROOT, expected_totals, produced_events, run_aggregator, run_producer
 
 from purchase_analytics.producer import EventGenerator
 from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
 from purchase_analytics.runtime.processes import free_port, wait_until
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db
+
+from conftest import AGGREGATOR, KAFKA_JARS, PRODUCER, ROOT, expected_totals, produced_events, run_aggregator, run_producer
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.spark]
 

@@ -7,11 +7,11 @@ import json
 import random
 import time
 
-from conftest import expected_totals, job_config, read_topic, run_queries, send_raw
-from malformed import MALFORMED, VALID
-
 from purchase_analytics.job import JobSummary
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db
+
+from conftest import expected_totals, job_config, read_topic, run_queries, send_raw
+from malformed import MALFORMED, VALID
 
 NOW = int(time.time())
 T0 = NOW - NOW % 600 - 6 * 3600  # a window boundary a few hours ago

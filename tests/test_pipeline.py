@@ -5,10 +5,11 @@ JVM), totals compared with totals computed here; a rerun on the same checkpoint.
 import time
 
 import pytest
-from conftest import expected_totals, produced_events, run_aggregator, run_producer
 
 from purchase_analytics.runtime.processes import free_port
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db
+
+from conftest import expected_totals, produced_events, run_aggregator, run_producer
 
 pytestmark = pytest.mark.slow
 

@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "spark-master-url":
             print(spark_master_url(settings))
         elif args.command == "run":
-            rate = args.rate if args.rate is not None else float(settings.get("RUN_PRODUCER_RATE", 200))
+            rate = args.rate if args.rate is not None else float(settings["RUN_PRODUCER_RATE"])
             return run(settings, args.events, args.duration, rate, extra)
         elif args.command == "stop-all":
             stop_all(settings)
