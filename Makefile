@@ -121,3 +121,4 @@ bench: setup ## benchmark: Kafka's perf tools, producer, Spark job, latency, bas
 	$(PY) -m bench $(ARGS)
 
 -include docker/docker.mk
+-include docker-without-registry/without-registry.mk

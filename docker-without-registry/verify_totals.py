@@ -2,7 +2,7 @@
 """Check windowed totals written by the aggregator (--output-dir, JSON lines) against the
 events in the topic, read back from the host through the published listener.
 
-Used by docker/test_docker.sh; exits non-zero on any difference.
+Used by docker-without-registry/test_docker.sh; exits non-zero on any difference.
 """
 
 from __future__ import annotations
