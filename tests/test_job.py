@@ -25,6 +25,26 @@ def event(price: int, ts: float, order_id: str = "o") -> bytes:
     return json.dumps({**VALID, "order_id": order_id, "price": price, "ts": ts}).encode()
 
 
+def job_args(kafka: str, topic: str, tmp_path, *extra: str):
+    """The aggregator's configuration for `topic`: checkpoint and JSON lines under tmp_path,
+    no console table, no dead-letter query unless `extra` names one."""
+    checkpoint, out = str(tmp_path / "ckpt"), str(tmp_path / "out")
+    return job_config(
+        "--bootstrap-servers",
+        kafka,
+        "--topic",
+        topic,
+        "--checkpoint",
+        checkpoint,
+        "--output-dir",
+        out,
+        "--dlq-topic",
+        "",
+        "--no-console",
+        *extra,
+    )
+
+
 def progress(batch_id: int, rows: int, messages: int, rejected: int = 0, dropped: int = 0, run_id: str = "r1") -> dict:
     """A progress report shaped like Spark 4's: two state store instances per shuffle partition."""
     return {
@@ -71,22 +91,7 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_totals_stay_exact(sp
         values += [(json.dumps(good).encode(), i % 3), (payload, (i + 1) % 3)]
     send_raw(kafka, topic, values)
 
-    summary = run_queries(
-        spark,
-        job_config(
-            "--bootstrap-servers",
-            kafka,
-            "--topic",
-            topic,
-            "--dlq-topic",
-            dlq,
-            "--checkpoint",
-            str(tmp_path / "ckpt"),
-            "--output-dir",
-            str(tmp_path / "out"),
-            "--no-console",
-        ),
-    )
+    summary = run_queries(spark, job_args(kafka, topic, tmp_path, "--dlq-topic", dlq))
     assert (summary.messages, summary.rejected) == (2 * len(MALFORMED), len(MALFORMED))
     assert read_json_lines_totals(tmp_path / "out") == expected_totals(valid)
 
@@ -125,26 +130,7 @@ def test_late_events_follow_the_watermark(spark, kafka, new_topic, tmp_path):
             (event(8000, T0 + 1200, "d"), 0),  # exactly on a boundary: the later window
         ],
     )
-    summary = run_queries(
-        spark,
-        job_config(
-            "--bootstrap-servers",
-            kafka,
-            "--topic",
-            topic,
-            "--max-offsets-per-trigger",
-            "1",
-            "--watermark",
-            "5 minutes",
-            "--checkpoint",
-            str(tmp_path / "ckpt"),
-            "--output-dir",
-            str(tmp_path / "out"),
-            "--dlq-topic",
-            "",
-            "--no-console",
-        ),
-    )
+    summary = run_queries(spark, job_args(kafka, topic, tmp_path, "--max-offsets-per-trigger", "1", "--watermark", "5 minutes"))
     assert read_json_lines_totals(tmp_path / "out") == {iso(T0 + 600): (4000, 1), iso(T0 + 1200): (25000, 3)}
     assert summary.dropped_late == 1
 
@@ -156,26 +142,7 @@ def test_out_of_order_events_across_partitions(spark, kafka, new_topic, tmp_path
         {**VALID, "order_id": f"o{i}", "price": rng.randint(100, 5000), "ts": T0 + rng.randint(0, 1799) + rng.random()} for i in range(600)
     ]
     send_raw(kafka, topic, [(json.dumps(e).encode(), rng.randrange(3)) for e in events])  # shuffled times, random partitions
-    summary = run_queries(
-        spark,
-        job_config(
-            "--bootstrap-servers",
-            kafka,
-            "--topic",
-            topic,
-            "--max-offsets-per-trigger",
-            "90",
-            "--watermark",
-            "1 hour",
-            "--checkpoint",
-            str(tmp_path / "ckpt"),
-            "--output-dir",
-            str(tmp_path / "out"),
-            "--dlq-topic",
-            "",
-            "--no-console",
-        ),
-    )
+    summary = run_queries(spark, job_args(kafka, topic, tmp_path, "--max-offsets-per-trigger", "90", "--watermark", "1 hour"))
     assert read_json_lines_totals(tmp_path / "out") == expected_totals(events)
     assert summary.messages == 600 and summary.batches >= 600 // 90
 
@@ -193,26 +160,7 @@ def test_append_mode_emits_each_closed_window_once(spark, kafka, new_topic, tmp_
         ],
     )
     run_queries(
-        spark,
-        job_config(
-            "--bootstrap-servers",
-            kafka,
-            "--topic",
-            topic,
-            "--max-offsets-per-trigger",
-            "2",
-            "--output-mode",
-            "append",
-            "--watermark",
-            "5 minutes",
-            "--checkpoint",
-            str(tmp_path / "ckpt"),
-            "--output-dir",
-            str(tmp_path / "out"),
-            "--dlq-topic",
-            "",
-            "--no-console",
-        ),
+        spark, job_args(kafka, topic, tmp_path, "--max-offsets-per-trigger", "2", "--output-mode", "append", "--watermark", "5 minutes")
     )
     lines = [json.loads(line) for path in sorted((tmp_path / "out").glob("*.jsonl")) for line in path.read_text().splitlines()]
     assert [(rec["window_start"], rec["total_purchase"], rec["orders"]) for rec in lines] == [(iso(T0), 300, 2), (iso(T0 + 600), 400, 1)]
@@ -227,23 +175,7 @@ def test_a_replayed_batch_changes_no_sink(spark, kafka, new_topic, tmp_path):
     topic = new_topic(2)
     events = [{**VALID, "order_id": f"r{i}", "price": 100 + i, "ts": T0 + 7 * i} for i in range(300)]
     send_raw(kafka, topic, [(json.dumps(e).encode(), i % 2) for i, e in enumerate(events)])
-    config = job_config(
-        "--bootstrap-servers",
-        kafka,
-        "--topic",
-        topic,
-        "--max-offsets-per-trigger",
-        "100",
-        "--checkpoint",
-        str(tmp_path / "ckpt"),
-        "--output-dir",
-        str(tmp_path / "out"),
-        "--results-db",
-        str(tmp_path / "results.db"),
-        "--dlq-topic",
-        "",
-        "--no-console",
-    )
+    config = job_args(kafka, topic, tmp_path, "--max-offsets-per-trigger", "100", "--results-db", str(tmp_path / "results.db"))
     spark.conf.set(NO_DATA_BATCHES, "false")  # so the last batch committed is one with data
     try:
         first = run_queries(spark, config)
