@@ -17,7 +17,6 @@ export SPARK_VERSION
 JARS := .cache/jars
 KAFKA_JARS_STAMP := $(JARS)/kafka/.kafka-$(KAFKA_VERSION)
 SPARK_JARS_STAMP := $(JARS)/spark-kafka/.spark-$(SPARK_VERSION)
-PACKAGE_ZIP := .cache/purchase_analytics.zip
 LOCAL := $(PY) -m purchase_analytics.runtime.local
 
 # docker when an engine answers, otherwise local processes. `make run` and `make test` are always local.
@@ -27,7 +26,7 @@ DURATION ?=
 ARGS ?=
 
 .PHONY: help setup venv jars package run kafka spark spark-example spark-produce spark-consume-purchase \
-        clean wipe status test test-unit bench \
+        clean wipe status test test-unit lint bench \
         kafka-local spark-local spark-produce-local spark-consume-purchase-local clean-local wipe-local
 
 help: ## list the targets
@@ -37,11 +36,11 @@ help: ## list the targets
 # ---------------------------------------------------------------- setup
 setup: venv jars package ## install everything missing: .venv, Kafka and connector jars, package zip
 
-venv: $(VENV)/.installed ## create .venv with the pinned requirements
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+venv: $(VENV)/.installed ## create .venv: the pinned requirements, and this project in editable mode
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@command -v java >/dev/null || { echo "error: Java 17+ is required (java not found); install a JDK 17" >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt -e .
 	@touch $@
 
 jars: $(KAFKA_JARS_STAMP) $(SPARK_JARS_STAMP) ## fetch Apache Kafka and Spark's Kafka connector from Maven Central into .cache/jars
@@ -109,12 +108,17 @@ spark-example: setup ## smoke job: Spark + the window transformation on in-memor
 
 # ---------------------------------------------------------------- quality
 test: setup compose-plugin ## unit + integration tests (real Kafka broker and real Spark, started by the tests), compose files validated
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
-test-unit: setup ## only the tests that need no broker
-	$(PY) -m pytest -q tests -m "not integration"
+test-unit: setup ## only the tests that start no broker and no command-line job (Spark only for static DataFrames)
+	$(PY) -m pytest -q tests -m "not kafka and not slow"
+
+lint: venv ## ruff: the linter and the format check (settings in pyproject.toml)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 bench: setup ## benchmark: Kafka's perf tools, producer, Spark job, latency, baseline; table + JSON in results/
 	$(PY) -m bench $(ARGS)
 
 -include docker/docker.mk
+-include docker-without-registry/without-registry.mk
