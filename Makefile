@@ -108,7 +108,7 @@ spark-example: setup ## smoke job: Spark + the window transformation on in-memor
 
 # ---------------------------------------------------------------- quality
 test: setup compose-plugin ## unit + integration tests (real Kafka broker and real Spark, started by the tests), compose files validated
-	$(PY) -m pytest -q -n 2 --dist loadfile tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder tests
 
 test-unit: setup ## only the tests that start no broker and no command-line job (Spark only for static DataFrames)
 	$(PY) -m pytest -q tests -m "not kafka and not slow"
