@@ -9,6 +9,7 @@ import sys
 import time
 
 from purchase_analytics.events import DEFAULT_PRICE_MAX, FURNITURE, TS_MAX_AHEAD_S, TS_MIN_EPOCH_S, window_start_s
+from purchase_analytics.kafka_client import KafkaSecurity
 
 FURNITURE_SET = frozenset(FURNITURE)
 
@@ -25,10 +26,11 @@ def valid_event(e) -> bool:
     )
 
 
-def consume(bootstrap_servers: str, topic: str, window_s: int, watermark_s: int) -> dict:
+def consume(bootstrap_servers: str, topic: str, window_s: int, watermark_s: int, security: KafkaSecurity | None = None) -> dict:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers.split(","), enable_auto_commit=False,
+                             **(security or KafkaSecurity()).kafka_python_kwargs(),
                              fetch_max_bytes=64 * 2**20, max_partition_fetch_bytes=16 * 2**20)
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
     consumer.assign(partitions)

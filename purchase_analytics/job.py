@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.errors import StreamingQueryException
 
 from .config import AggregatorConfig, parse_aggregator_config
+from .kafka_client import ClientErrorLog, KafkaSecurity, diagnose_connection, explain_failure
 from .sinks import ConsoleSink, JsonLinesSink, SqliteResultsSink, WindowSinks, dead_letter_records
 from .spark_session import create_spark_session
 from .transform import aggregate_purchases, parse_events, rejected_messages, valid_events
@@ -31,6 +32,7 @@ def read_kafka(spark: SparkSession, config: AggregatorConfig) -> DataFrame:
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", config.bootstrap_servers)
+        .options(**config.security.spark_options())
         .option("subscribe", config.topic)
         .option("startingOffsets", config.starting_offsets)
     )
@@ -73,6 +75,7 @@ def start_queries(spark: SparkSession, config: AggregatorConfig):
             dead_letter_records(rejected_messages(parse_events(raw, config.price_max)))
             .writeStream.queryName("dead-letters").format("kafka")
             .option("kafka.bootstrap.servers", config.bootstrap_servers)
+            .options(**config.security.spark_options())
             .option("topic", config.dlq_topic)
             .option("kafka.acks", "all")
             .option("checkpointLocation", str(checkpoint / "dead-letters"))
@@ -207,28 +210,39 @@ class BrokerUnreachable(RuntimeError):
     pass
 
 
-def check_broker(bootstrap_servers: str, topic: str, timeout_s: float = 15.0, out=sys.stderr) -> None:
-    """Fail fast with one line when no broker answers: Spark's own client would retry for
-    minutes. A missing topic is only a warning: the job waits for it."""
+def check_broker(bootstrap_servers: str, topic: str, timeout_s: float = 15.0, out=sys.stderr,
+                 security: KafkaSecurity | None = None) -> None:
+    """Fail fast with one line when no broker answers, or it refuses this client (login,
+    TLS, ACL): Spark's own client would retry for minutes. A missing topic is only a
+    warning: the job waits for it."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    security = security or KafkaSecurity()
+    with ClientErrorLog() as log:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), bootstrap_timeout_ms=int(timeout_s * 1000),
+                                     request_timeout_ms=int(timeout_s * 1000), **security.kafka_python_kwargs())
+        except KafkaError as exc:
+            cause = explain_failure(exc, security, bootstrap_servers, topic, "read", log) or diagnose_connection(security, bootstrap_servers)
+            raise BrokerUnreachable(cause or f"cannot reach a Kafka broker at {bootstrap_servers} ({exc}); is it running? try `make kafka`") from None
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), bootstrap_timeout_ms=int(timeout_s * 1000),
-                                 request_timeout_ms=int(timeout_s * 1000))
+        topics = admin.describe_topics([topic])
     except KafkaError as exc:
-        raise BrokerUnreachable(f"cannot reach a Kafka broker at {bootstrap_servers} ({exc}); is it running? try `make kafka`") from None
-    try:
-        if topic not in admin.list_topics():
-            print(f"warning: topic '{topic}' does not exist yet at {bootstrap_servers}; waiting for it", file=out, flush=True)
+        topics = [{"error_code": getattr(exc, "errno", -1), "error": exc}]
     finally:
         admin.close()
+    error = topics[0].get("error_code", 0) if topics else 0
+    if error == 29:  # TOPIC_AUTHORIZATION_FAILED
+        raise BrokerUnreachable(explain_failure("TopicAuthorizationFailedError", security, bootstrap_servers, topic, "read"))
+    if error:
+        print(f"warning: topic '{topic}' does not exist yet at {bootstrap_servers}; waiting for it", file=out, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_aggregator_config(argv)
     try:
-        check_broker(config.bootstrap_servers, config.topic)
+        check_broker(config.bootstrap_servers, config.topic, security=config.security)
     except BrokerUnreachable as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -307,6 +307,6 @@ class KafkaCluster:
         admin = KafkaAdminClient(bootstrap_servers=self.admin_bootstrap.split(","), **self.admin_security().kafka_python_kwargs())
         try:
             (description,) = admin.describe_topics([topic])
-            return next(p["leader"] for p in description["partitions"] if p["partition"] == partition)
+            return next(p["leader_id"] for p in description["partitions"] if p["partition_index"] == partition)
         finally:
             admin.close()
