@@ -210,7 +210,7 @@ class BrokerUnreachable(RuntimeError):
     pass
 
 
-def check_broker(bootstrap_servers: str, topic: str, timeout_s: float = 15.0, out=sys.stderr,
+def check_broker(bootstrap_servers: str, topic: str, timeout_s: float = 10.0, out=sys.stderr,
                  security: KafkaSecurity | None = None) -> None:
     """Fail fast with one line when no broker answers, or it refuses this client (login,
     TLS, ACL): Spark's own client would retry for minutes. A missing topic is only a

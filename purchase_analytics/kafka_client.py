@@ -194,7 +194,7 @@ class ClientErrorLog(logging.Handler):
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if len(self.messages) < 50:
+        if len(self.messages) < 200:
             self.messages.append(record.getMessage())
 
     def quiet_logger(self) -> logging.Logger:
@@ -227,7 +227,9 @@ def explain_failure(exc: BaseException | str, security: KafkaSecurity, bootstrap
             return f"authorization failed: {who} may not {action} {what} at {bootstrap_servers} ({error}); ask for an ACL"
     for text in texts:
         lowered = text.lower()
-        if "authentication" in lowered or "invalid credentials" in lowered:
+        # kafka-python, unknown SCRAM user: the broker answered ApiVersions (so TLS worked), then hung up mid-login
+        dropped_in_login = security.uses_sasl and "broker_version=(" in lowered and "socket disconnected" in lowered
+        if "authentication" in lowered or "invalid credentials" in lowered or dropped_in_login:
             return (f"authentication failed: {who} could not log in to {bootstrap_servers} with {security.sasl_mechanism} "
                     f"(wrong password or unknown user)")
     for text in texts:
