@@ -292,10 +292,25 @@ class KafkaCluster:
         alive = lambda: all(b.is_running() for b in self.brokers)  # noqa: E731
         try:
             wait_until_ready(self.admin_bootstrap, timeout_s, alive, self.brokers[0].log_file, self.admin_security())
+            wait_until(lambda: len(self._describe()["brokers"]) == len(self.brokers), timeout_s, "every broker to register")
         except Exception:
-            self.stop()
+            if started:
+                self.stop()
             raise
         return bool(started)
+
+    def _describe(self, topic: str | None = None) -> dict:
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=self.admin_bootstrap.split(","), **self.admin_security().kafka_python_kwargs())
+        try:
+            return admin.describe_topics([topic])[0] if topic else admin.describe_cluster()
+        finally:
+            admin.close()
+
+    def in_sync(self, topic: str) -> bool:
+        """Every partition of `topic` has all its replicas in sync."""
+        return all(len(p["isr_nodes"]) == len(p["replica_nodes"]) for p in self._describe(topic)["partitions"])
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         return any([b.stop(timeout_s) for b in self.brokers])
@@ -305,11 +320,4 @@ class KafkaCluster:
 
     def leader_of(self, topic: str, partition: int = 0) -> int:
         """The node id leading `topic`'s partition, from the cluster's metadata."""
-        from kafka import KafkaAdminClient
-
-        admin = KafkaAdminClient(bootstrap_servers=self.admin_bootstrap.split(","), **self.admin_security().kafka_python_kwargs())
-        try:
-            (description,) = admin.describe_topics([topic])
-            return next(p["leader_id"] for p in description["partitions"] if p["partition_index"] == partition)
-        finally:
-            admin.close()
+        return next(p["leader_id"] for p in self._describe(topic)["partitions"] if p["partition_index"] == partition)
