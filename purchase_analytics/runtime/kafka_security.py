@@ -34,7 +34,7 @@ def _issue(tls_dir: Path, name: str, common_name: str) -> None:
     _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", f"{name}.key",
              "-out", f"{name}.csr", "-subj", f"/CN={common_name}", cwd=tls_dir)
     ext = tls_dir / f"{name}.ext"
-    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
+    ext.write_text("subjectAltName=DNS:localhost,DNS:kafka,DNS:kafka-2,DNS:kafka-3,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
                    "basicConstraints=CA:FALSE\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
     _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
              "-out", f"{name}.pem", "-days", "825", "-extfile", ext.name, cwd=tls_dir)
@@ -54,11 +54,42 @@ def ensure_tls_material(tls_dir: Path) -> Path:
     for name, cn in (("broker", BROKER_PRINCIPAL), ("admin", ADMIN_PRINCIPAL)):
         if not (tls_dir / f"{name}.pem").exists():
             _issue(tls_dir, name, cn)
-    keystore = tls_dir / "broker.keystore.pem"
-    if not keystore.exists():
-        keystore.touch(mode=0o600)
-        keystore.write_text((tls_dir / "broker.key").read_text() + (tls_dir / "broker.pem").read_text())
+    for name in ("broker", "admin"):  # the Java clients' PEM keystore: key, then certificate
+        keystore = tls_dir / f"{name}.keystore.pem"
+        if not keystore.exists():
+            keystore.touch(mode=0o600)
+            keystore.write_text((tls_dir / f"{name}.key").read_text() + (tls_dir / f"{name}.pem").read_text())
     return tls_dir
+
+
+def ensure_passwords(tls_dir: Path, users: tuple[str, ...] = ROLES) -> dict[str, Path]:
+    """Each user's password, drawn once, in users/<name>.password (0600)."""
+    (tls_dir / "users").mkdir(exist_ok=True, mode=0o700)
+    for user in users:
+        path = user_password(tls_dir, user)
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(24) + "\n")
+    return {user: user_password(tls_dir, user) for user in users}
+
+
+def prepare_docker(tls_dir: Path, host_bootstrap: str) -> None:
+    """The compose variant's mount: certificates, passwords, the admin tools' client
+    properties and per-role settings for host clients. The containers run as other users,
+    so the files are world-readable; the folder above (0700) keeps other host users out."""
+    tls_dir.parent.mkdir(parents=True, exist_ok=True)
+    tls_dir.parent.chmod(0o700)
+    ensure_tls_material(tls_dir)
+    ensure_passwords(tls_dir)
+    (tls_dir / "admin.properties").write_text(
+        "security.protocol=SSL\nssl.keystore.type=PEM\nssl.keystore.location=/etc/kafka/secrets/admin.keystore.pem\n"
+        "ssl.truststore.type=PEM\nssl.truststore.location=/etc/kafka/secrets/ca.pem\n")
+    write_role_env_files(tls_dir, host_bootstrap)
+    for path in [tls_dir, tls_dir / "users"]:
+        path.chmod(0o755)
+    for path in tls_dir.rglob("*"):
+        if path.is_file() and path.name != "ca.key":  # the CA's key stays on the host, 0600
+            path.chmod(0o644)
 
 
 def broker_properties(tls_dir: Path) -> list[str]:
@@ -103,14 +134,8 @@ def create_users(admin_bootstrap: str, tls_dir: Path, users: tuple[str, ...] = R
     from kafka import KafkaAdminClient
     from kafka.admin import UserScramCredentialUpsertion
 
-    (tls_dir / "users").mkdir(exist_ok=True, mode=0o700)
-    upserts = []
-    for user in users:
-        path = user_password(tls_dir, user)
-        if not path.exists():
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(24) + "\n")
-        upserts.append(UserScramCredentialUpsertion(user, SCRAM_MECHANISM, path.read_text().strip()))
+    upserts = [UserScramCredentialUpsertion(user, SCRAM_MECHANISM, path.read_text().strip())
+               for user, path in ensure_passwords(tls_dir, users).items()]
     admin = KafkaAdminClient(bootstrap_servers=admin_bootstrap, **admin_security(tls_dir).kafka_python_kwargs())
     try:
         errors = {u: e for u, e in admin.alter_user_scram_credentials(upserts).items() if e}

@@ -1,6 +1,6 @@
 """RUNTIME=local: the Makefile's targets as local processes, no Docker.
 
-    python -m purchase_analytics.runtime.local kafka-start | kafka-stop | client-env ROLE
+    python -m purchase_analytics.runtime.local kafka-start | kafka-stop | client-env ROLE | docker-tls
     python -m purchase_analytics.runtime.local spark-start | spark-stop | spark-master-url
     python -m purchase_analytics.runtime.local run [--events N | --duration S] [--rate R]
     python -m purchase_analytics.runtime.local stop-all | wipe | status
@@ -225,7 +225,7 @@ def status(settings: dict[str, str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m purchase_analytics.runtime.local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["kafka-start", "kafka-stop", "client-env", "spark-start", "spark-stop", "spark-master-url", "run", "stop-all", "wipe", "status"])
+    parser.add_argument("command", choices=["kafka-start", "kafka-stop", "client-env", "docker-tls", "spark-start", "spark-stop", "spark-master-url", "run", "stop-all", "wipe", "status"])
     parser.add_argument("--events", type=int, default=0, help="run: stop after producing this many events")
     parser.add_argument("--duration", type=float, default=0, help="run: stop after this many seconds")
     parser.add_argument("--rate", type=float, default=None, help="run: producer events/s")
@@ -236,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
             kafka_start(settings)
         elif args.command == "kafka-stop":
             kafka_stop(settings)
+        elif args.command == "docker-tls":
+            tls_dir = Path(settings.get("KAFKA_TLS_DIR", DATA_DIR / "kafka-docker" / "tls"))
+            kafka_security.prepare_docker(tls_dir, f"localhost:{_port_of(settings['KAFKA_BOOTSTRAP_SERVERS'])}")
+            print(f"certificates, passwords and client settings for the secured compose variant in {tls_dir}")
         elif args.command == "client-env":
             print(client_env(settings, extra[0] if extra else "producer"))
         elif args.command == "spark-start":
