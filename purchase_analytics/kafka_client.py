@@ -14,6 +14,7 @@ import logging
 import re
 import socket
 import ssl
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -163,17 +164,23 @@ def _read_password(settings: Mapping[str, str]) -> Secret:
 
 
 def _pem_keystore(security: KafkaSecurity) -> str:
-    """The Java client's PEM keystore is one file holding the key and then the
-    certificate chain; build it beside the key (same permissions) when they are apart."""
+    """The Java client's PEM keystore is one file holding the key and then the certificate
+    chain: the key file itself when it holds both, else one built beside the key (0600),
+    or in a private temporary folder when that folder is read-only (a mounted secret)."""
     key, cert = Path(security.ssl_key_location), Path(security.ssl_cert_location)
-    if key == cert:
+    if key == cert or "BEGIN CERTIFICATE" in key.read_text():
         return str(key)
-    combined = key.with_name(key.stem + ".keystore.pem")
     text = key.read_text().rstrip() + "\n" + cert.read_text()
-    if not combined.exists() or combined.read_text() != text:
-        combined.touch(mode=0o600)
-        combined.write_text(text)
-    return str(combined)
+    for folder in (key.parent, None):
+        combined = (Path(folder) if folder else Path(tempfile.mkdtemp(prefix="kafka-keystore-"))) / (key.stem + ".keystore.pem")
+        try:
+            if not combined.exists() or combined.read_text() != text:
+                combined.touch(mode=0o600)
+                combined.write_text(text)
+            return str(combined)
+        except OSError:
+            continue
+    raise SecurityConfigError(f"cannot write a PEM keystore for {key}")
 
 
 def load_security(settings: Mapping[str, str] | None = None) -> KafkaSecurity:
