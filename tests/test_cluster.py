@@ -18,6 +18,7 @@ from purchase_analytics.producer import EventGenerator
 from purchase_analytics.runtime.kafka_broker import KafkaCluster, create_topics
 from purchase_analytics.runtime.processes import free_port, wait_until
 from purchase_analytics.sinks import read_results_db
+from test_faults import committed_batches
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.integration]
 
@@ -33,18 +34,6 @@ def cluster(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
-
-
-def committed_batches(db) -> int:
-    import sqlite3
-
-    if not db.exists():
-        return 0
-    with sqlite3.connect(db) as conn:
-        try:
-            return conn.execute("SELECT COUNT(*) FROM committed_batches").fetchone()[0]
-        except sqlite3.OperationalError:
-            return 0
 
 
 def leaders(cluster: KafkaCluster, topic: str) -> set[int]:

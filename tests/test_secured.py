@@ -15,7 +15,7 @@ import pytest
 
 from conftest import AGGREGATOR, PRODUCER, ROOT, expected_totals
 from malformed import MALFORMED
-from purchase_analytics.kafka_client import KafkaSecurity, Secret
+from purchase_analytics.kafka_client import KafkaSecurity
 from purchase_analytics.reference import read_topic
 from purchase_analytics.runtime import kafka_security
 from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
@@ -145,21 +145,3 @@ def send_as(security: KafkaSecurity, bootstrap: str, values: list[bytes]) -> Non
         producer.send(TOPIC, value=value, key=f"m{i}".encode(), partition=i % 3)
     producer.flush()
     producer.close()
-
-
-def test_the_password_never_prints_and_each_client_gets_its_own_option_names(tmp_path):
-    password = tmp_path / "pw"
-    password.write_text("s3cr\"et\\\n")
-    ca = tmp_path / "ca.pem"
-    ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    security = KafkaSecurity.from_settings({"KAFKA_SECURITY_PROTOCOL": "sasl_ssl", "KAFKA_SASL_USERNAME": "job",
-                                            "KAFKA_SASL_PASSWORD_FILE": str(password), "KAFKA_SSL_CA_LOCATION": str(ca)})
-    assert "s3cr" not in repr(security) and "s3cr" not in str(security.sasl_password) and "s3cr" not in f"{security.sasl_password!r}"
-    assert security.describe() == "SASL_SSL as 'job' (SCRAM-SHA-512)"
-    assert security.kafka_python_kwargs()["sasl_plain_password"] == 's3cr"et\\'
-    assert security.confluent_config()["sasl.password"] == 's3cr"et\\'
-    spark = security.spark_options()
-    assert spark["kafka.ssl.truststore.type"] == "PEM" and spark["kafka.ssl.truststore.location"] == str(ca)
-    assert spark["kafka.sasl.jaas.config"].endswith('username="job" password="s3cr\\"et\\\\";')
-    with pytest.raises(TypeError):
-        __import__("pickle").dumps(Secret("x"))
