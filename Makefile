@@ -73,7 +73,7 @@ run: setup ## broker + producer + Spark job locally, no Docker; EVENTS=N or DURA
 	@$(LOCAL) run $(if $(EVENTS),--events $(EVENTS)) $(if $(DURATION),--duration $(DURATION)) $(ARGS)
 
 # ---------------------------------------------------------------- users' targets, per runtime
-kafka: kafka-$(RUNTIME) ## start Kafka (local JVM or compose) and create the topics; returns when ready
+kafka: kafka-$(RUNTIME) ## start Kafka (local JVM or compose) and create the topics; returns when ready (KAFKA_SECURITY=sasl_ssl, KAFKA_BROKERS=3)
 spark: spark-$(RUNTIME) ## start a Spark standalone master and worker
 spark-produce: spark-produce-$(RUNTIME) ## run the producer (EVENTS=N to stop after N; ARGS="--rate 100 ...")
 spark-consume-purchase: spark-consume-purchase-$(RUNTIME) ## run the Spark aggregator (ARGS="--available-now --output-dir DIR ...")
@@ -88,11 +88,14 @@ spark-local: setup
 	@echo "runtime: local"
 	@$(LOCAL) spark-start
 
+# KAFKA_SECURITY=sasl_ssl: the producer and the job log in as their own users of the secured local broker
+client-env = $(if $(filter sasl_ssl,$(KAFKA_SECURITY)),f="$$($(LOCAL) client-env $(1))" && set -a && . "$$f" && set +a &&)
+
 spark-produce-local: setup
-	@$(PY) scripts/event_producer.py $(if $(EVENTS),--count $(EVENTS)) $(ARGS)
+	@$(call client-env,producer) $(PY) scripts/event_producer.py $(if $(EVENTS),--count $(EVENTS)) $(ARGS)
 
 spark-consume-purchase-local: setup
-	@$(PY) spark-scripts/purchase-aggregator.py --master "$$($(LOCAL) spark-master-url)" $(ARGS)
+	@$(call client-env,job) $(PY) spark-scripts/purchase-aggregator.py --master "$$($(LOCAL) spark-master-url)" $(ARGS)
 
 clean-local:
 	@test -x $(PY) && $(LOCAL) stop-all || true

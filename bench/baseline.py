@@ -11,6 +11,7 @@ import time
 
 from purchase_analytics.config import load_settings
 from purchase_analytics.events import DEFAULT_MAX_FUTURE_S, DEFAULT_PRICE_MAX, rejection_reason, window_start_s
+from purchase_analytics.kafka_client import KafkaSecurity, load_security
 
 
 def valid_event(e, price_max: int = DEFAULT_PRICE_MAX, max_future_s: int = DEFAULT_MAX_FUTURE_S) -> bool:
@@ -18,12 +19,13 @@ def valid_event(e, price_max: int = DEFAULT_PRICE_MAX, max_future_s: int = DEFAU
     return rejection_reason(e, price_max, max_future_s, time.time()) is None
 
 
-def consume(bootstrap_servers: str, topic: str, window_s: int, watermark_s: int, price_max: int = DEFAULT_PRICE_MAX) -> dict:
+def consume(bootstrap_servers: str, topic: str, window_s: int, watermark_s: int, price_max: int = DEFAULT_PRICE_MAX,
+            security: KafkaSecurity | None = None) -> dict:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, fetch_max_bytes=64 * 2**20, max_partition_fetch_bytes=16 * 2**20
-    )
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers.split(","), enable_auto_commit=False,
+                             **(security or KafkaSecurity()).kafka_python_kwargs(),
+                             fetch_max_bytes=64 * 2**20, max_partition_fetch_bytes=16 * 2**20)
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
@@ -84,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--topic", required=True)
     p.add_argument("--window-s", type=int, default=600)
     p.add_argument("--watermark-s", type=int, default=600)
-    p.add_argument("--price-max", type=int, default=int(load_settings().get("PRICE_MAX", DEFAULT_PRICE_MAX)))
+    settings = load_settings()
+    p.add_argument("--price-max", type=int, default=int(settings.get("PRICE_MAX", DEFAULT_PRICE_MAX)))
     a = p.parse_args(argv)
-    print(json.dumps(consume(a.bootstrap_servers, a.topic, a.window_s, a.watermark_s, a.price_max)))
+    print(json.dumps(consume(a.bootstrap_servers, a.topic, a.window_s, a.watermark_s, a.price_max, load_security(settings))))
     return 0
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from purchase_analytics.config import PROJECT_ROOT
+from purchase_analytics.kafka_client import KafkaSecurity
 from purchase_analytics.producer import EventGenerator
 
 PRODUCER = PROJECT_ROOT / "scripts" / "event_producer.py"
@@ -149,10 +150,10 @@ def write_payload_file(path: Path, count: int, seed: int) -> int:
     return round(sum(map(len, payloads)) / count)
 
 
-def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
+def end_offsets(bootstrap_servers: str, topic: str, security: KafkaSecurity | None = None) -> dict[int, int]:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers.split(","), **(security or KafkaSecurity()).kafka_python_kwargs())
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         return {tp.partition: off for tp, off in consumer.end_offsets(partitions).items()}

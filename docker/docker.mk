@@ -3,12 +3,20 @@
 # defines the `jars` and `package` targets used here. See docs/docker.md.
 
 COMPOSE_FILES := -f docker/docker-compose-kafka.yml -f docker/docker-compose-spark.yml
+# Variants (docs/cluster.md): KAFKA_SECURITY=sasl_ssl (SASL_SSL, mutual TLS, ACLs; one or the
+# other) or KAFKA_BROKERS=3 (three brokers, replication factor 3, min.insync.replicas=2).
+COMPOSE_FILES += $(if $(filter sasl_ssl,$(KAFKA_SECURITY)),-f docker/compose-kafka-sasl-ssl.yml)
+COMPOSE_FILES += $(if $(filter 3,$(KAFKA_BROKERS)),-f docker/compose-kafka-cluster.yml)
+KAFKA_TLS_DIR ?= $(CURDIR)/.data/kafka-docker/tls
 # One compose project over both files: one network, and `down` removes everything.
 COMPOSE = docker compose --env-file .env $(COMPOSE_FILES)
 
 # The broker's host listener uses the port of KAFKA_BOOTSTRAP_SERVERS (localhost:9092).
 KAFKA_HOST_PORT ?= $(lastword $(subst :, ,$(KAFKA_BOOTSTRAP_SERVERS)))
 export KAFKA_HOST_PORT
+KAFKA_2_HOST_PORT := $(shell echo $$(($(KAFKA_HOST_PORT) + $(KAFKA_CLUSTER_PORT_STEP))))
+KAFKA_3_HOST_PORT := $(shell echo $$(($(KAFKA_HOST_PORT) + 2 * $(KAFKA_CLUSTER_PORT_STEP))))
+export KAFKA_2_HOST_PORT KAFKA_3_HOST_PORT KAFKA_TLS_DIR
 # KAFKA_UI=0 leaves Kafka UI out (make test-docker does: no registry serves it here).
 KAFKA_UI ?= 1
 # -T for `compose exec`/`run` unless make runs on a terminal (so Ctrl-C reaches the process).
@@ -45,7 +53,9 @@ kafka-image: docker-check $(if $(filter $(LOCAL_KAFKA_IMAGE),$(KAFKA_IMAGE)),jar
 		docker/images.sh kafka $(LOCAL_KAFKA_IMAGE) $(LOCAL_BASE_IMAGE); fi
 
 kafka-docker: kafka-image ## docker: start Kafka (KRaft), create the topics, start Kafka UI (KAFKA_UI=0: without)
-	$(COMPOSE) up -d --wait kafka $(if $(filter 1,$(KAFKA_UI)),kafka-ui)
+	$(if $(filter sasl_ssl,$(KAFKA_SECURITY)),@$(LOCAL) docker-tls)
+	$(if $(filter sasl_ssl,$(KAFKA_SECURITY)),@export KAFKA_UI_SASL_PASSWORD="$$(cat $(KAFKA_TLS_DIR)/users/ui.password)";) \
+	$(COMPOSE) up -d --wait kafka $(if $(filter 3,$(KAFKA_BROKERS)),kafka-2 kafka-3) $(if $(filter 1,$(KAFKA_UI)),kafka-ui)
 	$(COMPOSE) run --rm kafka-init
 	@echo "Kafka: $(KAFKA_IN_NETWORK_BOOTSTRAP) on $(DOCKER_NETWORK), localhost:$(KAFKA_HOST_PORT) from the host"
 	@$(if $(filter 1,$(KAFKA_UI)),echo "Kafka UI: http://$(BIND_ADDRESS):$(KAFKA_UI_PORT)",echo "Kafka UI left out (KAFKA_UI=$(KAFKA_UI))")

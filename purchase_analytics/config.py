@@ -11,11 +11,13 @@ import argparse
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 from dotenv import dotenv_values
+
+from .kafka_client import KafkaSecurity, SecurityConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = PROJECT_ROOT / ".env"
@@ -159,6 +161,7 @@ class ProducerConfig:
     progress_interval_s: float = 5.0
     backend: str = "kafka-python"  # or "confluent" (optional confluent-kafka package)
     summary_file: str | None = None  # the final figures as JSON, for programs
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
 
 @dataclass(frozen=True)
@@ -187,9 +190,18 @@ class AggregatorConfig:
     price_max: int
     console: bool
     timeout_s: float | None
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
 
 PRODUCER_BACKENDS = ("kafka-python", "confluent")
+
+
+def parse_security(parser: SettingsParser) -> KafkaSecurity:
+    """KAFKA_SECURITY_PROTOCOL and friends (environment / .env only: no password on a command line)."""
+    try:
+        return KafkaSecurity.from_settings(parser.settings)
+    except SecurityConfigError as exc:
+        parser.error(str(exc))
 
 
 def parse_producer_config(argv: list[str] | None = None, settings: Mapping[str, str] | None = None) -> ProducerConfig:
@@ -213,6 +225,7 @@ def parse_producer_config(argv: list[str] | None = None, settings: Mapping[str, 
         late_fraction=a.late_fraction, max_lateness_s=a.max_lateness_s, price_max=a.price_max,
         delivery_timeout_ms=a.delivery_timeout_ms, progress_interval_s=a.progress_interval_s, backend=a.backend,
         summary_file=a.summary_file,
+        security=parse_security(p),
     )
 
 
@@ -262,4 +275,5 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
         checkpoint_dir=a.checkpoint, output_dir=a.output_dir, results_db=a.results_db, progress_file=a.progress_file,
         shuffle_partitions=a.shuffle_partitions,
         session_timezone=a.session_timezone, price_max=a.price_max, console=not a.no_console, timeout_s=a.timeout_s,
+        security=parse_security(p),
     )

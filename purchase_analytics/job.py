@@ -21,6 +21,7 @@ from pyspark.errors import StreamingQueryException
 from .checkpoint import CheckpointError, CheckpointLock
 from .config import AggregatorConfig, load_settings, parse_aggregator_config
 from .failures import classify_failure, first_line
+from .kafka_client import ClientErrorLog, KafkaSecurity, diagnose_connection, explain_failure
 from .progress import QUALITY_METRICS, BatchProgress
 from .sinks import ConsoleSink, JsonLinesSink, KafkaPublisher, KafkaResultsSink, SqliteResultsSink, WindowSinks
 from .spark_session import SparkConfig, create_spark_session
@@ -33,6 +34,7 @@ def read_kafka(spark: SparkSession, config: AggregatorConfig) -> DataFrame:
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", config.bootstrap_servers)
+        .options(**config.security.spark_options())
         .option("subscribe", config.topic)
         .option("startingOffsets", config.starting_offsets)
     )
@@ -77,6 +79,7 @@ def start_queries(spark: SparkSession, config: AggregatorConfig, publisher: Kafk
             dead_letter_records(rejected_messages(parse_events(raw, config.price_max, config.max_future_s)), config.dlq_max_value_bytes)
             .writeStream.queryName("dead-letters").format("kafka")
             .option("kafka.bootstrap.servers", config.bootstrap_servers)
+            .options(**config.security.spark_options())
             .option("topic", config.dlq_topic)
             .option("kafka.acks", "all")
             .option("checkpointLocation", f"{checkpoint}/dead-letters")
@@ -133,6 +136,7 @@ def count_late_events(spark: SparkSession, config: AggregatorConfig, progress: B
         return progress.dropped_late_rows
     raw = (
         spark.read.format("kafka").option("kafka.bootstrap.servers", config.bootstrap_servers)
+        .options(**config.security.spark_options())
         .option("subscribe", topic)
         .option("startingOffsets", json.dumps({topic: {p: int(o) for p, o in start.items()}}) if start else "earliest")
         .option("endingOffsets", json.dumps({topic: {p: int(o) for p, o in end.items()}}))
@@ -199,7 +203,7 @@ def run_job(config: AggregatorConfig, signals: JobSignals | None = None, out=sys
             raise ValueError("run_job needs a SparkSession or a SparkConfig")
         spark = create_spark_session("PurchaseAggregator", config.master, config.shuffle_partitions, config.session_timezone, spark_config)
     summary = JobSummary()
-    publisher = KafkaPublisher(config.bootstrap_servers) if (config.results_topic or config.metrics_topic) else None
+    publisher = KafkaPublisher(config.bootstrap_servers, config.security) if (config.results_topic or config.metrics_topic) else None
     reporter = ProgressReporter(spark, config, summary, publisher, out)
     deadline = time.monotonic() + config.timeout_s if config.timeout_s else None
     restarts_in_row = 0
@@ -265,29 +269,50 @@ def _before_restart(config: AggregatorConfig, error, attempt: int, summary: JobS
     delay = min(2**attempt, 30)
     if signals.stop.wait(delay):
         raise JobFailed("stopped by a signal while waiting to restart")
-    wait_for_topic(config.bootstrap_servers, config.topic, signals, out=out)
+    wait_for_topic(config.bootstrap_servers, config.topic, config.security, signals, out=out)
 
 
 class BrokerUnreachable(RuntimeError):
     pass
 
 
-def _admin(bootstrap_servers: str, timeout_s: float):
+def _admin(bootstrap_servers: str, timeout_s: float, security: KafkaSecurity, topic: str | None = None):
+    """An admin client, or one line naming why there is none: no broker, or the broker
+    refused this client (login, TLS)."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    with ClientErrorLog() as log:
+        try:
+            return KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), bootstrap_timeout_ms=int(timeout_s * 1000),
+                                    request_timeout_ms=int(timeout_s * 1000), **security.kafka_python_kwargs())
+        except KafkaError as exc:
+            cause = explain_failure(exc, security, bootstrap_servers, topic, "read", log) or diagnose_connection(security, bootstrap_servers)
+            raise BrokerUnreachable(cause or f"cannot reach a Kafka broker at {bootstrap_servers} ({exc}); is it running? try `make kafka`") from None
+
+
+def check_broker(bootstrap_servers: str, topic: str, security: KafkaSecurity, timeout_s: float = 10.0) -> None:
+    """Fail fast with one line when no broker answers, or it refuses this client (login,
+    TLS, ACL): Spark's own client would retry for minutes. A missing topic is not an error
+    here: `wait_for_topic` waits for it."""
+    from kafka.errors import KafkaError
+
+    admin = _admin(bootstrap_servers, timeout_s, security, topic)
     try:
-        return KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), bootstrap_timeout_ms=int(timeout_s * 1000),
-                                request_timeout_ms=int(timeout_s * 1000))
+        topics = admin.describe_topics([topic])
     except KafkaError as exc:
-        raise BrokerUnreachable(f"cannot reach a Kafka broker at {bootstrap_servers} ({exc}); is it running? try `make kafka`") from None
+        topics = [{"error_code": getattr(exc, "errno", -1), "error": exc}]
+    finally:
+        admin.close()
+    if topics and topics[0].get("error_code", 0) == 29:  # TOPIC_AUTHORIZATION_FAILED
+        raise BrokerUnreachable(explain_failure("TopicAuthorizationFailedError", security, bootstrap_servers, topic, "read"))
 
 
-def wait_for_topic(bootstrap_servers: str, topic: str, signals: JobSignals | None = None, timeout_s: float | None = None,
-                   poll_s: float = 1.0, out=sys.stderr) -> None:
+def wait_for_topic(bootstrap_servers: str, topic: str, security: KafkaSecurity, signals: JobSignals | None = None,
+                   timeout_s: float | None = None, poll_s: float = 1.0, out=sys.stderr) -> None:
     """Return once `topic` exists. A missing topic is waited for, with one line saying so:
     Spark's own source would fail the query at every try."""
-    admin = _admin(bootstrap_servers, 15.0)
+    admin = _admin(bootstrap_servers, 15.0, security, topic)
     deadline = time.monotonic() + timeout_s if timeout_s else None
     try:
         warned = False
@@ -321,7 +346,7 @@ def ensure_output_topics(config: AggregatorConfig) -> None:
     if config.metrics_topic:
         topics[config.metrics_topic] = 1
     if topics:
-        create_topics(config.bootstrap_servers, topics, configs)
+        create_topics(config.bootstrap_servers, topics, configs=configs, security=config.security)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,8 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     signals = JobSignals().install()
     try:
         with CheckpointLock(config.checkpoint_dir):
-            _admin(config.bootstrap_servers, 15.0).close()
-            wait_for_topic(config.bootstrap_servers, config.topic, signals, config.timeout_s)
+            check_broker(config.bootstrap_servers, config.topic, config.security)
+            wait_for_topic(config.bootstrap_servers, config.topic, config.security, signals, config.timeout_s)
             ensure_output_topics(config)
             print(
                 f"aggregating topic '{config.topic}' at {config.bootstrap_servers} on {config.master}: "

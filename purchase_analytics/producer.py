@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 from faker.providers.color import Provider as ColorProvider
 
 from .config import ProducerConfig
+from .kafka_client import ClientErrorLog, diagnose_connection, explain_failure
 from .events import CUSTOMER_ID_MAX, FURNITURE, PRICE_MIN, PurchaseEvent, event_json_bytes
 
 COLORS = tuple(ColorProvider.safe_colors)
@@ -89,10 +90,12 @@ class DeliveryStats:
     acked: int = 0
     failed: int = 0
     last_error: str | None = None
+    fatal: str | None = None  # authentication/TLS/authorization: retrying cannot help, the loop stops
 
-    def on_error(self, exc: BaseException) -> None:
+    def on_error(self, exc: BaseException, explain: Callable[[BaseException], str | None] = lambda _: None) -> None:
         self.failed += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
+        self.fatal = self.fatal or explain(exc)
 
     @property
     def pending(self) -> int:
@@ -107,8 +110,20 @@ class BufferFull(Exception):
     """The client's local queue is full (or it has no metadata): the broker is not keeping up or is down."""
 
 
-def _unreachable(config: ProducerConfig, detail: object) -> BrokerUnavailable:
+class SecurityFailure(RuntimeError):
+    """Authentication, TLS or authorization: one line naming the cause."""
+
+
+def _unreachable(config: ProducerConfig, detail: object, log: ClientErrorLog | None = None) -> RuntimeError:
+    cause = explain_failure(detail, config.security, config.bootstrap_servers, config.topic, "write to", log) \
+        or diagnose_connection(config.security, config.bootstrap_servers)
+    if cause:
+        return SecurityFailure(cause)
     return BrokerUnavailable(f"cannot reach a Kafka broker at {config.bootstrap_servers} ({detail}); is it running? try `make kafka`")
+
+
+def _explainer(config: ProducerConfig, log: ClientErrorLog | None = None) -> Callable[[BaseException], str | None]:
+    return lambda exc: explain_failure(exc, config.security, config.bootstrap_servers, config.topic, "write to", log)
 
 
 class KafkaPythonSender:
@@ -124,24 +139,27 @@ class KafkaPythonSender:
 
         self._stats = stats
         self._topic = config.topic
+        self._explain = _explainer(config)
         linger_ms = 20
-        try:
-            self._producer = KafkaProducer(
-                bootstrap_servers=config.bootstrap_servers.split(","),
-                acks="all",
-                enable_idempotence=True,
-                retries=2**31 - 1,
-                delivery_timeout_ms=config.delivery_timeout_ms,
-                request_timeout_ms=min(30_000, max(1_000, config.delivery_timeout_ms - 1_000)),
-                linger_ms=linger_ms,
-                batch_size=512 * 1024,
-                max_block_ms=5_000,
-                bootstrap_timeout_ms=10_000,
-                reconnect_backoff_max_ms=2_000,
-            )
-            self._partitions = sorted(self._producer.partitions_for(config.topic))
-        except KafkaError as exc:
-            raise _unreachable(config, exc) from None
+        with ClientErrorLog() as log:  # a refused login or TLS handshake shows up only in kafka-python's log
+            try:
+                self._producer = KafkaProducer(
+                    bootstrap_servers=config.bootstrap_servers.split(","),
+                    acks="all",
+                    enable_idempotence=True,
+                    retries=2**31 - 1,
+                    delivery_timeout_ms=config.delivery_timeout_ms,
+                    request_timeout_ms=min(30_000, max(1_000, config.delivery_timeout_ms - 1_000)),
+                    linger_ms=linger_ms,
+                    batch_size=512 * 1024,
+                    max_block_ms=5_000,
+                    bootstrap_timeout_ms=10_000,
+                    reconnect_backoff_max_ms=2_000,
+                    **config.security.kafka_python_kwargs(),
+                )
+                self._partitions = sorted(self._producer.partitions_for(config.topic))
+            except KafkaError as exc:
+                raise _unreachable(config, exc, log) from None
         # Switch partition after this many records: a batch's worth at full speed, every
         # record at low rates (as the sticky partitioner does when each batch holds one).
         self._turn = 2000 if config.rate <= 0 else max(1, min(2000, int(config.rate * linger_ms / 1000)))
@@ -169,7 +187,7 @@ class KafkaPythonSender:
             if future.exception is None:
                 stats.acked += 1
             else:
-                stats.on_error(future.exception)
+                stats.on_error(future.exception, self._explain)
 
     def flush(self, timeout_s: float) -> bool:
         from kafka.errors import KafkaTimeoutError
@@ -198,12 +216,20 @@ class ConfluentSender:
         self._stats = stats
         self._topic = config.topic
         self._kafka_error = KafkaError
+        self._errors = errors = ClientErrorLog()  # librdkafka's errors and log lines, for the one-line cause
+        self._exception = KafkaException
+        self._explain = explain = _explainer(config, errors)
 
         def on_delivery(err, _msg):
             if err is None:
                 stats.acked += 1
             else:
-                stats.on_error(KafkaException(err))
+                stats.on_error(KafkaException(err), explain)
+
+        def on_error(err):
+            errors.messages.append(err.str())
+            if err.fatal():
+                stats.fatal = stats.fatal or explain(err.str())
 
         self._producer = Producer({
             "bootstrap.servers": config.bootstrap_servers,
@@ -214,12 +240,15 @@ class ConfluentSender:
             "batch.size": 1024 * 1024,
             "queue.buffering.max.messages": 500_000,
             "on_delivery": on_delivery,
-            "log_level": 0,  # connection errors surface through list_topics / delivery reports, not stderr noise
+            "error_cb": on_error,
+            "logger": errors.quiet_logger(),  # connection errors surface through list_topics / delivery reports, not stderr noise
+            **config.security.confluent_config(),
         })
         try:
             self._producer.list_topics(config.topic, timeout=10)
         except KafkaException as exc:
-            raise _unreachable(config, exc.args[0].str() if exc.args else exc) from None
+            self._producer.poll(0)  # serves error_cb: why the metadata request failed
+            raise _unreachable(config, exc.args[0].str() if exc.args else exc, errors) from None
         self._produce = self._producer.produce
 
     def send(self, payload: bytes) -> None:
@@ -227,15 +256,22 @@ class ConfluentSender:
             self._produce(self._topic, payload)
         except BufferError as exc:
             raise BufferFull(str(exc)) from None
+        except self._exception as exc:  # fatal (e.g. no idempotent-write permission): count it, stop the loop
+            self._producer.poll(0)
+            self._stats.on_error(exc, self._explain)
+            self._stats.fatal = self._stats.fatal or str(exc)
 
     def poll(self) -> None:
         self._producer.poll(0)
 
     def flush(self, timeout_s: float) -> bool:
-        return self._producer.flush(timeout_s) == 0
+        try:
+            return self._producer.flush(timeout_s) == 0
+        except (self._exception, SystemError):  # a fatal error (e.g. not authorized) already counted
+            return False
 
     def close(self) -> None:
-        self._producer.flush(0)
+        self.flush(0)
 
 
 def create_sender(config: ProducerConfig, stats: DeliveryStats):
@@ -273,7 +309,7 @@ def run_producer(config: ProducerConfig, stop: StopFlag | None = None, out=sys.s
     acked_at_last_report = 0
     send, next_payload, count, rate = sender.send, generator.next_payload, config.count, config.rate
     try:
-        while (count == 0 or stats.sent < count) and not stop.stopped.is_set():
+        while (count == 0 or stats.sent < count) and not stop.stopped.is_set() and not stats.fatal:
             payload = next_payload()
             try:
                 send(payload)
@@ -348,7 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_producer_config(argv)
     try:
         stats = run_producer(config, StopFlag().install())
-    except BrokerUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+    except (BrokerUnavailable, SecurityFailure) as exc:
+        not_sent = f"; {config.count} events not sent" if config.count else ""
+        print(f"error: {exc}{not_sent}", file=sys.stderr, flush=True)
         return 2
+    if stats.fatal:
+        not_sent = f", {config.count - stats.sent} never sent" if config.count else ""
+        print(f"error: {stats.fatal}; {stats.failed} events failed{not_sent}", file=sys.stderr, flush=True)
     return 1 if stats.failed else 0

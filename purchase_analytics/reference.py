@@ -7,13 +7,15 @@ from datetime import datetime, timezone
 from typing import Iterable
 
 from .events import window_start_s
+from .kafka_client import KafkaSecurity
 
 
-def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 60) -> list:
+def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 60, security: KafkaSecurity | None = None) -> list:
     """Every record of `topic`, from the beginning to the end offsets seen at the start."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers.split(","), enable_auto_commit=False,
+                             **(security or KafkaSecurity()).kafka_python_kwargs())
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         if not partitions:

@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from .kafka_client import KafkaSecurity
+
 WINDOW_COLUMNS = ("window_start", "window_end", "total_purchase", "orders")
 
 
@@ -99,10 +101,11 @@ class KafkaPublisher:
     """A small kafka-python producer for the job's own outputs (results and metrics):
     acks from every in-sync replica, flushed before the batch counts as done."""
 
-    def __init__(self, bootstrap_servers: str):
+    def __init__(self, bootstrap_servers: str, security: KafkaSecurity):
         from kafka import KafkaProducer
 
-        self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), acks="all", linger_ms=5, retries=10)
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), acks="all", linger_ms=5, retries=10,
+                                       **security.kafka_python_kwargs())
 
     def send(self, topic: str, value: dict, key: str | None = None) -> None:
         self._producer.send(topic, value=json.dumps(value).encode(), key=key.encode() if key is not None else None)
@@ -140,11 +143,11 @@ def read_json_lines_totals(output_dir: str | Path) -> dict[str, tuple[int, int]]
     return totals
 
 
-def read_results_topic(bootstrap_servers: str, topic: str) -> dict[str, tuple[int, int]]:
+def read_results_topic(bootstrap_servers: str, topic: str, security: KafkaSecurity | None = None) -> dict[str, tuple[int, int]]:
     """window_start (ISO) -> (total_purchase, orders): the latest value per key of the results topic."""
     from .reference import read_topic
 
-    latest = {record.key.decode(): json.loads(record.value) for record in read_topic(bootstrap_servers, topic)}
+    latest = {record.key.decode(): json.loads(record.value) for record in read_topic(bootstrap_servers, topic, security=security)}
     return {key: (value["total_purchase"], value["orders"]) for key, value in latest.items()}
 
 

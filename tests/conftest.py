@@ -96,7 +96,7 @@ def run_queries(spark, config: AggregatorConfig, timeout_s: float = 180) -> JobS
     topics and the progress file included)."""
     assert config.available_now, "in-process runs must end by themselves"
     ensure_output_topics(config)
-    publisher = KafkaPublisher(config.bootstrap_servers) if (config.results_topic or config.metrics_topic) else None
+    publisher = KafkaPublisher(config.bootstrap_servers, config.security) if (config.results_topic or config.metrics_topic) else None
     summary = JobSummary()
     reporter = ProgressReporter(spark, config, summary, publisher, io.StringIO())
     queries = start_queries(spark, config, publisher)

@@ -1,4 +1,6 @@
-"""A single-node Apache Kafka (KRaft, broker + controller) run as a local JVM process.
+"""Apache Kafka (KRaft, broker + controller) run as local JVM processes: one node, or a
+`KafkaCluster` of several (`make kafka KAFKA_BROKERS=3`), plaintext or secured
+(`tls_dir`: SASL_SSL for clients, mutual TLS between brokers, ACLs; see kafka_security).
 
 The jars come from Maven Central (`make jars`); the storage is formatted with Kafka's own
 StorageTool. Used by `make kafka` (RUNTIME=local), `make run`, the tests and the benchmark.
@@ -14,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..kafka_client import KafkaSecurity
 from .processes import ensure_java, log_tail, pid_alive, read_pid, stop_pid, wait_until
 
 KAFKA_MAIN = "kafka.Kafka"
@@ -28,10 +31,44 @@ class KafkaBroker:
     controller_port: int = 9093
     default_partitions: int = 3
     heap: str = "1g"
+    node_id: int = 1
+    voters: str | None = None  # controller.quorum.voters; None: this node alone
+    cluster_id: str | None = None  # shared by the nodes of a cluster; None: drawn at format time
+    replication_factor: int = 1  # of the internal topics (offsets, transactions)
+    tls_dir: Path | None = None  # secured: SASL_SSL on `port`, mutual TLS on `internal_port` and the controller
+    internal_port: int | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         return f"localhost:{self.port}"
+
+    @property
+    def admin_bootstrap(self) -> str:
+        """Where the project's own tooling connects: the mutual-TLS listener when secured."""
+        return f"localhost:{self.internal_port}" if self.tls_dir else self.bootstrap_servers
+
+    def admin_security(self) -> KafkaSecurity:
+        from .kafka_security import admin_security
+
+        return admin_security(self.tls_dir) if self.tls_dir else KafkaSecurity()
+
+    def _listener_lines(self) -> list[str]:
+        if not self.tls_dir:
+            return [
+                f"listeners=PLAINTEXT://localhost:{self.port},CONTROLLER://localhost:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://localhost:{self.port}",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            ]
+        from .kafka_security import broker_properties
+
+        return [
+            f"listeners=CLIENT://localhost:{self.port},INTERNAL://localhost:{self.internal_port},CONTROLLER://localhost:{self.controller_port}",
+            f"advertised.listeners=CLIENT://localhost:{self.port},INTERNAL://localhost:{self.internal_port}",
+            "inter.broker.listener.name=INTERNAL",
+            "listener.security.protocol.map=CLIENT:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL",
+            *broker_properties(self.tls_dir),
+        ]
 
     @property
     def pid_file(self) -> Path:
@@ -53,22 +90,24 @@ class KafkaBroker:
             "\n".join(
                 [
                     "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@localhost:{self.controller_port}",
-                    f"listeners=PLAINTEXT://localhost:{self.port},CONTROLLER://localhost:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://localhost:{self.port}",
+                    f"node.id={self.node_id}",
+                    f"controller.quorum.voters={self.voters or f'{self.node_id}@localhost:{self.controller_port}'}",
                     "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    *self._listener_lines(),
                     f"log.dirs={self.data_dir / 'kraft-logs'}",
                     f"num.partitions={self.default_partitions}",
-                    "offsets.topic.replication.factor=1",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
+                    f"default.replication.factor={self.replication_factor}",
+                    f"min.insync.replicas={min(2, self.replication_factor)}",
+                    f"offsets.topic.replication.factor={self.replication_factor}",
+                    f"transaction.state.log.replication.factor={self.replication_factor}",
+                    f"transaction.state.log.min.isr={min(2, self.replication_factor)}",
+                    f"share.coordinator.state.topic.replication.factor={self.replication_factor}",
+                    f"share.coordinator.state.topic.min.isr={min(2, self.replication_factor)}",
                     "group.initial.rebalance.delay.ms=0",
-                    "auto.create.topics.enable=true",
+                    # Several nodes on one host: notice a dead node in seconds, not the production 9-30 s.
+                    *(["broker.session.timeout.ms=4000", "broker.heartbeat.interval.ms=1000", "replica.lag.time.max.ms=5000"]
+                      if self.replication_factor > 1 else []),
+                    *([] if self.tls_dir else ["auto.create.topics.enable=true"]),
                     "",
                 ]
             )
@@ -104,11 +143,26 @@ class KafkaBroker:
     def start(self, timeout_s: float = 90.0) -> bool:
         """Start the broker unless it already runs; return once it answers. True if started here."""
         if self.is_running():
-            wait_until_ready(self.bootstrap_servers, timeout_s, lambda: self.is_running(), self.log_file)
+            wait_until_ready(self.admin_bootstrap, timeout_s, lambda: self.is_running(), self.log_file, self.admin_security())
             return False
+        proc = self.launch()
+        try:
+            wait_until_ready(self.admin_bootstrap, timeout_s, lambda: proc.poll() is None, self.log_file, self.admin_security())
+        except Exception:
+            self.stop()
+            raise
+        return True
+
+    def launch(self) -> subprocess.Popen:
+        """Format the storage once and start the JVM; does not wait (a cluster starts all its
+        nodes first: none answers before the quorum has a majority)."""
+        if self.tls_dir:
+            from .kafka_security import ensure_tls_material
+
+            ensure_tls_material(self.tls_dir)
         props = self._write_config()
         if not (self.data_dir / "kraft-logs" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = self.cluster_id or new_cluster_id()
             fmt = subprocess.run(
                 self._java(STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(props), "--ignore-formatted"),
                 capture_output=True, text=True,
@@ -121,12 +175,7 @@ class KafkaBroker:
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
         self.pid_file.write_text(str(proc.pid))
-        try:
-            wait_until_ready(self.bootstrap_servers, timeout_s, lambda: proc.poll() is None, self.log_file)
-        except Exception:
-            self.stop()
-            raise
-        return True
+        return proc
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """SIGTERM (controlled shutdown), then SIGKILL after `timeout_s`. True if it was running."""
@@ -143,7 +192,11 @@ class KafkaBroker:
             wait_until(lambda: not pid_alive(pid), 30, "broker to die")
 
 
-def wait_until_ready(bootstrap_servers: str, timeout_s: float, alive, log_file: Path) -> None:
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def wait_until_ready(bootstrap_servers: str, timeout_s: float, alive, log_file: Path, security: KafkaSecurity | None = None) -> None:
     """Ready means a metadata request succeeds, not that the port is open."""
     from kafka import KafkaAdminClient
 
@@ -153,7 +206,8 @@ def wait_until_ready(bootstrap_servers: str, timeout_s: float, alive, log_file: 
         if not alive():
             raise RuntimeError(f"Kafka exited during start-up; last log lines:\n{log_tail(log_file)}")
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=3000, bootstrap_timeout_ms=3000)
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), request_timeout_ms=3000, bootstrap_timeout_ms=3000,
+                                     **(security or KafkaSecurity()).kafka_python_kwargs())
             try:
                 admin.describe_cluster()
                 return
@@ -165,17 +219,20 @@ def wait_until_ready(bootstrap_servers: str, timeout_s: float, alive, log_file: 
     raise RuntimeError(f"Kafka at {bootstrap_servers} not ready after {timeout_s:.0f}s ({last_error}); see {log_file}")
 
 
-def create_topics(bootstrap_servers: str, topics: dict[str, int], configs: dict[str, dict[str, str]] | None = None) -> list[str]:
+def create_topics(bootstrap_servers: str, topics: dict[str, int], replication_factor: int = 1,
+                  security: KafkaSecurity | None = None, configs: dict[str, dict[str, str]] | None = None) -> list[str]:
     """Create the topics that do not exist yet (name -> partitions, name -> topic configs).
-    Returns the created names."""
+    Returns the created names. Replicated topics get min.insync.replicas=2, so acks=all
+    means two copies."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), **(security or KafkaSecurity()).kafka_python_kwargs())
+    replicated = {"min.insync.replicas": "2"} if replication_factor >= 3 else {}
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(name, partitions, 1, topic_configs=(configs or {}).get(name, {}))
+        missing = [NewTopic(name, partitions, replication_factor, topic_configs={**replicated, **(configs or {}).get(name, {})})
                    for name, partitions in topics.items() if name not in existing]
         if missing:
             try:
@@ -185,3 +242,83 @@ def create_topics(bootstrap_servers: str, topics: dict[str, int], configs: dict[
         return [t.name for t in missing]
     finally:
         admin.close()
+
+
+@dataclass(frozen=True)
+class KafkaCluster:
+    """Several KRaft nodes on this host, each broker and controller (a quorum of three
+    survives losing one). Topics get replication factor 3 and min.insync.replicas=2."""
+
+    brokers: tuple[KafkaBroker, ...]
+
+    @classmethod
+    def create(cls, jars_dir: Path, data_dir: Path, ports: list[tuple[int, int, int | None]], default_partitions: int = 3,
+               heap: str = "512m", tls_dir: Path | None = None) -> "KafkaCluster":
+        """`ports`: (client, controller, internal) per node; internal only when secured."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        id_file = data_dir / "cluster.id"
+        if not id_file.exists():
+            id_file.write_text(new_cluster_id())
+        voters = ",".join(f"{i}@localhost:{controller}" for i, (_, controller, _) in enumerate(ports, 1))
+        return cls(tuple(
+            KafkaBroker(jars_dir, data_dir / f"node-{i}", port, controller, default_partitions, heap, node_id=i, voters=voters,
+                        cluster_id=id_file.read_text().strip(), replication_factor=min(3, len(ports)), tls_dir=tls_dir,
+                        internal_port=internal)
+            for i, (port, controller, internal) in enumerate(ports, 1)
+        ))
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(b.bootstrap_servers for b in self.brokers)
+
+    @property
+    def admin_bootstrap(self) -> str:
+        return ",".join(b.admin_bootstrap for b in self.brokers)
+
+    @property
+    def replication_factor(self) -> int:
+        return self.brokers[0].replication_factor
+
+    def admin_security(self) -> KafkaSecurity:
+        return self.brokers[0].admin_security()
+
+    def is_running(self) -> bool:
+        return any(b.is_running() for b in self.brokers)
+
+    def start(self, timeout_s: float = 120.0) -> bool:
+        """Start the nodes that are not running, then wait until the cluster answers."""
+        started = [b for b in self.brokers if not b.is_running()]
+        for broker in started:
+            broker.launch()
+        alive = lambda: all(b.is_running() for b in self.brokers)  # noqa: E731
+        try:
+            wait_until_ready(self.admin_bootstrap, timeout_s, alive, self.brokers[0].log_file, self.admin_security())
+            wait_until(lambda: len(self._describe()["brokers"]) == len(self.brokers), timeout_s, "every broker to register")
+        except Exception:
+            if started:
+                self.stop()
+            raise
+        return bool(started)
+
+    def _describe(self, topic: str | None = None) -> dict:
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=self.admin_bootstrap.split(","), **self.admin_security().kafka_python_kwargs())
+        try:
+            return admin.describe_topics([topic])[0] if topic else admin.describe_cluster()
+        finally:
+            admin.close()
+
+    def in_sync(self, topic: str) -> bool:
+        """Every partition of `topic` has all its replicas in sync."""
+        return all(len(p["isr_nodes"]) == len(p["replica_nodes"]) for p in self._describe(topic)["partitions"])
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        return any([b.stop(timeout_s) for b in self.brokers])
+
+    def broker(self, node_id: int) -> KafkaBroker:
+        return self.brokers[node_id - 1]
+
+    def leader_of(self, topic: str, partition: int = 0) -> int:
+        """The node id leading `topic`'s partition, from the cluster's metadata."""
+        return next(p["leader_id"] for p in self._describe(topic)["partitions"] if p["partition_index"] == partition)

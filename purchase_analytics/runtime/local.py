@@ -1,6 +1,6 @@
 """RUNTIME=local: the Makefile's targets as local processes, no Docker.
 
-    python -m purchase_analytics.runtime.local kafka-start | kafka-stop
+    python -m purchase_analytics.runtime.local kafka-start | kafka-stop | client-env ROLE | docker-tls
     python -m purchase_analytics.runtime.local spark-start | spark-stop | spark-master-url
     python -m purchase_analytics.runtime.local run [--events N | --duration S] [--rate R]
     python -m purchase_analytics.runtime.local stop-all | wipe | status
@@ -22,7 +22,8 @@ import urllib.request
 from pathlib import Path
 
 from ..config import PROJECT_ROOT, load_settings
-from .kafka_broker import KafkaBroker, create_topics
+from . import kafka_security
+from .kafka_broker import KafkaBroker, KafkaCluster, create_topics
 from .processes import log_tail, pid_alive, port_open, read_pid, stop_pid, wait_until
 
 DATA_DIR = PROJECT_ROOT / ".data"
@@ -49,37 +50,83 @@ def _port_of(bootstrap_servers: str) -> int:
     return int_setting({"KAFKA_BOOTSTRAP_SERVERS port": host_port[-1] if len(host_port) == 2 else ""}, "KAFKA_BOOTSTRAP_SERVERS port")
 
 
-def local_broker(settings: dict[str, str]) -> KafkaBroker:
-    return KafkaBroker(
-        jars_dir=KAFKA_JARS,
-        data_dir=DATA_DIR / "kafka",
-        port=_port_of(settings["KAFKA_BOOTSTRAP_SERVERS"]),
-        controller_port=int_setting(settings, "KAFKA_CONTROLLER_PORT"),
-        default_partitions=int_setting(settings, "KAFKA_TOPIC_PARTITIONS"),
-    )
+def local_broker(settings: dict[str, str]) -> KafkaBroker | KafkaCluster:
+    """KAFKA_BROKERS=1: one node in .data/kafka; 3: a cluster in .data/kafka-cluster whose node
+    i listens on the ports + (i-1) * KAFKA_CLUSTER_PORT_STEP. KAFKA_SECURITY=sasl_ssl: SASL_SSL
+    on the client port, mutual TLS on the controller port and the next one (INTERNAL)."""
+    security = settings.get("KAFKA_SECURITY", "plaintext").lower()
+    if security not in ("plaintext", "sasl_ssl"):
+        raise RuntimeError(f"KAFKA_SECURITY={security!r}: use plaintext or sasl_ssl")
+    nodes = int_setting(settings, "KAFKA_BROKERS")
+    if nodes not in (1, 3):
+        raise RuntimeError(f"KAFKA_BROKERS={nodes}: use 1 (one broker) or 3 (a cluster)")
+    port, controller = _port_of(settings["KAFKA_BOOTSTRAP_SERVERS"]), int_setting(settings, "KAFKA_CONTROLLER_PORT")
+    partitions = int_setting(settings, "KAFKA_TOPIC_PARTITIONS")
+    secure = security == "sasl_ssl"
+    if nodes == 1:
+        data_dir = DATA_DIR / "kafka"
+        return KafkaBroker(jars_dir=KAFKA_JARS, data_dir=data_dir, port=port, controller_port=controller,
+                           default_partitions=partitions,
+                           tls_dir=data_dir / "tls" if secure else None, internal_port=controller + 1 if secure else None)
+    step = int_setting(settings, "KAFKA_CLUSTER_PORT_STEP")
+    ports = [(port + i * step, controller + i * step, controller + 1 + i * step if secure else None) for i in range(nodes)]
+    data_dir = DATA_DIR / "kafka-cluster"
+    return KafkaCluster.create(KAFKA_JARS, data_dir, ports, partitions,
+                               settings.get("KAFKA_CLUSTER_HEAP", "512m"), data_dir / "tls" if secure else None)
+
+
+def _nodes(kafka: KafkaBroker | KafkaCluster) -> tuple[KafkaBroker, ...]:
+    return kafka.brokers if isinstance(kafka, KafkaCluster) else (kafka,)
 
 
 def kafka_start(settings: dict[str, str]) -> bool:
-    broker = local_broker(settings)
-    if not broker.is_running() and port_open(broker.port):
-        raise RuntimeError(f"port {broker.port} is taken by another process; stop it or set KAFKA_BOOTSTRAP_SERVERS")
+    kafka = local_broker(settings)
+    for node in _nodes(kafka):
+        if not node.is_running() and port_open(node.port):
+            raise RuntimeError(f"port {node.port} is taken by another process; stop it or set KAFKA_BOOTSTRAP_SERVERS")
     started_at = time.monotonic()
-    started = broker.start()
+    started = kafka.start()
     topics = {settings["KAFKA_TOPIC_NAME"]: int_setting(settings, "KAFKA_TOPIC_PARTITIONS")}
-    if settings.get("KAFKA_DLQ_TOPIC_NAME"):
-        topics[settings["KAFKA_DLQ_TOPIC_NAME"]] = 1
-    created = create_topics(broker.bootstrap_servers, topics)
+    tls_dir = _nodes(kafka)[0].tls_dir
+    extra = ("KAFKA_DLQ_TOPIC_NAME", "KAFKA_RESULTS_TOPIC_NAME", "KAFKA_METRICS_TOPIC_NAME")  # the job's output topics
+    for name in extra:
+        if settings.get(name):
+            topics[settings[name]] = 1
+    replication = _nodes(kafka)[0].replication_factor
+    configs = {settings[name]: {"cleanup.policy": "compact"} for name in ("KAFKA_RESULTS_TOPIC_NAME",) if settings.get(name)}
+    created = create_topics(kafka.admin_bootstrap, topics, replication, kafka.admin_security(), configs)
+    nodes = len(_nodes(kafka))
     state = f"started in {time.monotonic() - started_at:.1f}s" if started else "already running"
-    print(
-        f"Kafka {settings.get('KAFKA_VERSION', '')} (KRaft, local JVM) {state} at {broker.bootstrap_servers}; "
-        f"topics {', '.join(topics)}{' (created ' + ', '.join(created) + ')' if created else ''}; log {broker.log_file}"
-    )
+    print(f"Kafka {settings.get('KAFKA_VERSION', '')} (KRaft, {nodes} local JVM{'s' if nodes > 1 else ''}) {state} at {kafka.bootstrap_servers}; "
+          f"topics {', '.join(topics)} (replication factor {replication}){' (created ' + ', '.join(created) + ')' if created else ''}; "
+          f"log {_nodes(kafka)[0].log_file}")
+    if tls_dir:
+        kafka_security.create_users(kafka.admin_bootstrap, tls_dir)
+        acls = kafka_security.create_acls(kafka.admin_bootstrap, tls_dir, settings["KAFKA_TOPIC_NAME"],
+                                          [settings[n] for n in extra if settings.get(n)])
+        env_files = kafka_security.write_role_env_files(tls_dir, kafka.bootstrap_servers)
+        print(f"secured: SASL_SSL ({kafka_security.SCRAM_MECHANISM}) with the local CA {tls_dir / 'ca.pem'}; users "
+              f"{', '.join(kafka_security.ROLES)} ({acls} ACLs); client settings per role in {env_files['producer'].parent}/<role>.env")
     return started
 
 
 def kafka_stop(settings: dict[str, str]) -> None:
-    if local_broker(settings).stop():
-        print("Kafka stopped")
+    """Every local broker this project started (one node and the cluster's), whatever the settings now."""
+    stopped = 0
+    for pid_file in [DATA_DIR / "kafka" / "kafka.pid", *sorted((DATA_DIR / "kafka-cluster").glob("node-*/kafka.pid"))]:
+        if stop_pid(read_pid(pid_file)):
+            stopped += 1
+        pid_file.unlink(missing_ok=True)
+    if stopped:
+        print(f"Kafka stopped ({stopped} broker{'s' if stopped > 1 else ''})")
+
+
+def client_env(settings: dict[str, str], role: str) -> str:
+    """The client settings file for `role` (producer, job, ui) of the secured local broker."""
+    tls_dir = _nodes(local_broker(settings))[0].tls_dir
+    if not tls_dir or not (tls_dir / f"{role}.env").exists():
+        raise RuntimeError("no secured local broker: run `make kafka KAFKA_SECURITY=sasl_ssl` first")
+    return str(tls_dir / f"{role}.env")
 
 
 def _spark_class() -> str:
@@ -214,13 +261,8 @@ def status(settings: dict[str, str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m purchase_analytics.runtime.local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "command",
-        choices=["kafka-start", "kafka-stop", "spark-start", "spark-stop", "spark-master-url", "run", "stop-all", "wipe", "status"],
-    )
+    parser = argparse.ArgumentParser(prog="python -m purchase_analytics.runtime.local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["kafka-start", "kafka-stop", "client-env", "docker-tls", "spark-start", "spark-stop", "spark-master-url", "run", "stop-all", "wipe", "status"])
     parser.add_argument("--events", type=int, default=0, help="run: stop after producing this many events")
     parser.add_argument("--duration", type=float, default=0, help="run: stop after this many seconds")
     parser.add_argument("--rate", type=float, default=None, help="run: producer events/s")
@@ -231,6 +273,12 @@ def main(argv: list[str] | None = None) -> int:
             kafka_start(settings)
         elif args.command == "kafka-stop":
             kafka_stop(settings)
+        elif args.command == "docker-tls":
+            tls_dir = Path(settings.get("KAFKA_TLS_DIR", DATA_DIR / "kafka-docker" / "tls"))
+            kafka_security.prepare_docker(tls_dir, f"localhost:{_port_of(settings['KAFKA_BOOTSTRAP_SERVERS'])}")
+            print(f"certificates, passwords and client settings for the secured compose variant in {tls_dir}")
+        elif args.command == "client-env":
+            print(client_env(settings, extra[0] if extra else "producer"))
         elif args.command == "spark-start":
             spark_start(settings)
         elif args.command == "spark-stop":
@@ -244,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_all(settings)
         elif args.command == "wipe":
             stop_all(settings)
-            for sub in ("kafka", "checkpoints", "spark", "results"):
+            for sub in ("kafka", "kafka-cluster", "checkpoints", "spark", "results"):
                 shutil.rmtree(DATA_DIR / sub, ignore_errors=True)
             print(f"wiped broker data, checkpoints and results under {DATA_DIR}")
         elif args.command == "status":
