@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..kafka_client import KafkaSecurity
-from .processes import ensure_java, log_tail, pid_alive, read_pid, stop_pid, wait_until
+from .processes import ensure_java, log_tail, pid_alive, read_pid, stop_pid, stop_pids, wait_until
 
 KAFKA_MAIN = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
@@ -226,7 +226,7 @@ def create_topics(bootstrap_servers: str, topics: dict[str, int], replication_fa
     means two copies."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    from kafka.errors import InvalidReplicationFactorError, TopicAlreadyExistsError
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), **(security or KafkaSecurity()).kafka_python_kwargs())
     replicated = {"min.insync.replicas": "2"} if replication_factor >= 3 else {}
@@ -234,11 +234,17 @@ def create_topics(bootstrap_servers: str, topics: dict[str, int], replication_fa
         existing = set(admin.list_topics())
         missing = [NewTopic(name, partitions, replication_factor, topic_configs={**replicated, **(configs or {}).get(name, {})})
                    for name, partitions in topics.items() if name not in existing]
-        if missing:
+        deadline = time.monotonic() + 30
+        while missing:
             try:
                 admin.create_topics(missing)
+                break
             except TopicAlreadyExistsError:
-                pass
+                break
+            except InvalidReplicationFactorError:  # a restarted cluster: a node still fenced for a few seconds
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
         return [t.name for t in missing]
     finally:
         admin.close()
@@ -313,8 +319,13 @@ class KafkaCluster:
         """Every partition of `topic` has all its replicas in sync."""
         return all(len(p["isr_nodes"]) == len(p["replica_nodes"]) for p in self._describe(topic)["partitions"])
 
-    def stop(self, timeout_s: float = 30.0) -> bool:
-        return any([b.stop(timeout_s) for b in self.brokers])
+    def stop(self, timeout_s: float = 15.0) -> bool:
+        """All nodes at once. Once a majority has exited, the last node cannot finish its
+        controlled shutdown (no quorum to acknowledge it) and is killed after `timeout_s`."""
+        stopped = stop_pids([read_pid(b.pid_file) for b in self.brokers], timeout_s)
+        for broker in self.brokers:
+            broker.pid_file.unlink(missing_ok=True)
+        return stopped > 0
 
     def broker(self, node_id: int) -> KafkaBroker:
         return self.brokers[node_id - 1]

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..config import PROJECT_ROOT, load_settings
 from . import kafka_security
 from .kafka_broker import KafkaBroker, KafkaCluster, create_topics
-from .processes import log_tail, pid_alive, port_open, read_pid, stop_pid, wait_until
+from .processes import log_tail, pid_alive, port_open, read_pid, stop_pid, stop_pids, wait_until
 
 DATA_DIR = PROJECT_ROOT / ".data"
 KAFKA_JARS = PROJECT_ROOT / ".cache" / "jars" / "kafka"
@@ -112,10 +112,9 @@ def kafka_start(settings: dict[str, str]) -> bool:
 
 def kafka_stop(settings: dict[str, str]) -> None:
     """Every local broker this project started (one node and the cluster's), whatever the settings now."""
-    stopped = 0
-    for pid_file in [DATA_DIR / "kafka" / "kafka.pid", *sorted((DATA_DIR / "kafka-cluster").glob("node-*/kafka.pid"))]:
-        if stop_pid(read_pid(pid_file)):
-            stopped += 1
+    pid_files = [DATA_DIR / "kafka" / "kafka.pid", *sorted((DATA_DIR / "kafka-cluster").glob("node-*/kafka.pid"))]
+    stopped = stop_pids([read_pid(f) for f in pid_files], 15)  # see KafkaCluster.stop
+    for pid_file in pid_files:
         pid_file.unlink(missing_ok=True)
     if stopped:
         print(f"Kafka stopped ({stopped} broker{'s' if stopped > 1 else ''})")

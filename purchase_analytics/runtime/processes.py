@@ -64,6 +64,17 @@ def stop_pid(pid: int | None, timeout_s: float = 30.0) -> bool:
     return True
 
 
+def stop_pids(pids: list[int | None], timeout_s: float = 30.0) -> int:
+    """SIGTERM all at once, then wait for each (nodes of one cluster: stopped one by one,
+    the last would wait for a quorum that is gone). Returns how many were running."""
+    running = [pid for pid in pids if pid_alive(pid)]
+    for pid in running:
+        os.kill(pid, signal.SIGTERM)
+    for pid in running:
+        stop_pid(pid, timeout_s)
+    return len(running)
+
+
 def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.2) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
