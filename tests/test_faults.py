@@ -17,7 +17,7 @@ from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
 from purchase_analytics.runtime.processes import free_port, wait_until
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db, read_results_topic
 
-from conftest import AGGREGATOR, KAFKA_JARS, PRODUCER, ROOT, expected_totals, produced_events, run_aggregator, run_producer
+from conftest import AGGREGATOR, KAFKA_JARS, PRODUCER, ROOT, expected_totals, job_config, produced_events, run_producer, run_queries
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.spark]
 
@@ -45,7 +45,7 @@ def committed_batches(db) -> int:
             return 0
 
 
-def test_spark_job_killed_three_times_loses_and_doubles_nothing(kafka, new_topic, tmp_path):
+def test_spark_job_killed_three_times_loses_and_doubles_nothing(spark, kafka, new_topic, tmp_path):
     topic = new_topic(3)
     common = ["--bootstrap-servers", kafka, "--topic", topic]
     results = f"results-{tmp_path.name}"
@@ -57,12 +57,13 @@ def test_spark_job_killed_three_times_loses_and_doubles_nothing(kafka, new_topic
         before = committed_batches(db)
         job = start_streaming_job(*job_args)
         try:
-            wait_until(lambda before=before: committed_batches(db) >= before + 2, 180, "two more committed batches")
+            wait_until(lambda before=before: committed_batches(db) > before, 180, "one more committed batch")
         finally:
             os.killpg(job.pid, signal.SIGKILL)  # python driver and its JVM, mid-stream
             job.wait()
         run_producer(*common, "--rate", "0", "--count", "3000", "--seed", str(30 + kill))  # more data while it is down
-    run_aggregator(*job_args[:-4], "--available-now", "--dlq-topic", "", "--no-console")
+    # Catch up on what is left, in-process on the same checkpoint (the CLI restarts are above).
+    run_queries(spark, job_config(*job_args[:-4], "--dlq-topic", "", "--no-console"))
     expected = expected_totals(produced_events(kafka, topic))
     assert sum(n for _, n in expected.values()) == 29000
     assert read_results_db(db) == expected
