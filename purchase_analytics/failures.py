@@ -31,7 +31,7 @@ _FATAL: list[tuple[tuple[str, ...], str]] = [
 
 # Failures that go away by themselves: the query is restarted from its checkpoint.
 _TRANSIENT = (
-    "TimeoutException", "timed out", "Timed out", "NetworkException", "DisconnectException", "NotLeaderOrFollower",
+    "TimeoutException", "KafkaTimeoutError", "timed out", "Timed out", "NetworkException", "DisconnectException", "NotLeaderOrFollower",
     "LeaderNotAvailable", "UnknownTopicOrPartition", "BrokerNotAvailable", "Broker may not be available",
     "NotEnoughReplicas", "CoordinatorNotAvailable", "RetriableException", "Connection refused", "Connection reset",
     "KafkaStorageException", "NotCoordinator", "UnknownLeaderEpoch", "FencedLeaderEpoch",

@@ -334,19 +334,20 @@ def wait_for_topic(bootstrap_servers: str, topic: str, security: KafkaSecurity, 
 
 def ensure_output_topics(config: AggregatorConfig) -> None:
     """The job's own output topics exist before its first write: the results topic
-    compacted (the latest total per window is what it keeps)."""
+    compacted (the latest total per window is what it keeps), and replicated like the
+    cluster allows (up to 3), so losing a broker does not stall the job's writes."""
     from .runtime.kafka_broker import create_topics
 
-    topics, configs = {}, {}
-    if config.dlq_topic:
-        topics[config.dlq_topic] = 1
-    if config.results_topic:
-        topics[config.results_topic] = 1
-        configs[config.results_topic] = {"cleanup.policy": "compact"}
-    if config.metrics_topic:
-        topics[config.metrics_topic] = 1
-    if topics:
-        create_topics(config.bootstrap_servers, topics, configs=configs, security=config.security)
+    topics = {name: 1 for name in (config.dlq_topic, config.results_topic, config.metrics_topic) if name}
+    if not topics:
+        return
+    admin = _admin(config.bootstrap_servers, 15.0, config.security)
+    try:
+        replication = min(3, len(admin.describe_cluster()["brokers"]))
+    finally:
+        admin.close()
+    configs = {config.results_topic: {"cleanup.policy": "compact"}} if config.results_topic else {}
+    create_topics(config.bootstrap_servers, topics, replication, config.security, configs)
 
 
 def main(argv: list[str] | None = None) -> int:
