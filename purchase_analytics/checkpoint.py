@@ -7,10 +7,12 @@ PID: the kernel drops it when the process dies, so a stale lock cannot block a r
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from pathlib import Path
 
 LOCK_NAME = ".lock"
+SOURCE_NAME = "source.json"  # which Kafka cluster and topic the checkpoint's offsets belong to
 
 
 class CheckpointError(RuntimeError):
@@ -22,6 +24,27 @@ def local_path(checkpoint_dir: str) -> Path | None:
     if checkpoint_dir.startswith("file:"):
         return Path("/" + checkpoint_dir.removeprefix("file:").lstrip("/"))
     return None if "://" in checkpoint_dir else Path(checkpoint_dir)
+
+
+def verify_source(checkpoint_dir: str, source: dict[str, str]) -> None:
+    """The checkpoint's offsets count in one topic of one cluster. A wiped broker (a new
+    cluster id) or a recreated topic (a new topic id) makes them meaningless, even when the
+    numbers still fit, so such a checkpoint is refused; a new one records its source."""
+    path = local_path(checkpoint_dir)
+    if path is None:
+        return  # a remote checkpoint
+    recorded_file = path / SOURCE_NAME
+    if recorded_file.exists():
+        recorded = json.loads(recorded_file.read_text())
+        changed = [k for k in ("cluster_id", "topic_id") if recorded.get(k) and source.get(k) and recorded[k] != source[k]]
+        if recorded.get("topic") == source.get("topic") and changed:
+            what = "the Kafka cluster" if "cluster_id" in changed else f"topic '{source['topic']}'"
+            raise CheckpointError(
+                f"checkpoint {path} belongs to another incarnation of {what} ({', '.join(changed)} changed: the broker was "
+                f"wiped or the topic recreated), so its offsets mean nothing there; start over with a new checkpoint: "
+                f"--checkpoint NEW_DIR, or delete {path}")
+    path.mkdir(parents=True, exist_ok=True)
+    recorded_file.write_text(json.dumps(source) + "\n")
 
 
 class CheckpointLock:

@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.errors import StreamingQueryException
 
-from .checkpoint import CheckpointError, CheckpointLock
+from .checkpoint import CheckpointError, CheckpointLock, verify_source
 from .config import AggregatorConfig, load_settings, parse_aggregator_config
 from .failures import classify_failure, first_line
 from .kafka_client import ClientErrorLog, KafkaSecurity, diagnose_connection, explain_failure
@@ -332,6 +332,20 @@ def wait_for_topic(bootstrap_servers: str, topic: str, security: KafkaSecurity, 
         admin.close()
 
 
+def source_identity(config: AggregatorConfig) -> dict[str, str]:
+    """The cluster id and the topic id of the job's source topic (empty when unknown)."""
+    admin = _admin(config.bootstrap_servers, 15.0, config.security, config.topic)
+    try:
+        cluster_id = admin.describe_cluster().get("cluster_id") or ""
+        described = admin.describe_topics([config.topic])
+        topic_id = str(described[0].get("topic_id") or "") if described else ""
+    finally:
+        admin.close()
+    if topic_id.strip("0-"):  # an all-zero uuid is "no id"
+        return {"topic": config.topic, "cluster_id": cluster_id, "topic_id": topic_id}
+    return {"topic": config.topic, "cluster_id": cluster_id, "topic_id": ""}
+
+
 def ensure_output_topics(config: AggregatorConfig) -> None:
     """The job's own output topics exist before its first write: the results topic
     compacted (the latest total per window is what it keeps), and replicated like the
@@ -358,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         with CheckpointLock(config.checkpoint_dir):
             check_broker(config.bootstrap_servers, config.topic, config.security)
             wait_for_topic(config.bootstrap_servers, config.topic, config.security, signals, config.timeout_s)
+            verify_source(config.checkpoint_dir, source_identity(config))
             ensure_output_topics(config)
             print(
                 f"aggregating topic '{config.topic}' at {config.bootstrap_servers} on {config.master}: "

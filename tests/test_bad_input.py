@@ -195,6 +195,28 @@ def test_checkpoint_from_a_wiped_broker_fails_at_once_with_the_fix(spark, kafka,
     assert "--checkpoint NEW_DIR" in message
 
 
+def test_recreated_topic_with_the_same_offsets_is_refused_before_spark(spark, kafka, new_topic, tmp_path):
+    """Offsets alone cannot tell a recreated topic that happens to hold as many records:
+    Spark would silently skip the new ones. The checkpoint records the topic's id."""
+    from kafka import KafkaAdminClient
+
+    from purchase_analytics.checkpoint import verify_source
+    from purchase_analytics.job import source_identity
+
+    topic, ckpt = new_topic(1), tmp_path / "ckpt"
+    send(kafka, topic, [event("a", 100, T0)])
+    config = job_args(kafka, topic, tmp_path)
+    verify_source(config.checkpoint_dir, source_identity(config))  # as the command line does before it starts
+    run_queries(spark, config)
+    admin = KafkaAdminClient(bootstrap_servers=kafka)
+    admin.delete_topics([topic])
+    admin.close()
+    wait_until(lambda: _recreate(kafka, topic), 60, "the topic to be recreated")
+    send(kafka, topic, [event("b", 200, T0)])  # offset 0 again: the checkpoint's offset 1 fits
+    line = one_line_error(run_cli([str(AGGREGATOR), "--bootstrap-servers", kafka, "--topic", topic, "--checkpoint", str(ckpt)]))
+    assert f"checkpoint {ckpt} belongs to another incarnation of topic '{topic}'" in line and "--checkpoint NEW_DIR" in line
+
+
 def _recreate(kafka: str, topic: str) -> bool:
     try:
         return bool(create_topics(kafka, {topic: 1}))

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from purchase_analytics.checkpoint import CheckpointError, CheckpointLock, local_path
+from purchase_analytics.checkpoint import CheckpointError, CheckpointLock, local_path, verify_source
 
 
 def test_a_second_holder_is_refused_with_the_owner_pid(tmp_path):
@@ -34,3 +34,16 @@ def test_an_unusable_directory_names_the_path_and_the_reason():
 def test_remote_checkpoints_are_not_locked_here():
     assert local_path("s3a://bucket/ckpt") is None
     assert local_path("file:///tmp/ckpt") == local_path("/tmp/ckpt")
+
+
+def test_a_checkpoint_of_another_cluster_or_topic_incarnation_is_refused(tmp_path):
+    ckpt = str(tmp_path / "ckpt")
+    (tmp_path / "ckpt").mkdir()
+    first = {"topic": "t", "cluster_id": "c1", "topic_id": "id1"}
+    verify_source(ckpt, first)  # recorded
+    verify_source(ckpt, first)  # the same source: fine
+    with pytest.raises(CheckpointError, match=r"another incarnation of topic 't' \(topic_id changed"):
+        verify_source(ckpt, {**first, "topic_id": "id2"})
+    with pytest.raises(CheckpointError, match=r"another incarnation of the Kafka cluster \(cluster_id, topic_id changed"):
+        verify_source(ckpt, {"topic": "t", "cluster_id": "c2", "topic_id": "id3"})
+    verify_source(ckpt, {"topic": "other", "cluster_id": "c1", "topic_id": "id9"})  # another topic: a new source, recorded
