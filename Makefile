@@ -28,7 +28,7 @@ ARGS ?=
 
 .PHONY: help setup venv jars package run kafka spark spark-example spark-produce spark-consume-purchase \
         clean wipe status test test-unit bench \
-        kafka-local spark-local spark-produce-local spark-consume-purchase-local clean-local wipe-local
+        kafka-ui dashboard kafka-local spark-local spark-produce-local spark-consume-purchase-local clean-local wipe-local
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-30s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,7 +38,7 @@ help: ## list the targets
 setup: venv jars package ## install everything missing: .venv, Kafka and connector jars, package zip
 
 venv: $(VENV)/.installed ## create .venv with the pinned requirements
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-ui.txt requirements-dev.txt
 	@command -v java >/dev/null || { echo "error: Java 17+ is required (java not found); install a JDK 17" >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-dev.txt
@@ -69,12 +69,12 @@ $(PACKAGE_ZIP): $(VENV)/.installed $(shell find purchase_analytics -name '*.py')
 	@$(PY) -c "import zipfile, pathlib; z = zipfile.ZipFile('$@', 'w'); [z.write(p) for p in sorted(pathlib.Path('purchase_analytics').rglob('*.py'))]; z.close()"
 
 # ---------------------------------------------------------------- the main job
-run: setup ## broker + producer + Spark job locally, no Docker; EVENTS=N or DURATION=S stop by themselves; Ctrl-C stops all
+run: setup ## broker + Kafka UI + dashboard + producer + Spark job locally, no Docker; EVENTS=N or DURATION=S stop by themselves; Ctrl-C stops all
 	@echo "runtime: local (make run always runs local processes)"
 	@$(LOCAL) run $(if $(EVENTS),--events $(EVENTS)) $(if $(DURATION),--duration $(DURATION)) $(ARGS)
 
 # ---------------------------------------------------------------- users' targets, per runtime
-kafka: kafka-$(RUNTIME) ## start Kafka (local JVM or compose) and create the topics; returns when ready
+kafka: kafka-$(RUNTIME) ## start Kafka (local JVM or compose), create the topics, start the Kafka UI; returns when ready
 spark: spark-$(RUNTIME) ## start a Spark standalone master and worker
 spark-produce: spark-produce-$(RUNTIME) ## run the producer (EVENTS=N to stop after N; ARGS="--rate 100 ...")
 spark-consume-purchase: spark-consume-purchase-$(RUNTIME) ## run the Spark aggregator (ARGS="--available-now --output-dir DIR ...")
@@ -100,6 +100,12 @@ clean-local:
 
 wipe-local:
 	@test -x $(PY) && $(LOCAL) wipe || rm -rf .data
+
+kafka-ui: setup ## start only the Kafka UI (kaskade in the browser) on 127.0.0.1:KAFKA_UI_PORT (8083), against the running broker
+	@$(LOCAL) kafka-ui-start
+
+dashboard: setup ## serve the live dashboard of the windows on 127.0.0.1:DASHBOARD_PORT (8084; reads Kafka only)
+	@$(LOCAL) dashboard-start
 
 status: ## show what is running (local runtime)
 	@$(LOCAL) status

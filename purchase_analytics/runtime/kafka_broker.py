@@ -165,8 +165,9 @@ def wait_until_ready(bootstrap_servers: str, timeout_s: float, alive, log_file: 
     raise RuntimeError(f"Kafka at {bootstrap_servers} not ready after {timeout_s:.0f}s ({last_error}); see {log_file}")
 
 
-def create_topics(bootstrap_servers: str, topics: dict[str, int]) -> list[str]:
-    """Create the topics that do not exist yet (name -> partitions). Returns the created names."""
+def create_topics(bootstrap_servers: str, topics: dict[str, int], configs: dict[str, dict[str, str]] | None = None) -> list[str]:
+    """Create the topics that do not exist yet (name -> partitions), with the topic configs
+    given for some of them (name -> {"cleanup.policy": "compact"}). Returns the created names."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -174,7 +175,8 @@ def create_topics(bootstrap_servers: str, topics: dict[str, int]) -> list[str]:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(name, partitions, 1) for name, partitions in topics.items() if name not in existing]
+        missing = [NewTopic(name, partitions, 1, topic_configs=(configs or {}).get(name, {}))
+                   for name, partitions in topics.items() if name not in existing]
         if missing:
             try:
                 admin.create_topics(missing)
