@@ -90,14 +90,15 @@ def dashboard_service(settings: dict[str, str]) -> WebService:
 
 
 def _start_web(service: WebService, module: str, args: list[str], what: str) -> bool:
-    """Start a web server; a failure is one line on stderr and never stops the broker or the pipeline."""
+    """Start a web server unless it runs; True if it runs now. A failure is one line on stderr
+    and never stops the broker or the pipeline."""
     try:
         started = service.start(module, args)
     except (RuntimeError, OSError) as exc:
         print(f"warning: {what} not started: {exc}", file=sys.stderr)
         return False
     print(f"{what} {'started' if started else 'already running'} at {service.url}/ ; log {service.log_file}")
-    return started
+    return True
 
 
 def kafka_ui_start(settings: dict[str, str]) -> bool:
@@ -106,11 +107,11 @@ def kafka_ui_start(settings: dict[str, str]) -> bool:
     if not port_open(_port_of(bootstrap), bootstrap.split(",")[0].rsplit(":", 1)[0]):
         print(f"warning: Kafka UI not started: no broker answers at {bootstrap} (run `make kafka`)", file=sys.stderr)
         return False
-    started = _start_web(service, kafka_ui.MODULE, kafka_ui.start_args(bootstrap, service.port), "Kafka UI")
-    if service.is_running():
+    running = _start_web(service, kafka_ui.MODULE, kafka_ui.start_args(bootstrap, service.port), "Kafka UI")
+    if running:
         topics = [settings["KAFKA_TOPIC_NAME"], settings.get("KAFKA_DLQ_TOPIC_NAME")]
         print("  messages: " + "  ".join(f"{service.url}/topic/{t}" for t in topics if t))
-    return started
+    return running
 
 
 def dashboard_start(settings: dict[str, str]) -> bool:
@@ -268,11 +269,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "kafka-stop":
             kafka_stop(settings)
         elif args.command == "kafka-ui-start":
-            return 0 if kafka_ui_start(settings) or kafka_ui_service(settings).is_running() else 1
+            return 0 if kafka_ui_start(settings) else 1
         elif args.command == "kafka-ui-stop":
             web_stop(kafka_ui_service(settings), "Kafka UI")
         elif args.command == "dashboard-start":
-            return 0 if dashboard_start(settings) or dashboard_service(settings).is_running() else 1
+            return 0 if dashboard_start(settings) else 1
         elif args.command == "dashboard-stop":
             web_stop(dashboard_service(settings), "Dashboard")
         elif args.command == "spark-start":
