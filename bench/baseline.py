@@ -8,7 +8,7 @@ import json
 import sys
 import time
 
-from purchase_analytics.events import DEFAULT_PRICE_MAX, FURNITURE, TS_MAX_AHEAD_S, TS_MIN_EPOCH_S, window_start_s
+from purchase_analytics.events import DEFAULT_PRICE_MAX, FURNITURE, DEFAULT_MAX_FUTURE_S, TS_MIN_EPOCH_S, window_start_s
 
 FURNITURE_SET = frozenset(FURNITURE)
 
@@ -21,7 +21,7 @@ def valid_event(e) -> bool:
     return (
         isinstance(oid, str) and oid != "" and isinstance(color, str) and furniture in FURNITURE_SET
         and type(cid) is int and cid > 0 and type(price) is int and 0 < price <= DEFAULT_PRICE_MAX
-        and type(ts) in (int, float) and TS_MIN_EPOCH_S <= ts <= time.time() + TS_MAX_AHEAD_S
+        and type(ts) in (int, float) and TS_MIN_EPOCH_S <= ts <= time.time() + DEFAULT_MAX_FUTURE_S
     )
 
 

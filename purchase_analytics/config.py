@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -40,17 +42,25 @@ class SettingsParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.settings = load_settings() if settings is None else settings
 
+    def error(self, message: str):
+        """One line, not argparse's usage block: the problem, then where to look."""
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
     def add_setting(self, flag: str, env_name: str | None, type_=str, default=None, **kwargs):
         raw = self.settings.get(env_name) if env_name else None
         if raw is not None:
             try:
                 default = type_(raw)
-            except ValueError:
-                self.error(f"{env_name}={raw!r} (from the environment or .env) is not a valid {type_.__name__}")
+            except (ValueError, argparse.ArgumentTypeError) as exc:
+                self.error(f"{env_name}={raw!r} (from the environment or .env): {_type_problem(type_, exc)}")
         help_text = kwargs.pop("help", "")
         if env_name:
             help_text = f"{help_text} [env {env_name}]"
         self.add_argument(flag, type=type_, default=default, help=help_text, **kwargs)
+
+
+def _type_problem(type_, exc: Exception) -> str:
+    return str(exc) if isinstance(exc, argparse.ArgumentTypeError) else f"not a valid {getattr(type_, '__name__', 'value')}"
 
 
 def positive_int(text: str) -> int:
@@ -65,6 +75,67 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value >= 0:  # also rejects NaN
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+# Kafka's rule for topic names (kafka.common.internals.Topic): 1-249 of these characters.
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def topic_name(text: str) -> str:
+    if not _TOPIC_NAME.fullmatch(text) or text in (".", ".."):
+        raise argparse.ArgumentTypeError(f"invalid Kafka topic name {text!r}: use 1-249 of the characters a-z A-Z 0-9 . _ -")
+    return text
+
+
+def optional_topic_name(text: str) -> str:
+    """A topic name, or '' to turn the feature off."""
+    return text and topic_name(text)
+
+
+# Spark's interval strings, as window, watermark and trigger take them: "10 minutes", "1 hour 30 minutes".
+_INTERVAL_UNITS_S = {"week": 604800.0, "day": 86400.0, "hour": 3600.0, "minute": 60.0, "second": 1.0,
+                     "millisecond": 1e-3, "microsecond": 1e-6}
+_INTERVAL_PART = re.compile(r"\s*([+-]?\d+(?:\.\d+)?)\s*(" + "|".join(_INTERVAL_UNITS_S) + r")s?\b", re.IGNORECASE)
+
+
+def interval_seconds(text: str) -> float:
+    """Seconds in a Spark interval string; ArgumentTypeError when Spark would not read it."""
+    body = re.sub(r"^\s*interval\s+", "", text, flags=re.IGNORECASE).strip()
+    total, pos = 0.0, 0
+    while pos < len(body):
+        match = _INTERVAL_PART.match(body, pos)
+        if not match:
+            break
+        total += float(match.group(1)) * _INTERVAL_UNITS_S[match.group(2).lower()]
+        pos = match.end()
+    if not body or pos < len(body.rstrip()):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: write a number and a unit, e.g. '10 minutes', '30 seconds', '1 hour'")
+    return total
+
+
+def _interval(minimum_s: float, strict: bool):
+    def parse(text: str) -> str:
+        seconds = interval_seconds(text)
+        if seconds < minimum_s or (strict and seconds == minimum_s):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {'more than' if strict else 'at least'} {minimum_s:g} seconds")
+        return text
+    parse.__name__ = "duration"
+    return parse
+
+
+positive_interval = _interval(0, strict=True)
+non_negative_interval = _interval(0, strict=False)
 
 
 def fraction(text: str) -> float:
@@ -102,6 +173,10 @@ class AggregatorConfig:
     available_now: bool
     starting_offsets: str
     max_offsets_per_trigger: int | None
+    max_future_s: int  # how far ahead of the processing time an event's ts may be
+    dlq_max_value_bytes: int  # a dead letter's value is cut to this size, so it always fits the topic
+    results_topic: str | None
+    metrics_topic: str | None
     checkpoint_dir: str
     output_dir: str | None
     results_db: str | None
@@ -118,8 +193,8 @@ PRODUCER_BACKENDS = ("kafka-python", "confluent")
 def parse_producer_config(argv: list[str] | None = None, settings: Mapping[str, str] | None = None) -> ProducerConfig:
     p = SettingsParser(prog="event_producer.py", description="Send JSON purchase events to Kafka.", settings=settings)
     p.add_setting("--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", str, "localhost:9092", help="Kafka bootstrap servers")
-    p.add_setting("--topic", "KAFKA_TOPIC_NAME", str, "test-topic", help="topic to send to")
-    p.add_setting("--rate", "PRODUCER_RATE", float, 10.0, help="events per second; 0 = as fast as possible")
+    p.add_setting("--topic", "KAFKA_TOPIC_NAME", topic_name, "test-topic", help="topic to send to")
+    p.add_setting("--rate", "PRODUCER_RATE", non_negative_float, 10.0, help="events per second; 0 = as fast as possible")
     p.add_setting("--count", "PRODUCER_COUNT", non_negative_int, 0, help="events to send; 0 = forever")
     p.add_setting("--seed", "PRODUCER_SEED", int, None, help="seed for a reproducible event sequence (event times still follow the clock)")
     p.add_setting("--late-fraction", "PRODUCER_LATE_FRACTION", fraction, 0.0, help="fraction of events sent with a past event time")
@@ -143,16 +218,24 @@ OUTPUT_MODES = ("update", "append")
 def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str, str] | None = None) -> AggregatorConfig:
     p = SettingsParser(prog="purchase-aggregator.py", description="Sum purchase prices per event-time window from Kafka.", settings=settings)
     p.add_setting("--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", str, "localhost:9092", help="Kafka bootstrap servers")
-    p.add_setting("--topic", "KAFKA_TOPIC_NAME", str, "test-topic", help="topic to read")
-    p.add_setting("--dlq-topic", "KAFKA_DLQ_TOPIC_NAME", str, None, help="dead-letter topic for rejected messages ('' to disable)")
+    p.add_setting("--topic", "KAFKA_TOPIC_NAME", topic_name, "test-topic", help="topic to read")
+    p.add_setting("--dlq-topic", "KAFKA_DLQ_TOPIC_NAME", optional_topic_name, None, help="dead-letter topic for rejected messages ('' to disable)")
+    p.add_setting("--results-topic", "KAFKA_RESULTS_TOPIC_NAME", optional_topic_name, None,
+                  help="compacted topic with the latest total per window, keyed by window start ('' to disable)")
+    p.add_setting("--metrics-topic", "KAFKA_METRICS_TOPIC_NAME", optional_topic_name, None,
+                  help="topic with one JSON progress record per micro-batch ('' to disable)")
     p.add_setting("--master", "SPARK_MASTER_URL", str, "local[*]", help="Spark master URL")
-    p.add_setting("--window", "WINDOW_DURATION", str, "10 minutes", help="tumbling window length")
-    p.add_setting("--watermark", "WATERMARK_DELAY", str, "10 minutes", help="how late an event may be and still count")
+    p.add_setting("--window", "WINDOW_DURATION", positive_interval, "10 minutes", help="tumbling window length")
+    p.add_setting("--watermark", "WATERMARK_DELAY", non_negative_interval, "10 minutes", help="how late an event may be and still count")
     p.add_setting("--output-mode", "OUTPUT_MODE", str, "update", choices=OUTPUT_MODES, help="update: changed windows each batch; append: closed windows once")
-    p.add_setting("--trigger", "TRIGGER_INTERVAL", str, "5 seconds", help="micro-batch interval")
+    p.add_setting("--trigger", "TRIGGER_INTERVAL", non_negative_interval, "5 seconds", help="micro-batch interval (not with --available-now)")
     p.add_argument("--available-now", action="store_true", help="process all data available now, then stop")
     p.add_setting("--starting-offsets", "STARTING_OFFSETS", str, "earliest", help="where a new query starts: earliest or latest")
     p.add_setting("--max-offsets-per-trigger", "MAX_OFFSETS_PER_TRIGGER", positive_int, None, help="cap on records per micro-batch")
+    p.add_setting("--max-future-s", "EVENT_MAX_FUTURE_S", non_negative_int, 300,
+                  help="an event whose ts is more than this many seconds ahead of the processing time is dead-lettered")
+    p.add_setting("--dlq-max-value-bytes", "DLQ_MAX_VALUE_BYTES", positive_int, 1_000_000,
+                  help="a dead letter's value is cut to this many bytes (with headers saying so) to fit the topic")
     p.add_setting("--checkpoint", "CHECKPOINT_DIR", str, ".data/checkpoints/purchase-aggregator", help="checkpoint directory (a restart resumes from it)")
     p.add_setting("--output-dir", "OUTPUT_DIR", str, None, help="also write each batch's updated windows as JSON lines here")
     p.add_setting("--results-db", "RESULTS_DB", str, None, help="also keep the latest total per window in this SQLite file (restart-safe)")
@@ -162,8 +245,13 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
     p.add_argument("--no-console", action="store_true", help="do not print the windows table")
     p.add_setting("--timeout-s", None, float, None, help="stop after this many seconds")
     a = p.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    if a.available_now and any(arg == "--trigger" or arg.startswith("--trigger=") for arg in given):
+        p.error("--trigger and --available-now exclude each other: --available-now processes what is there, then stops")
     return AggregatorConfig(
         bootstrap_servers=a.bootstrap_servers, topic=a.topic, dlq_topic=a.dlq_topic or None, master=a.master,
+        results_topic=a.results_topic or None, metrics_topic=a.metrics_topic or None,
+        max_future_s=a.max_future_s, dlq_max_value_bytes=a.dlq_max_value_bytes,
         window_duration=a.window, watermark_delay=a.watermark, output_mode=a.output_mode, trigger_interval=a.trigger,
         available_now=a.available_now, starting_offsets=a.starting_offsets, max_offsets_per_trigger=a.max_offsets_per_trigger,
         checkpoint_dir=a.checkpoint, output_dir=a.output_dir, results_db=a.results_db, shuffle_partitions=a.shuffle_partitions,

@@ -13,9 +13,16 @@ CUSTOMER_ID_MAX = 100  # the producer draws customer_id from 1..CUSTOMER_ID_MAX
 PRICE_MIN = 100  # the producer draws price from PRICE_MIN..price_max
 DEFAULT_PRICE_MAX = 150_000
 
-# Valid event time: from 2000-01-01 (UTC) to one day after "now".
+# Valid event time: from 2000-01-01 (UTC) to a few minutes ahead of the processing time
+# (EVENT_MAX_FUTURE_S in .env). An event further ahead would move the watermark past every
+# real event still to come, so it is dead-lettered instead of counted.
 TS_MIN_EPOCH_S = int(datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp())
-TS_MAX_AHEAD_S = 24 * 3600
+DEFAULT_MAX_FUTURE_S = 300
+
+# The value must be exactly one JSON object: whitespace may surround it, nothing else may
+# follow it (Spark's parsers stop after the first value and would ignore the rest).
+# Spark's JSON parser gives up beyond this depth; such a value is rejected with that reason.
+MAX_NESTING_DEPTH = 1000
 
 # JSON types as Spark's VARIANT reports them (schema_of_variant), per field.
 JSON_INTEGER_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT")

@@ -11,20 +11,22 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.errors import StreamingQueryException
 
+from .checkpoint import CheckpointError, CheckpointLock
 from .config import AggregatorConfig, parse_aggregator_config
-from .sinks import ConsoleSink, JsonLinesSink, SqliteResultsSink, WindowSinks, dead_letter_records
+from .failures import classify_failure, first_line
+from .progress import QUALITY_METRICS, BatchProgress
+from .sinks import ConsoleSink, JsonLinesSink, KafkaPublisher, KafkaResultsSink, SqliteResultsSink, WindowSinks, dead_letter_records
 from .spark_session import create_spark_session
 from .transform import aggregate_purchases, parse_events, rejected_messages, valid_events
 
-QUALITY_METRICS = "quality"
-MAX_RESTARTS = 5
+MAX_RESTARTS = 5  # in a row: a batch that completes after a restart gives them back
 
 
 def read_kafka(spark: SparkSession, config: AggregatorConfig) -> DataFrame:
@@ -45,10 +47,10 @@ def _with_trigger(writer, config: AggregatorConfig):
     return writer.trigger(processingTime=config.trigger_interval)
 
 
-def start_queries(spark: SparkSession, config: AggregatorConfig):
+def start_queries(spark: SparkSession, config: AggregatorConfig, publisher: KafkaPublisher | None = None):
     """Start the windows query and, when a dead-letter topic is set, the dead-letter query."""
     raw = read_kafka(spark, config)
-    parsed = parse_events(raw, config.price_max).observe(
+    parsed = parse_events(raw, config.price_max, config.max_future_s).observe(
         QUALITY_METRICS,
         F.count(F.lit(1)).alias("messages"),
         F.count("rejection_reason").alias("rejected"),
@@ -61,21 +63,23 @@ def start_queries(spark: SparkSession, config: AggregatorConfig):
         sinks.append(JsonLinesSink(config.output_dir))
     if config.results_db:
         sinks.append(SqliteResultsSink(config.results_db))
-    checkpoint = Path(config.checkpoint_dir)
+    if config.results_topic and publisher:
+        sinks.append(KafkaResultsSink(publisher, config.results_topic))
+    checkpoint = config.checkpoint_dir.rstrip("/")
     windows_writer = (
         windows.writeStream.queryName("windows").outputMode(config.output_mode)
-        .option("checkpointLocation", str(checkpoint / "windows"))
+        .option("checkpointLocation", f"{checkpoint}/windows")
         .foreachBatch(WindowSinks(sinks))
     )
     queries = [_with_trigger(windows_writer, config).start()]
     if config.dlq_topic:
         dlq_writer = (
-            dead_letter_records(rejected_messages(parse_events(raw, config.price_max)))
+            dead_letter_records(rejected_messages(parse_events(raw, config.price_max, config.max_future_s)), config.dlq_max_value_bytes)
             .writeStream.queryName("dead-letters").format("kafka")
             .option("kafka.bootstrap.servers", config.bootstrap_servers)
             .option("topic", config.dlq_topic)
             .option("kafka.acks", "all")
-            .option("checkpointLocation", str(checkpoint / "dead-letters"))
+            .option("checkpointLocation", f"{checkpoint}/dead-letters")
         )
         queries.append(_with_trigger(dlq_writer, config).start())
     return queries
@@ -86,33 +90,23 @@ class JobSummary:
     batches: int = 0
     messages: int = 0
     rejected: int = 0
-    dropped_late: int = 0
+    dropped_late: int = 0  # events, see count_late_events
     restarts: int = 0
     _last_batch: dict = field(default_factory=dict, repr=False)  # runId -> last batchId folded in
 
     def is_new(self, run_id: str, batch_id: int) -> bool:
         return batch_id > self._last_batch.get(run_id, -1)
 
-    def record(self, progress: dict) -> str | None:
-        """Fold one new progress report into the totals; return its one-line description."""
-        self._last_batch[progress["runId"]] = progress["batchId"]
-        quality = progress.get("observedMetrics", {}).get(QUALITY_METRICS, {})
-        messages, rejected = int(quality.get("messages", 0)), int(quality.get("rejected", 0))
-        operators = progress.get("stateOperators", [])
-        dropped = sum(_per_store(op, "numRowsDroppedByWatermark") for op in operators)
-        state_rows = sum(_per_store(op, "numRowsTotal") for op in operators)
-        if progress.get("numInputRows", 0) == 0 and dropped == 0:
-            return None  # a batch that only moved the watermark
+    def record(self, progress: BatchProgress) -> bool:
+        """Fold one new batch into the totals; False for a batch that only moved the watermark."""
+        self._last_batch[progress.run_id] = progress.batch_id
+        if progress.is_idle:
+            return False
         self.batches += 1
-        self.messages += messages
-        self.rejected += rejected
-        self.dropped_late += dropped
-        rate = progress.get("processedRowsPerSecond") or 0.0
-        watermark = progress.get("eventTime", {}).get("watermark", "-")
-        return (
-            f"batch {progress['batchId']}: {messages} messages, {rejected} rejected, "
-            f"{dropped} dropped as late, {state_rows} state rows, watermark {watermark}, {rate:,.0f} rows/s"
-        )
+        self.messages += progress.messages
+        self.rejected += progress.rejected
+        self.dropped_late += progress.dropped_late
+        return True
 
     def line(self) -> str:
         return (
@@ -122,11 +116,31 @@ class JobSummary:
         )
 
 
-def _per_store(operator: dict, metric: str) -> int:
-    """Spark 4's aggregation reports its restore and save steps as two state store
-    instances per shuffle partition, each counting the same rows; count them once."""
-    copies = max(1, int(operator.get("numStateStoreInstances", 0)) // max(1, int(operator.get("numShufflePartitions", 1))))
-    return int(operator.get(metric, 0)) // copies
+def count_late_events(spark: SparkSession, config: AggregatorConfig, progress: BatchProgress) -> int:
+    """Valid events of one batch that the watermark dropped, counted in events.
+
+    Spark's numRowsDroppedByWatermark counts rows at the state store, after the partial
+    aggregation: one row per window and input partition, however many events it holds.
+    So when Spark reports a drop, the batch's offset range is read again and its valid
+    events are tested with Spark's own rule: an event is dropped when its window ends at
+    or before the batch's watermark. Batches without a drop cost nothing extra."""
+    if progress.dropped_late_rows == 0 or progress.watermark is None:
+        return 0
+    topic = config.topic
+    start = progress.start_offsets.get(topic)
+    end = progress.end_offsets.get(topic)
+    if not end:
+        return progress.dropped_late_rows
+    raw = (
+        spark.read.format("kafka").option("kafka.bootstrap.servers", config.bootstrap_servers)
+        .option("subscribe", topic)
+        .option("startingOffsets", json.dumps({topic: {p: int(o) for p, o in start.items()}}) if start else "earliest")
+        .option("endingOffsets", json.dumps({topic: {p: int(o) for p, o in end.items()}}))
+        .load()
+    )
+    watermark = datetime.fromisoformat(progress.watermark.replace("Z", "+00:00"))
+    events = valid_events(parse_events(raw, config.price_max, config.max_future_s))
+    return events.where(F.window("event_time", config.window_duration).end <= F.lit(watermark)).count()
 
 
 class JobSignals:
@@ -141,31 +155,64 @@ class JobSignals:
         return self
 
 
-def _report(queries, summary: JobSummary, out) -> None:
-    for progress in queries[0].recentProgress:  # the last ~100 reports, oldest first
-        if not summary.is_new(str(progress.runId), progress.batchId):
-            continue  # already folded in: skip the JSON round trip
-        line = summary.record(json.loads(progress.json))
-        if line:
-            print(line, file=out, flush=True)
+class ProgressReporter:
+    """Folds each new batch of the windows query into the summary, prints its line and
+    publishes it to the metrics topic."""
+
+    def __init__(self, spark: SparkSession, config: AggregatorConfig, summary: JobSummary,
+                 publisher: KafkaPublisher | None, out):
+        self.spark, self.config, self.summary, self.publisher, self.out = spark, config, summary, publisher, out
+        self.batches_since_restart = 0
+
+    def report(self, query) -> None:
+        for raw in query.recentProgress:  # the last ~100 reports, oldest first
+            if not self.summary.is_new(str(raw.runId), raw.batchId):
+                continue  # already folded in: skip the JSON round trip
+            progress = BatchProgress.from_spark(json.loads(raw.json))
+            progress = replace(progress, dropped_late=count_late_events(self.spark, self.config, progress))
+            if self.summary.record(progress):
+                self.batches_since_restart += 1
+                print(progress.line(), file=self.out, flush=True)
+            if self.publisher and self.config.metrics_topic:
+                self.publisher.send(self.config.metrics_topic, progress.to_record(self.config.topic))
+        if self.publisher:
+            self.publisher.flush()
 
 
-def run_job(config: AggregatorConfig, signals: JobSignals | None = None, out=sys.stderr) -> JobSummary:
+class JobFailed(RuntimeError):
+    """A failure that a restart cannot heal: the message names the cause and the fix."""
+
+
+def run_job(config: AggregatorConfig, signals: JobSignals | None = None, out=sys.stderr, spark: SparkSession | None = None) -> JobSummary:
+    """Run the queries until they finish (--available-now), a signal, the timeout or a
+    failure that a restart cannot heal. A session passed in is left running."""
     signals = signals or JobSignals()
-    spark = create_spark_session("PurchaseAggregator", config.master, config.shuffle_partitions, config.session_timezone)
+    own_session = spark is None
+    if own_session:
+        spark = create_spark_session("PurchaseAggregator", config.master, config.shuffle_partitions, config.session_timezone)
     summary = JobSummary()
+    publisher = KafkaPublisher(config.bootstrap_servers) if (config.results_topic or config.metrics_topic) else None
+    reporter = ProgressReporter(spark, config, summary, publisher, out)
     deadline = time.monotonic() + config.timeout_s if config.timeout_s else None
-    queries = start_queries(spark, config)
+    restarts_in_row = 0
+    queries = []
     try:
+        queries = start_queries(spark, config, publisher)
         while True:
             try:
                 queries[0].awaitTermination(0.5)
             except StreamingQueryException:
                 pass  # handled below, with the other queries
-            _report(queries, summary, out)
+            reporter.report(queries[0])
             failed = next((q.exception() for q in queries if not q.isActive and q.exception() is not None), None)
             if failed is not None:
-                queries = _restart(spark, config, queries, summary, failed, out)
+                if reporter.batches_since_restart:
+                    restarts_in_row = 0  # the last restart healed: its budget is given back
+                restarts_in_row += 1
+                _stop_all(queries)
+                _before_restart(config, failed, restarts_in_row, summary, signals, out)
+                reporter.batches_since_restart = 0
+                queries = start_queries(spark, config, publisher)
                 continue
             if not any(q.isActive for q in queries):
                 break  # --available-now finished
@@ -177,70 +224,117 @@ def run_job(config: AggregatorConfig, signals: JobSignals | None = None, out=sys
                     q.processAllAvailable()
                 break
     finally:
-        for q in queries:
-            q.stop()
-        _report(queries, summary, out)
+        _stop_all(queries)
+        if queries:
+            reporter.report(queries[0])
+        if publisher:
+            publisher.close()
         print(summary.line(), file=out, flush=True)
-        spark.stop()
+        if own_session:
+            spark.stop()
     return summary
 
 
-def _restart(spark: SparkSession, config: AggregatorConfig, queries, summary: JobSummary, error, out):
-    """A failed query (e.g. the broker went away for longer than the client retries) is
-    restarted from its checkpoint, with backoff: nothing is lost or counted twice."""
+def _stop_all(queries) -> None:
     for q in queries:
-        q.stop()
-    if summary.restarts >= MAX_RESTARTS:
-        raise RuntimeError(f"query failed {summary.restarts + 1} times; last error: {_first_line(error)}")
+        try:
+            q.stop()
+        except Exception:  # a query that failed may refuse to stop again; it is stopped
+            pass
+
+
+def _before_restart(config: AggregatorConfig, error, attempt: int, summary: JobSummary, signals: JobSignals, out) -> None:
+    """Decide whether a failed query may be restarted from its checkpoint: only failures a
+    restart can heal (the broker away, a leader moving, the topic missing) are retried,
+    with backoff; nothing is lost or counted twice. Any other failure ends the job at once."""
+    fatal = classify_failure(error, config)
+    if fatal:
+        raise JobFailed(fatal)
+    if attempt > MAX_RESTARTS:
+        raise JobFailed(f"the query failed {attempt} times in a row; last error: {first_line(error)}")
     summary.restarts += 1
-    print(f"query failed ({_first_line(error)}); restarting from the checkpoint ({summary.restarts}/{MAX_RESTARTS})", file=out, flush=True)
-    time.sleep(min(2**summary.restarts, 30))
-    return start_queries(spark, config)
-
-
-def _first_line(exc) -> str:
-    text = str(getattr(exc, "desc", None) or exc)
-    return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+    print(f"query failed ({first_line(error)}); restarting from the checkpoint ({attempt}/{MAX_RESTARTS})", file=out, flush=True)
+    delay = min(2**attempt, 30)
+    if signals.stop.wait(delay):
+        raise JobFailed("stopped by a signal while waiting to restart")
+    wait_for_topic(config.bootstrap_servers, config.topic, signals, out=out)
 
 
 class BrokerUnreachable(RuntimeError):
     pass
 
 
-def check_broker(bootstrap_servers: str, topic: str, timeout_s: float = 15.0, out=sys.stderr) -> None:
-    """Fail fast with one line when no broker answers: Spark's own client would retry for
-    minutes. A missing topic is only a warning: the job waits for it."""
+def _admin(bootstrap_servers: str, timeout_s: float):
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), bootstrap_timeout_ms=int(timeout_s * 1000),
-                                 request_timeout_ms=int(timeout_s * 1000))
+        return KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), bootstrap_timeout_ms=int(timeout_s * 1000),
+                                request_timeout_ms=int(timeout_s * 1000))
     except KafkaError as exc:
         raise BrokerUnreachable(f"cannot reach a Kafka broker at {bootstrap_servers} ({exc}); is it running? try `make kafka`") from None
+
+
+def wait_for_topic(bootstrap_servers: str, topic: str, signals: JobSignals | None = None, timeout_s: float | None = None,
+                   poll_s: float = 1.0, out=sys.stderr) -> None:
+    """Return once `topic` exists. A missing topic is waited for, with one line saying so:
+    Spark's own source would fail the query at every try."""
+    admin = _admin(bootstrap_servers, 15.0)
+    deadline = time.monotonic() + timeout_s if timeout_s else None
     try:
-        if topic not in admin.list_topics():
-            print(f"warning: topic '{topic}' does not exist yet at {bootstrap_servers}; waiting for it", file=out, flush=True)
+        warned = False
+        while topic not in admin.list_topics():
+            if not warned:
+                print(f"waiting for topic '{topic}' to exist at {bootstrap_servers} (create it, e.g. with `make kafka`)", file=out, flush=True)
+                warned = True
+            if deadline and time.monotonic() > deadline:
+                raise BrokerUnreachable(f"topic '{topic}' did not appear at {bootstrap_servers} within {timeout_s:g}s")
+            if signals and signals.stop.wait(poll_s):
+                raise JobFailed("stopped by a signal while waiting for the topic")
+            if not signals:
+                time.sleep(poll_s)
+        if warned:
+            print(f"topic '{topic}' exists now; starting", file=out, flush=True)
     finally:
         admin.close()
 
 
+def ensure_output_topics(config: AggregatorConfig) -> None:
+    """The job's own output topics exist before its first write: the results topic
+    compacted (the latest total per window is what it keeps)."""
+    from .runtime.kafka_broker import create_topics
+
+    topics, configs = {}, {}
+    if config.dlq_topic:
+        topics[config.dlq_topic] = 1
+    if config.results_topic:
+        topics[config.results_topic] = 1
+        configs[config.results_topic] = {"cleanup.policy": "compact"}
+    if config.metrics_topic:
+        topics[config.metrics_topic] = 1
+    if topics:
+        create_topics(config.bootstrap_servers, topics, configs)
+
+
 def main(argv: list[str] | None = None) -> int:
-    config = parse_aggregator_config(argv)
+    config = parse_aggregator_config(argv)  # exits with one line per bad setting, before any JVM starts
+    signals = JobSignals().install()
     try:
-        check_broker(config.bootstrap_servers, config.topic)
-    except BrokerUnreachable as exc:
+        with CheckpointLock(config.checkpoint_dir):
+            _admin(config.bootstrap_servers, 15.0).close()
+            wait_for_topic(config.bootstrap_servers, config.topic, signals, config.timeout_s)
+            ensure_output_topics(config)
+            print(
+                f"aggregating topic '{config.topic}' at {config.bootstrap_servers} on {config.master}: "
+                f"{config.window_duration} windows, watermark {config.watermark_delay}, {config.output_mode} mode, "
+                f"{'available-now' if config.available_now else 'trigger ' + config.trigger_interval}, checkpoint {config.checkpoint_dir}",
+                file=sys.stderr, flush=True,
+            )
+            run_job(config, signals)
+    except (BrokerUnreachable, CheckpointError, JobFailed) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    print(
-        f"aggregating topic '{config.topic}' at {config.bootstrap_servers} on {config.master}: "
-        f"{config.window_duration} windows, watermark {config.watermark_delay}, {config.output_mode} mode, "
-        f"{'available-now' if config.available_now else 'trigger ' + config.trigger_interval}, checkpoint {config.checkpoint_dir}",
-        file=sys.stderr, flush=True,
-    )
-    try:
-        run_job(config, JobSignals().install())
+        return 2 if isinstance(exc, (BrokerUnreachable, CheckpointError)) else 1
     except Exception as exc:  # one clear line instead of a JVM stack trace
-        print(f"error: {_first_line(exc)}", file=sys.stderr, flush=True)
+        print(f"error: {first_line(exc)}", file=sys.stderr, flush=True)
         return 1
     return 0

@@ -81,13 +81,53 @@ class JsonLinesSink:
         tmp = target.with_suffix(".tmp")
         with open(tmp, "w") as f:
             for r in rows:
-                f.write(json.dumps({
-                    "window_start": _iso_utc(r.window_start), "window_end": _iso_utc(r.window_end),
-                    "total_purchase": int(r.total_purchase), "orders": int(r.orders), "batch_id": batch_id,
-                }) + "\n")
+                f.write(json.dumps(window_record(r, batch_id)) + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
+
+
+def window_record(row: WindowRow, batch_id: int) -> dict:
+    """A window as the JSON-lines files and the results topic carry it."""
+    return {
+        "window_start": _iso_utc(row.window_start), "window_end": _iso_utc(row.window_end),
+        "total_purchase": int(row.total_purchase), "orders": int(row.orders), "batch_id": batch_id,
+    }
+
+
+class KafkaPublisher:
+    """A small kafka-python producer for the job's own outputs (results and metrics):
+    acks from every in-sync replica, flushed before the batch counts as done."""
+
+    def __init__(self, bootstrap_servers: str):
+        from kafka import KafkaProducer
+
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), acks="all", linger_ms=5, retries=10)
+
+    def send(self, topic: str, value: dict, key: str | None = None) -> None:
+        self._producer.send(topic, value=json.dumps(value).encode(), key=key.encode() if key is not None else None)
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        self._producer.flush(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
+
+
+class KafkaResultsSink:
+    """`--results-topic`: the latest total per window in a compacted topic keyed by the
+    window start. A replayed batch sends the same keys and values, so a reader of the
+    latest value per key never sees a window counted twice."""
+
+    def __init__(self, publisher: KafkaPublisher, topic: str):
+        self._publisher = publisher
+        self._topic = topic
+
+    def write(self, batch_id: int, rows: Sequence[WindowRow]) -> None:
+        for r in rows:
+            record = window_record(r, batch_id)
+            self._publisher.send(self._topic, record, key=record["window_start"])
+        self._publisher.flush()
 
 
 def read_json_lines_totals(output_dir: str | Path) -> dict[str, tuple[int, int]]:
@@ -160,19 +200,27 @@ class WindowSinks:
             sink.write(batch_id, rows)
 
 
-def dead_letter_records(rejected: DataFrame) -> DataFrame:
+def dead_letter_records(rejected: DataFrame, max_value_bytes: int) -> DataFrame:
     """Rejected messages in the dead-letter topic's form: the original bytes as the value,
-    the reason and the source coordinates as headers, `topic-partition-offset` as the key."""
+    the reason and the source coordinates as headers, `topic-partition-offset` as the key.
+    A value longer than `max_value_bytes` is cut to that size, with the headers
+    `value_truncated` and `original_size`, so that one huge bad message cannot fail the
+    dead-letter write (and the whole stream with it, at every restart)."""
     def header(name: str, col: Column) -> Column:
         return F.struct(F.lit(name).alias("key"), col.cast("string").cast("binary").alias("value"))
 
+    size = F.octet_length("value")
+    truncated = size > max_value_bytes
+    headers = F.array(
+        header("rejection_reason", F.col("rejection_reason")),
+        header("source_topic", F.col("topic")),
+        header("source_partition", F.col("partition")),
+        header("source_offset", F.col("offset")),
+        header("value_truncated", F.when(truncated, F.lit("true"))),
+        header("original_size", F.when(truncated, size)),
+    )
     return rejected.select(
         F.concat_ws("-", "topic", "partition", "offset").alias("key"),
-        F.col("value"),
-        F.array(
-            header("rejection_reason", F.col("rejection_reason")),
-            header("source_topic", F.col("topic")),
-            header("source_partition", F.col("partition")),
-            header("source_offset", F.col("offset")),
-        ).alias("headers"),
+        F.when(truncated, F.substring("value", 1, max_value_bytes)).otherwise(F.col("value")).alias("value"),
+        F.filter(headers, lambda h: h["value"].isNotNull()).alias("headers"),
     )

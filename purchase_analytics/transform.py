@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
-from .events import FIELD_TYPES, FURNITURE, TS_MAX_AHEAD_S, TS_MIN_EPOCH_S
+from .events import DEFAULT_MAX_FUTURE_S, FIELD_TYPES, FURNITURE, MAX_NESTING_DEPTH, TS_MIN_EPOCH_S
 
 EVENT_COLUMNS = ("order_id", "customer_id", "furniture", "color", "price", "event_time")
 # Columns of a raw Kafka row that travel with an invalid message to the dead-letter topic.
@@ -49,6 +49,50 @@ def _type_is(type_col: Column, allowed: tuple[str, ...]) -> Column:
     return F.regexp_extract(type_col, r"^([A-Z]+)", 1).isin(list(allowed))
 
 
+_JSON_SPACE = "[ \\t\\n\\r]*"  # the only whitespace JSON allows around a value
+# A high surrogate escape not followed by a low one, or a low one not preceded by a high one.
+_LONE_SURROGATE = (r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+                   r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+
+
+def _skeleton(text: Column) -> Column:
+    """The text with every string emptied (`""`), so only JSON's structure is left. Escapes
+    become `x` first, so a quote inside a string cannot end it early. Both patterns are
+    single character classes: Java's regex engine scans them without recursion, even in
+    a 1 MiB value."""
+    unescaped = F.when(text.contains("\\"), F.regexp_replace(text, r"\\.", "x")).otherwise(text)
+    return F.regexp_replace(unescaped, r'"[^"]*"', '""')
+
+
+def _bracket_walk(skeleton: Column) -> Column:
+    """Walk the brackets of a skeleton: its deepest nesting, how often the depth came back
+    to 0 (once for a single value) and whether a bracket closed that was never opened."""
+    brackets = F.split(F.regexp_replace(skeleton, r"[^\[\]{}]", ""), "")
+
+    def step(acc: Column, char: Column) -> Column:
+        delta = F.when(char.isin("{", "["), 1).when(char.isin("}", "]"), -1).otherwise(0)
+        depth = acc["depth"] + delta
+        return F.struct(
+            depth.alias("depth"),
+            F.greatest(acc["max_depth"], depth).alias("max_depth"),
+            (acc["closed"] + F.when((delta != 0) & (depth == 0), 1).otherwise(0)).alias("closed"),
+            (acc["unbalanced"] | (depth < 0)).alias("unbalanced"),
+        )
+
+    start = F.struct(F.lit(0).alias("depth"), F.lit(0).alias("max_depth"), F.lit(0).alias("closed"), F.lit(False).alias("unbalanced"))
+    return F.aggregate(brackets, start, step)
+
+
+def _trailing_content(skeleton: Column) -> Column:
+    """True when something other than whitespace follows the first JSON object. A flat
+    object (every valid event on the wire) is settled by one regex; only a value with
+    nested objects or arrays walks its brackets."""
+    flat = skeleton.rlike(f"^{_JSON_SPACE}\\{{[^{{}}\\[\\]]*\\}}{_JSON_SPACE}$")
+    walk = _bracket_walk(skeleton)
+    single = (walk["closed"] == 1) & ~walk["unbalanced"] & skeleton.rlike(f"[}}\\]]{_JSON_SPACE}$")
+    return F.when(flat, F.lit(False)).otherwise(~single)
+
+
 def _first(checks: list[tuple[Column, Column]]) -> Column:
     """CASE WHEN c1 THEN r1 WHEN c2 THEN r2 ... END: the first broken rule's reason, or NULL."""
     reason = F.when(*checks[0])
@@ -57,15 +101,21 @@ def _first(checks: list[tuple[Column, Column]]) -> Column:
     return reason
 
 
-def _rejection_reason(raw_text: Column, variant: Column, schema: Column, fields: dict[str, Column], price_max: int) -> Column:
+def _rejection_reason(raw_text: Column, variant: Column, schema: Column, fields: dict[str, Column], price_max: int,
+                      max_future_s: int) -> Column:
     """The first rule a message breaks, or NULL for a valid event. `coalesce` and `CASE`
     stop at their first hit, so each group of checks runs only when the ones before pass,
     and the per-field type checks only for values whose schema is not the canonical one."""
+    skeleton = _skeleton(raw_text)
     whole_value = _first([
         (raw_text.isNull(), F.lit("null message value")),
         (~F.is_valid_utf8(raw_text), F.lit("value is not valid UTF-8")),
+        (variant.isNull() & (_bracket_walk(skeleton)["max_depth"] > MAX_NESTING_DEPTH),
+         F.lit(f"value is nested too deeply (more than {MAX_NESTING_DEPTH} levels)")),
+        (variant.isNull() & raw_text.rlike(_LONE_SURROGATE), F.lit("value has an invalid Unicode escape (a lone surrogate)")),
         (variant.isNull(), F.lit("value is not valid JSON")),
         (~schema.startswith("OBJECT"), F.lit("value is not a JSON object")),
+        (_trailing_content(skeleton), F.lit("value has content after the JSON object")),
     ])
     type_checks = []
     for name, (allowed, described) in FIELD_TYPES.items():
@@ -84,12 +134,13 @@ def _rejection_reason(raw_text: Column, variant: Column, schema: Column, fields:
         (fields["price"] > price_max, F.lit(f"price must be <= {price_max}")),
         (F.isnan(ts) | F.abs(ts).eqNullSafe(float("inf")), F.lit("ts is not a finite number")),
         (ts < TS_MIN_EPOCH_S, F.lit("ts is before 2000-01-01")),
-        (ts > F.unix_timestamp(F.current_timestamp()) + TS_MAX_AHEAD_S, F.lit("ts is more than one day in the future")),
+        (ts > F.unix_timestamp(F.current_timestamp()) + max_future_s,
+         F.lit(f"ts is more than {max_future_s} seconds ahead of the processing time")),
     ])
     return F.coalesce(whole_value, field_types, values)
 
 
-def parse_events(raw: DataFrame, price_max: int) -> DataFrame:
+def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX_FUTURE_S) -> DataFrame:
     """Kafka rows (binary `value`, plus topic/partition/offset when present) -> one row per
     message with the typed event columns and `rejection_reason` (NULL for a valid event)."""
     source = [F.col(c) for c in SOURCE_COLUMNS if c in raw.columns]
@@ -103,7 +154,7 @@ def parse_events(raw: DataFrame, price_max: int) -> DataFrame:
         F.col("value"), *source,
         *[fields[name].alias(name) for name in ("order_id", "customer_id", "furniture", "color", "price")],
         F.timestamp_seconds(fields["ts"]).alias("event_time"),
-        _rejection_reason(F.col("_text"), F.col("_v"), F.col("_schema"), fields, price_max).alias("rejection_reason"),
+        _rejection_reason(F.col("_text"), F.col("_v"), F.col("_schema"), fields, price_max, max_future_s).alias("rejection_reason"),
     )
 
 

@@ -1,12 +1,14 @@
 """Malformed Kafka message values, each with the start of the reason the job must give.
 Shared by the static transformation tests and the end-to-end dead-letter test."""
 
+import json
+import time
+
+_NOW = int(time.time())
 VALID = {"order_id": "o-1", "customer_id": 5, "furniture": "Desk", "color": "red", "price": 1000, "ts": 1_700_000_000}
 
 
 def _event(**overrides) -> bytes:
-    import json
-
     fields = {**VALID, **overrides}
     return json.dumps({k: v for k, v in fields.items() if v is not _MISSING}).encode()
 
@@ -58,5 +60,31 @@ MALFORMED: list[tuple[bytes | None, str]] = [
     (_event(ts=True), "ts must be a number"),
     (_event(ts=946_684_799), "ts is before 2000-01-01"),
     (_event(ts=-1), "ts is before 2000-01-01"),
-    (_event(ts=4_102_444_800), "ts is more than one day in the future"),
+    (_event(ts=4_102_444_800), "ts is more than 300 seconds ahead of the processing time"),
+    (_event(ts=_NOW + 23 * 3600), "ts is more than 300 seconds ahead of the processing time"),
+    # Exactly one JSON object: Spark's parsers stop after the first value, json.loads does not.
+    (_event() + b"}", "value has content after the JSON object"),
+    (_event() + b" x", "value has content after the JSON object"),
+    (_event() + _event(order_id="o-2"), "value has content after the JSON object"),
+    (_event() + b"\n" + _event(order_id="o-3"), "value has content after the JSON object"),
+    (_event() + b"]", "value has content after the JSON object"),
+    (_event() + b' "s"', "value has content after the JSON object"),
+    (_event() + b"\x0c", "value has content after the JSON object"),  # form feed is no JSON whitespace
+    (_event(extra={"a": [1, {"b": 2}]}) + b"}", "value has content after the JSON object"),
+    (_event(extra={"a": [1]}) + b" 0", "value has content after the JSON object"),
+    (_event(order_id='}{"') + b"{}", "value has content after the JSON object"),
+    (b'{"a": ' * 10_000 + b"1" + b"}" * 10_000, "value is nested too deeply (more than 1000 levels)"),
+    (b"[" * 10_000 + b"]" * 10_000, "value is nested too deeply (more than 1000 levels)"),
+    (_event(color="\ud800"), "value has an invalid Unicode escape (a lone surrogate)"),
+    (_event(color="a\udc00"), "value has an invalid Unicode escape (a lone surrogate)"),
+]
+
+# Valid, though unusual: whitespace around the value, strings holding brackets, quotes and
+# escapes, nested extra fields, a surrogate pair.
+VALID_UNUSUAL: list[bytes] = [
+    b"  \t\r\n" + _event(order_id="ws") + b" \n\t\r ",
+    _event(order_id='}{"]["\\', color="{}"),
+    _event(order_id="nested", extra={"a": [1, {"b": [2, "}"]}], "c": {}}),
+    _event(order_id="pair", color="\ud83d\ude00"),
+    json.dumps({**VALID, "order_id": "pretty"}, indent=2).encode(),
 ]

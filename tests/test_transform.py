@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import pytest
 from pyspark.sql import functions as F
 
-from malformed import MALFORMED, VALID
+from malformed import MALFORMED, VALID, VALID_UNUSUAL
 from purchase_analytics.transform import aggregate_purchases, parse_events, rejected_messages, valid_events
 
 T0 = 1_700_000_400  # 2023-11-14T22:20:00Z, a 10-minute boundary
@@ -44,6 +44,22 @@ def test_valid_events_pass_with_typed_columns(spark):
     row = valid_events(parsed).where(F.col("price") == 150_000).first()
     assert row.event_time.timestamp() == pytest.approx(T0 + 1.25)
     assert (row.order_id, row.customer_id, row.furniture, row.color) == ("o-1", 5, "Desk", "red")
+
+
+def test_unusual_but_valid_values_are_counted(spark):
+    """Whitespace around the object, brackets and escapes inside strings, nested extra
+    fields and a surrogate pair are all valid JSON objects: none is rejected."""
+    parsed = parse_events(raw_frame(spark, VALID_UNUSUAL), 150_000)
+    rejected = [(r.offset, r.rejection_reason) for r in rejected_messages(parsed).collect()]
+    assert rejected == []
+    assert valid_events(parsed).count() == len(VALID_UNUSUAL)
+
+
+def test_future_bound_is_a_parameter(spark):
+    now = int(datetime.now(timezone.utc).timestamp())
+    parsed = parse_events(raw_frame(spark, [event(100, now + 3000), event(100, now + 30)]), 150_000, max_future_s=60)
+    reasons = [r.rejection_reason for r in parsed.orderBy("offset").collect()]
+    assert reasons == ["ts is more than 60 seconds ahead of the processing time", None]
 
 
 def test_window_boundaries_by_hand(spark):

@@ -166,8 +166,8 @@ def wait_until_ready(bootstrap_servers: str, timeout_s: float, alive, log_file: 
 
 
 def create_topics(bootstrap_servers: str, topics: dict[str, int], configs: dict[str, dict[str, str]] | None = None) -> list[str]:
-    """Create the topics that do not exist yet (name -> partitions), with the topic configs
-    given for some of them (name -> {"cleanup.policy": "compact"}). Returns the created names."""
+    """Create the topics that do not exist yet (name -> partitions, name -> topic configs).
+    Returns the created names."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError

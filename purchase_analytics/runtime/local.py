@@ -36,8 +36,21 @@ PRODUCER = PROJECT_ROOT / "scripts" / "event_producer.py"
 AGGREGATOR = PROJECT_ROOT / "spark-scripts" / "purchase-aggregator.py"
 
 
+def int_setting(settings: dict[str, str], name: str, minimum: int = 1) -> int:
+    """An integer setting, or one line naming it and its bad value."""
+    raw = settings.get(name, "")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise RuntimeError(f"{name}={raw!r} (from the environment or .env) must be an integer >= {minimum}")
+    return value
+
+
 def _port_of(bootstrap_servers: str) -> int:
-    return int(bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+    host_port = bootstrap_servers.split(",")[0].rsplit(":", 1)
+    return int_setting({"KAFKA_BOOTSTRAP_SERVERS port": host_port[-1] if len(host_port) == 2 else ""}, "KAFKA_BOOTSTRAP_SERVERS port")
 
 
 def local_broker(settings: dict[str, str]) -> KafkaBroker:
@@ -45,14 +58,14 @@ def local_broker(settings: dict[str, str]) -> KafkaBroker:
         jars_dir=KAFKA_JARS,
         data_dir=DATA_DIR / "kafka",
         port=_port_of(settings["KAFKA_BOOTSTRAP_SERVERS"]),
-        controller_port=int(settings["KAFKA_CONTROLLER_PORT"]),
-        default_partitions=int(settings["KAFKA_TOPIC_PARTITIONS"]),
+        controller_port=int_setting(settings, "KAFKA_CONTROLLER_PORT"),
+        default_partitions=int_setting(settings, "KAFKA_TOPIC_PARTITIONS"),
     )
 
 
 def pipeline_topics(settings: dict[str, str]) -> tuple[dict[str, int], dict[str, dict[str, str]]]:
     """The topics `make kafka` creates (name -> partitions) and their topic configs."""
-    topics = {settings["KAFKA_TOPIC_NAME"]: int(settings["KAFKA_TOPIC_PARTITIONS"])}
+    topics = {settings["KAFKA_TOPIC_NAME"]: int_setting(settings, "KAFKA_TOPIC_PARTITIONS")}
     configs: dict[str, dict[str, str]] = {}
     if settings.get("KAFKA_DLQ_TOPIC_NAME"):
         topics[settings["KAFKA_DLQ_TOPIC_NAME"]] = 1
@@ -82,11 +95,11 @@ def kafka_start(settings: dict[str, str], with_ui: bool = True) -> bool:
 
 
 def kafka_ui_service(settings: dict[str, str]) -> WebService:
-    return WebService("kafka-ui", int(settings.get("KAFKA_UI_PORT", 8083)), WEB_DIR)
+    return WebService("kafka-ui", int_setting(settings, "KAFKA_UI_PORT"), WEB_DIR)
 
 
 def dashboard_service(settings: dict[str, str]) -> WebService:
-    return WebService("dashboard", int(settings.get("DASHBOARD_PORT", 8084)), WEB_DIR)
+    return WebService("dashboard", int_setting(settings, "DASHBOARD_PORT"), WEB_DIR)
 
 
 def _start_web(service: WebService, module: str, args: list[str], what: str) -> bool:

@@ -1,0 +1,63 @@
+"""Which query failures a restart can heal, and one line for the rest.
+
+A restart from the checkpoint heals what goes away by itself: the broker away for a while,
+a partition leader moving, the topic not there yet. It cannot heal a damaged checkpoint, a
+checkpoint that points at offsets the broker no longer has, two jobs on one checkpoint or
+a refused login: retrying those only delays the same error, so they end the job at once
+with the cause and the fix.
+"""
+from __future__ import annotations
+
+from .config import AggregatorConfig
+
+# (markers in the error or its JVM trace, what the user reads: {checkpoint} and {topic} filled in)
+_FATAL: list[tuple[tuple[str, ...], str]] = [
+    (("CONCURRENT_STREAM_LOG_UPDATE", "ConcurrentModificationException", "concurrently using"),
+     "another job is writing to checkpoint {checkpoint}; stop it, or give this job its own --checkpoint"),
+    (("Some data may have been lost", "partitions are gone", "offset was changed from", "is out of range"),
+     "checkpoint {checkpoint} points at offsets that topic '{topic}' no longer has (was the broker wiped or the topic "
+     "recreated?); start over with a new checkpoint: --checkpoint NEW_DIR, or delete {checkpoint}"),
+    (("Log file was malformed", "Incomplete log file", "Unsupported log version", "UNSUPPORTED_LOG_VERSION",
+      "EOFException", "JsonParseException", "JsonMappingException", "MismatchedInputException", "Unexpected end-of-input",
+      "Unrecognized token", "Failed to read", "CANNOT_LOAD_STATE_STORE", "Error reading delta file", "Error reading snapshot file",
+      "INVALID_CHECKPOINT", "checksum"),
+     "checkpoint {checkpoint} is damaged ({detail}); delete it or use another --checkpoint to start over "
+     "(the new query reads the topic from STARTING_OFFSETS)"),
+    (("InvalidTopicException", "INVALID_TOPIC"), "topic name refused by the broker ({detail})"),
+    (("SaslAuthenticationException", "AuthenticationException", "SslAuthenticationException"),
+     "the broker refused the login ({detail}); check the Kafka security settings"),
+    (("AuthorizationException",), "the broker denied access ({detail}); check the ACLs for this job's user"),
+]
+
+# Failures that go away by themselves: the query is restarted from its checkpoint.
+_TRANSIENT = (
+    "TimeoutException", "timed out", "Timed out", "NetworkException", "DisconnectException", "NotLeaderOrFollower",
+    "LeaderNotAvailable", "UnknownTopicOrPartition", "BrokerNotAvailable", "Broker may not be available",
+    "NotEnoughReplicas", "CoordinatorNotAvailable", "RetriableException", "Connection refused", "Connection reset",
+    "KafkaStorageException", "NotCoordinator", "UnknownLeaderEpoch", "FencedLeaderEpoch",
+)
+
+
+def error_text(error) -> str:
+    """The message of a (py4j-captured) error with its JVM trace, for matching."""
+    parts = [str(getattr(error, "desc", "") or ""), str(getattr(error, "stackTrace", "") or ""), str(error)]
+    cause = getattr(error, "cause", None)
+    if cause is not None:
+        parts.append(str(cause))
+    return "\n".join(parts)
+
+
+def first_line(error) -> str:
+    text = str(getattr(error, "desc", None) or error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def classify_failure(error, config: AggregatorConfig) -> str | None:
+    """None when a restart can heal the failure, else the one line that ends the job."""
+    text = error_text(error)
+    for markers, message in _FATAL:
+        if any(m in text for m in markers):
+            return message.format(checkpoint=config.checkpoint_dir, topic=config.topic, detail=first_line(error))
+    if any(m in text for m in _TRANSIENT):
+        return None
+    return f"the query failed: {first_line(error)} (not a failure a restart heals, so the job stops)"
