@@ -27,7 +27,7 @@ DURATION ?=
 ARGS ?=
 
 .PHONY: help setup venv jars package run kafka spark spark-example spark-produce spark-consume-purchase \
-        clean wipe status test test-unit bench \
+        clean wipe status test test-unit chromium bench \
         kafka-ui dashboard kafka-local spark-local spark-produce-local spark-consume-purchase-local clean-local wipe-local
 
 help: ## list the targets
@@ -114,8 +114,14 @@ spark-example: setup ## smoke job: Spark + the window transformation on in-memor
 	@$(PY) spark-scripts/spark-example.py
 
 # ---------------------------------------------------------------- quality
-test: setup compose-plugin ## unit + integration tests (real Kafka broker and real Spark, started by the tests), compose files validated
+test: setup compose-plugin chromium ## unit + integration + browser tests (real Kafka broker, real Spark, headless Chromium), compose files validated
 	$(PY) -m pytest -q tests
+
+chromium: ## install Debian's chromium and chromium-driver for the browser tests when missing (apt-get, as root)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else echo "note: chromium and chromium-driver are missing and cannot be installed here (needs root and apt-get); the browser tests will be skipped" >&2; fi; }
 
 test-unit: setup ## only the tests that need no broker
 	$(PY) -m pytest -q tests -m "not integration"

@@ -27,7 +27,7 @@ STYLE = {
 KPIS = [  # (id, label)
     ("kpi-watermark", "watermark"),
     ("kpi-final", "final windows"),
-    ("kpi-rows-per-s", "input rows/s"),
+    ("kpi-rows-per-s", "input rows/s (last batch with data)"),
     ("kpi-batch-ms", "batch duration ms"),
     ("kpi-lag", "consumer lag (messages)"),
     ("kpi-dropped-late", "rows dropped as late"),
@@ -66,7 +66,8 @@ def windows_figure(windows: list[dict]) -> dict:
         ],
         "layout": {
             "title": {"text": "total_purchase per 10-minute window (blue: final, orange: open) and orders"},
-            "yaxis": {"title": {"text": "total_purchase"}}, "yaxis2": {"title": {"text": "orders"}, "overlaying": "y", "side": "right"},
+            "yaxis": {"title": {"text": "total_purchase"}, "rangemode": "tozero"},
+            "yaxis2": {"title": {"text": "orders"}, "overlaying": "y", "side": "right", "rangemode": "tozero"},
             "xaxis": {"type": "category"}, "margin": {"l": 70, "r": 60, "t": 40, "b": 60}, "height": 340,
             "legend": {"orientation": "h", "y": -0.25}, "uirevision": "keep",
         },
@@ -78,12 +79,13 @@ def throughput_figure(history: list[dict]) -> dict:
     return {
         "data": [
             {"type": "scatter", "mode": "lines+markers", "name": "input rows/s", "x": batches, "y": [h["input_rows_per_s"] for h in history]},
+            {"type": "scatter", "mode": "lines+markers", "name": "processed rows/s", "x": batches, "y": [h["processed_rows_per_s"] for h in history]},
             {"type": "bar", "name": "batch duration ms", "x": batches, "y": [h["batch_duration_ms"] for h in history], "yaxis": "y2", "opacity": 0.4},
         ],
         "layout": {
             "title": {"text": "per micro-batch"}, "height": 260, "margin": {"l": 60, "r": 60, "t": 40, "b": 40},
-            "xaxis": {"title": {"text": "batch"}}, "yaxis": {"title": {"text": "rows/s"}},
-            "yaxis2": {"title": {"text": "ms"}, "overlaying": "y", "side": "right"}, "legend": {"orientation": "h", "y": -0.3}, "uirevision": "keep",
+            "xaxis": {"title": {"text": "batch"}, "type": "category"}, "yaxis": {"title": {"text": "rows/s"}, "rangemode": "tozero"},
+            "yaxis2": {"title": {"text": "ms"}, "overlaying": "y", "side": "right", "rangemode": "tozero"}, "legend": {"orientation": "h", "y": -0.3}, "uirevision": "keep",
         },
     }
 
