@@ -9,6 +9,8 @@ import sys
 import pytest
 from browser import browser, screenshot, wait_for, wait_for_text  # noqa: F401
 from kafka import KafkaProducer
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
 
 from purchase_analytics.runtime import kafka_ui
 from purchase_analytics.runtime.processes import free_port, port_open
@@ -40,6 +42,12 @@ def test_ui_lists_the_topics_and_shows_the_dead_letters_headers(ui, kafka, new_t
     wait_for_text(browser, ["o-ui-1"], 30, "the purchase message on the topic page")
     browser.get(f"{ui.url}/topic/{dead_letters}")
     wait_for_text(browser, ["not json", "k-1"], 30, "the dead letter on its topic page")
+    browser.find_element("css selector", ".xterm-screen").click()  # focus the terminal, as a user would
+    ActionChains(browser).send_keys(Keys.ENTER).perform()  # open the selected record
+    wait_for_text(browser, ["Record Details"], 30, "the record details")
+    ActionChains(browser).send_keys(Keys.RIGHT, Keys.RIGHT).perform()  # Key, Value, Headers tabs
+    wait_for_text(browser, ["rejection_reason", "value is not valid JSON"], 30, "the dead letter's headers")
+    screenshot(browser, tmp_path, "kafka-ui-dead-letter.png")
 
 
 def test_stopping_the_ui_leaves_no_process_and_frees_the_port(ui, browser):  # noqa: F811
