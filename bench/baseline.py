@@ -8,24 +8,16 @@ import json
 import sys
 import time
 
-from purchase_analytics.events import DEFAULT_PRICE_MAX, FURNITURE, DEFAULT_MAX_FUTURE_S, TS_MIN_EPOCH_S, window_start_s
+from purchase_analytics.config import load_settings
+from purchase_analytics.events import DEFAULT_MAX_FUTURE_S, DEFAULT_PRICE_MAX, rejection_reason, window_start_s
 
-FURNITURE_SET = frozenset(FURNITURE)
 
-
-def valid_event(e) -> bool:
+def valid_event(e, price_max: int = DEFAULT_PRICE_MAX, max_future_s: int = DEFAULT_MAX_FUTURE_S) -> bool:
     """The job's rules (events.py), in Python: the right JSON types and ranges."""
-    if not isinstance(e, dict):
-        return False
-    oid, cid, furniture, color, price, ts = (e.get(k) for k in ("order_id", "customer_id", "furniture", "color", "price", "ts"))
-    return (
-        isinstance(oid, str) and oid != "" and isinstance(color, str) and furniture in FURNITURE_SET
-        and type(cid) is int and cid > 0 and type(price) is int and 0 < price <= DEFAULT_PRICE_MAX
-        and type(ts) in (int, float) and TS_MIN_EPOCH_S <= ts <= time.time() + DEFAULT_MAX_FUTURE_S
-    )
+    return rejection_reason(e, price_max, max_future_s, time.time()) is None
 
 
-def consume(bootstrap_servers: str, topic: str, window_s: int, watermark_s: int) -> dict:
+def consume(bootstrap_servers: str, topic: str, window_s: int, watermark_s: int, price_max: int = DEFAULT_PRICE_MAX) -> dict:
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
@@ -50,7 +42,7 @@ def consume(bootstrap_servers: str, topic: str, window_s: int, watermark_s: int)
                 except ValueError:
                     rejected += 1
                     continue
-                if not valid_event(event):
+                if not valid_event(event, price_max):
                     rejected += 1
                     continue
                 ts = event["ts"]
@@ -84,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--topic", required=True)
     p.add_argument("--window-s", type=int, default=600)
     p.add_argument("--watermark-s", type=int, default=600)
+    p.add_argument("--price-max", type=int, default=int(load_settings().get("PRICE_MAX", DEFAULT_PRICE_MAX)))
     a = p.parse_args(argv)
-    print(json.dumps(consume(a.bootstrap_servers, a.topic, a.window_s, a.watermark_s)))
+    print(json.dumps(consume(a.bootstrap_servers, a.topic, a.window_s, a.watermark_s, a.price_max)))
     return 0
 
 

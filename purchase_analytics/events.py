@@ -5,6 +5,7 @@ builds its checks from these constants, so the README, the producer and the job 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -24,25 +25,103 @@ DEFAULT_MAX_FUTURE_S = 300
 # Spark's JSON parser gives up beyond this depth; such a value is rejected with that reason.
 MAX_NESTING_DEPTH = 1000
 
-# JSON types as Spark's VARIANT reports them (schema_of_variant), per field.
+# JSON types as Spark's VARIANT reports them (schema_of_variant).
 JSON_INTEGER_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT")
 JSON_STRING_TYPES = ("STRING",)
 # A JSON number with a fraction or exponent is DECIMAL(p,s) or DOUBLE in a VARIANT.
 JSON_NUMBER_PREFIXES = ("TINYINT", "SMALLINT", "INT", "BIGINT", "DECIMAL", "DOUBLE", "FLOAT")
 
-# field -> (VARIANT types it may have, what the reason says when it has another one)
-FIELD_TYPES: dict[str, tuple[tuple[str, ...], str]] = {
-    "order_id": (JSON_STRING_TYPES, "a string"),
-    "customer_id": (JSON_INTEGER_TYPES, "an integer"),
-    "furniture": (JSON_STRING_TYPES, "a string"),
-    "color": (JSON_STRING_TYPES, "a string"),
-    "price": (JSON_INTEGER_TYPES, "an integer"),
-    "ts": (JSON_NUMBER_PREFIXES, "a number (epoch seconds)"),
-}
+
+@dataclass(frozen=True)
+class EventField:
+    """One field of the event, as every part of the project sees it."""
+    name: str
+    json_types: tuple[str, ...]  # the VARIANT types it may have
+    described: str  # what a rejection says it must be
+    spark_type: str  # how `from_json` reads it (DDL)
+    python_types: tuple[type, ...]  # the same JSON types, as json.loads gives them (a bool is no int)
+    canonical: tuple[str, ...]  # its VARIANT type in the producer's wire form
+    wire_format: str  # its printf format in the producer's wire form
+
+
+# The one field table: the Spark schema, the canonical schema, the columns, the wire form
+# and the Python validation are all derived from it.
+FIELDS: tuple[EventField, ...] = (
+    EventField("order_id", JSON_STRING_TYPES, "a string", "string", (str,), ("STRING",), '"%s"'),
+    EventField("customer_id", JSON_INTEGER_TYPES, "an integer", "bigint", (int,), ("BIGINT",), "%d"),
+    EventField("furniture", JSON_STRING_TYPES, "a string", "string", (str,), ("STRING",), '"%s"'),
+    EventField("color", JSON_STRING_TYPES, "a string", "string", (str,), ("STRING",), '"%s"'),
+    EventField("price", JSON_INTEGER_TYPES, "an integer", "bigint", (int,), ("BIGINT",), "%d"),
+    EventField("ts", JSON_NUMBER_PREFIXES, "a number (epoch seconds)", "double", (int, float), ("BIGINT", "DOUBLE", "DECIMAL"), "%s"),
+)
+FIELD_NAMES = tuple(f.name for f in FIELDS)
+
+
+@dataclass(frozen=True)
+class ValueRule:
+    """A range rule on one field's value, in a small vocabulary that the Spark job
+    (transform.py) and plain Python (`rejection_reason`) both interpret."""
+    field: str
+    kind: str  # non_empty | at_least | at_most | one_of | finite | at_most_ahead (seconds after processing time)
+    limit: object
+    reason: str
+
+
+def value_rules(price_max: int, max_future_s: int) -> tuple[ValueRule, ...]:
+    """The value rules, in the order they are checked; the first broken one is the reason."""
+    return (
+        ValueRule("order_id", "non_empty", None, "order_id is empty"),
+        ValueRule("customer_id", "at_least", 1, "customer_id must be a positive integer"),
+        ValueRule("furniture", "one_of", FURNITURE, f"furniture must be one of {', '.join(FURNITURE)}"),
+        ValueRule("price", "at_least", 1, "price must be > 0"),
+        ValueRule("price", "at_most", price_max, f"price must be <= {price_max}"),
+        ValueRule("ts", "finite", None, "ts is not a finite number"),
+        ValueRule("ts", "at_least", TS_MIN_EPOCH_S, "ts is before 2000-01-01"),
+        ValueRule("ts", "at_most_ahead", max_future_s, f"ts is more than {max_future_s} seconds ahead of the processing time"),
+    )
+
+
+def _python_type_name(value) -> str:
+    return {bool: "boolean", type(None): "void", str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def rejection_reason(event, price_max: int, max_future_s: int, now_s: float) -> str | None:
+    """The job's field and value rules, in plain Python, for an already-parsed JSON value
+    (the benchmark's baseline consumer uses it). None for a valid event."""
+    if not isinstance(event, dict):
+        return "value is not a JSON object"
+    for f in FIELDS:
+        if f.name not in event:
+            return f"missing field {f.name}"
+        value = event[f.name]
+        if type(value) not in f.python_types:
+            return f"{f.name} must be {f.described}, got {_python_type_name(value)}"
+    for rule in value_rules(price_max, max_future_s):
+        if _breaks(rule, event[rule.field], now_s):
+            return rule.reason
+    return None
+
+
+def _breaks(rule: ValueRule, value, now_s: float) -> bool:
+    kind = rule.kind
+    if kind == "non_empty":
+        return value == ""
+    if kind == "at_least":
+        return value < rule.limit
+    if kind == "at_most":
+        return value > rule.limit
+    if kind == "one_of":
+        return value not in rule.limit
+    if kind == "finite":
+        return not math.isfinite(value)
+    if kind == "at_most_ahead":
+        return value > now_s + rule.limit
+    raise ValueError(f"unknown rule kind {kind!r}")
 
 
 @dataclass(frozen=True)
 class PurchaseEvent:
+    """An event as the producer makes it; its fields are FIELDS' names, in order."""
     order_id: str
     customer_id: int
     furniture: str
@@ -54,14 +133,14 @@ class PurchaseEvent:
         return event_json_bytes(self.order_id, self.customer_id, self.furniture, self.color, self.price, self.ts)
 
 
-def event_json_bytes(order_id: str, customer_id: int, furniture: str, color: str, price: int, ts: int) -> bytes:
-    """Wire form. Every field has a known simple type, so formatting beats json.dumps
-    by ~3x; colors and furniture come from fixed ASCII pools that need no escaping."""
-    return (
-        f'{{"order_id":"{order_id}","customer_id":{customer_id},'
-        f'"furniture":"{furniture}","color":"{color}",'
-        f'"price":{price},"ts":{ts}}}'
-    ).encode()
+# The wire form: every field has a known simple type, so printf formatting beats json.dumps
+# by ~3x; colors and furniture come from fixed ASCII pools that need no escaping.
+_WIRE_FORMAT = "{" + ",".join(f'"{f.name}":{f.wire_format}' for f in FIELDS) + "}"
+
+
+def event_json_bytes(*values) -> bytes:
+    """The event's JSON bytes from its values in FIELDS' order."""
+    return (_WIRE_FORMAT % values).encode()
 
 
 def window_start_s(ts: float, window_s: int) -> int:

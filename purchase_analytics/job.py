@@ -22,9 +22,9 @@ from .checkpoint import CheckpointError, CheckpointLock
 from .config import AggregatorConfig, parse_aggregator_config
 from .failures import classify_failure, first_line
 from .progress import QUALITY_METRICS, BatchProgress
-from .sinks import ConsoleSink, JsonLinesSink, KafkaPublisher, KafkaResultsSink, SqliteResultsSink, WindowSinks, dead_letter_records
+from .sinks import ConsoleSink, JsonLinesSink, KafkaPublisher, KafkaResultsSink, SqliteResultsSink, WindowSinks
 from .spark_session import create_spark_session
-from .transform import aggregate_purchases, parse_events, rejected_messages, valid_events
+from .transform import aggregate_purchases, dead_letter_records, parse_events, rejected_messages, valid_events
 
 MAX_RESTARTS = 5  # in a row: a batch that completes after a restart gives them back
 

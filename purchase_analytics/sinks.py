@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol, Sequence, TextIO
 from zoneinfo import ZoneInfo
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 WINDOW_COLUMNS = ("window_start", "window_end", "total_purchase", "orders")
@@ -198,29 +198,3 @@ class WindowSinks:
         rows = batch.select(*WINDOW_COLUMNS).orderBy(F.col("window_start")).collect()
         for sink in self.sinks:
             sink.write(batch_id, rows)
-
-
-def dead_letter_records(rejected: DataFrame, max_value_bytes: int) -> DataFrame:
-    """Rejected messages in the dead-letter topic's form: the original bytes as the value,
-    the reason and the source coordinates as headers, `topic-partition-offset` as the key.
-    A value longer than `max_value_bytes` is cut to that size, with the headers
-    `value_truncated` and `original_size`, so that one huge bad message cannot fail the
-    dead-letter write (and the whole stream with it, at every restart)."""
-    def header(name: str, col: Column) -> Column:
-        return F.struct(F.lit(name).alias("key"), col.cast("string").cast("binary").alias("value"))
-
-    size = F.octet_length("value")
-    truncated = size > max_value_bytes
-    headers = F.array(
-        header("rejection_reason", F.col("rejection_reason")),
-        header("source_topic", F.col("topic")),
-        header("source_partition", F.col("partition")),
-        header("source_offset", F.col("offset")),
-        header("value_truncated", F.when(truncated, F.lit("true"))),
-        header("original_size", F.when(truncated, size)),
-    )
-    return rejected.select(
-        F.concat_ws("-", "topic", "partition", "offset").alias("key"),
-        F.when(truncated, F.substring("value", 1, max_value_bytes)).otherwise(F.col("value")).alias("value"),
-        F.filter(headers, lambda h: h["value"].isNotNull()).alias("headers"),
-    )

@@ -16,28 +16,32 @@ from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
-from .events import DEFAULT_MAX_FUTURE_S, FIELD_TYPES, FURNITURE, MAX_NESTING_DEPTH, TS_MIN_EPOCH_S
+from .events import DEFAULT_MAX_FUTURE_S, FIELDS, MAX_NESTING_DEPTH, ValueRule, value_rules
 
-EVENT_COLUMNS = ("order_id", "customer_id", "furniture", "color", "price", "event_time")
+# The event's columns after parsing: its fields, with `ts` (epoch seconds) as `event_time`.
+EVENT_COLUMNS = tuple(f.name for f in FIELDS if f.name != "ts") + ("event_time",)
 # Columns of a raw Kafka row that travel with an invalid message to the dead-letter topic.
 SOURCE_COLUMNS = ("topic", "partition", "offset")
 
 # How `from_json` reads the values once their JSON types are known to be right.
-EVENT_SCHEMA = StructType([
-    StructField("order_id", StringType()),
-    StructField("customer_id", LongType()),
-    StructField("furniture", StringType()),
-    StructField("color", StringType()),
-    StructField("price", LongType()),
-    StructField("ts", DoubleType()),
-])
-# schema_of_variant of a valid event with no extra field (keys sorted, integers as BIGINT):
-# compared as plain strings for integer and double `ts`, by a regex for decimal ones.
-_CANONICAL_PREFIX = "OBJECT<color: STRING, customer_id: BIGINT, furniture: STRING, order_id: STRING, price: BIGINT, ts: "
-CANONICAL_SCHEMAS = (_CANONICAL_PREFIX + "BIGINT>", _CANONICAL_PREFIX + "DOUBLE>")
-CANONICAL_DECIMAL_SCHEMA = "^" + _CANONICAL_PREFIX + r"DECIMAL\(\d+,\d+\)>$"
+EVENT_SCHEMA = ", ".join(f"{f.name} {f.spark_type}" for f in FIELDS)
+
+
+def _canonical_schemas() -> tuple[tuple[str, ...], str]:
+    """schema_of_variant of a valid event in the wire form with no extra field (keys sorted,
+    integers as BIGINT): plain strings to compare with, plus one regex for DECIMAL(p,s)
+    types, whose precision varies."""
+    exact = [""]
+    pattern = ""
+    for f in sorted(FIELDS, key=lambda f: f.name):
+        exact = [f"{done}, {f.name}: {t}" if done else f"{f.name}: {t}" for done in exact for t in f.canonical if t != "DECIMAL"]
+        types = "|".join(t if t != "DECIMAL" else r"DECIMAL\(\d+,\d+\)" for t in f.canonical)
+        pattern += (", " if pattern else "") + f"{f.name}: (?:{types})"
+    return tuple(f"OBJECT<{e}>" for e in exact), f"^OBJECT<{pattern}>$"
+
+
+CANONICAL_SCHEMAS, CANONICAL_SCHEMA_PATTERN = _canonical_schemas()
 
 
 def _field_type(variant: Column, name: str) -> Column:
@@ -118,26 +122,34 @@ def _rejection_reason(raw_text: Column, variant: Column, schema: Column, fields:
         (_trailing_content(skeleton), F.lit("value has content after the JSON object")),
     ])
     type_checks = []
-    for name, (allowed, described) in FIELD_TYPES.items():
-        json_type = _field_type(variant, name)
-        type_checks.append((json_type.isNull(), F.lit(f"missing field {name}")))
-        type_checks.append((~_type_is(json_type, allowed), F.concat(F.lit(f"{name} must be {described}, got "), F.lower(json_type))))
-    canonical = schema.isin(list(CANONICAL_SCHEMAS)) | schema.rlike(CANONICAL_DECIMAL_SCHEMA)
+    for f in FIELDS:
+        json_type = _field_type(variant, f.name)
+        type_checks.append((json_type.isNull(), F.lit(f"missing field {f.name}")))
+        type_checks.append((~_type_is(json_type, f.json_types), F.concat(F.lit(f"{f.name} must be {f.described}, got "), F.lower(json_type))))
+    canonical = schema.isin(list(CANONICAL_SCHEMAS)) | schema.rlike(CANONICAL_SCHEMA_PATTERN)
     field_types = F.when(~canonical, _first(type_checks))
-    ts = fields["ts"]
     # Both parsers must agree (a key could imitate the schema text), then the value ranges.
     values = _first([(value.isNull(), F.lit(f"field {name} could not be read")) for name, value in fields.items()] + [
-        (F.length(fields["order_id"]) == 0, F.lit("order_id is empty")),
-        (fields["customer_id"] <= 0, F.lit("customer_id must be a positive integer")),
-        (~fields["furniture"].isin(list(FURNITURE)), F.lit(f"furniture must be one of {', '.join(FURNITURE)}")),
-        (fields["price"] <= 0, F.lit("price must be > 0")),
-        (fields["price"] > price_max, F.lit(f"price must be <= {price_max}")),
-        (F.isnan(ts) | F.abs(ts).eqNullSafe(float("inf")), F.lit("ts is not a finite number")),
-        (ts < TS_MIN_EPOCH_S, F.lit("ts is before 2000-01-01")),
-        (ts > F.unix_timestamp(F.current_timestamp()) + max_future_s,
-         F.lit(f"ts is more than {max_future_s} seconds ahead of the processing time")),
+        (_breaks(rule, fields[rule.field]), F.lit(rule.reason)) for rule in value_rules(price_max, max_future_s)
     ])
     return F.coalesce(whole_value, field_types, values)
+
+
+def _breaks(rule: ValueRule, value: Column) -> Column:
+    """A value rule (events.py) as a Spark condition that is true when the value breaks it."""
+    if rule.kind == "non_empty":
+        return F.length(value) == 0
+    if rule.kind == "at_least":
+        return value < rule.limit
+    if rule.kind == "at_most":
+        return value > rule.limit
+    if rule.kind == "one_of":
+        return ~value.isin(list(rule.limit))
+    if rule.kind == "finite":
+        return F.isnan(value) | F.abs(value).eqNullSafe(float("inf"))
+    if rule.kind == "at_most_ahead":
+        return value > F.unix_timestamp(F.current_timestamp()) + rule.limit
+    raise ValueError(f"unknown rule kind {rule.kind!r}")
 
 
 def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX_FUTURE_S) -> DataFrame:
@@ -149,10 +161,10 @@ def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX
         F.col("value"), *source, text.alias("_text"),
         F.try_parse_json(F.when(F.is_valid_utf8(text), text)).alias("_v"), F.from_json(text, EVENT_SCHEMA).alias("_e"),
     ).withColumn("_schema", F.schema_of_variant("_v"))
-    fields = {field.name: F.col("_e")[field.name] for field in EVENT_SCHEMA.fields}
+    fields = {f.name: F.col("_e")[f.name] for f in FIELDS}
     return parsed.select(
         F.col("value"), *source,
-        *[fields[name].alias(name) for name in ("order_id", "customer_id", "furniture", "color", "price")],
+        *[fields[name].alias(name) for name in EVENT_COLUMNS if name != "event_time"],
         F.timestamp_seconds(fields["ts"]).alias("event_time"),
         _rejection_reason(F.col("_text"), F.col("_v"), F.col("_schema"), fields, price_max, max_future_s).alias("rejection_reason"),
     )
@@ -164,6 +176,32 @@ def valid_events(parsed: DataFrame) -> DataFrame:
 
 def rejected_messages(parsed: DataFrame) -> DataFrame:
     return parsed.where(F.col("rejection_reason").isNotNull())
+
+
+def dead_letter_records(rejected: DataFrame, max_value_bytes: int) -> DataFrame:
+    """Rejected messages in the dead-letter topic's form: the original bytes as the value,
+    the reason and the source coordinates as headers, `topic-partition-offset` as the key.
+    A value longer than `max_value_bytes` is cut to that size, with the headers
+    `value_truncated` and `original_size`, so that one huge bad message cannot fail the
+    dead-letter write (and the whole stream with it, at every restart)."""
+    def header(name: str, col: Column) -> Column:
+        return F.struct(F.lit(name).alias("key"), col.cast("string").cast("binary").alias("value"))
+
+    size = F.octet_length("value")
+    truncated = size > max_value_bytes
+    headers = F.array(
+        header("rejection_reason", F.col("rejection_reason")),
+        header("source_topic", F.col("topic")),
+        header("source_partition", F.col("partition")),
+        header("source_offset", F.col("offset")),
+        header("value_truncated", F.when(truncated, F.lit("true"))),
+        header("original_size", F.when(truncated, size)),
+    )
+    return rejected.select(
+        F.concat_ws("-", "topic", "partition", "offset").alias("key"),
+        F.when(truncated, F.substring("value", 1, max_value_bytes)).otherwise(F.col("value")).alias("value"),
+        F.filter(headers, lambda h: h["value"].isNotNull()).alias("headers"),
+    )
 
 
 def aggregate_purchases(events: DataFrame, window_duration: str, watermark_delay: str) -> DataFrame:

@@ -40,3 +40,28 @@ def test_late_events_go_back_in_time_within_the_bound():
     late = [e for e in events if e.ts < now]
     assert 800 < len(late) < 1200
     assert all(now - 900 <= e.ts < now for e in late)
+
+
+def test_python_rules_agree_with_the_job_on_every_payload():
+    """events.rejection_reason (the baseline's rules) rejects every malformed payload that
+    json.loads reads, with the same reason for the field and value rules."""
+    import json
+    import time
+
+    from malformed import MALFORMED, VALID_UNUSUAL
+    from purchase_analytics.events import DEFAULT_MAX_FUTURE_S, rejection_reason
+
+    now = time.time()
+    for payload, expected in MALFORMED:
+        try:
+            value = json.loads(payload)
+        except (TypeError, ValueError, RecursionError):
+            continue  # not JSON for Python either (or nested beyond its recursion limit)
+        if expected.startswith("value has content after") or "surrogate" in expected:
+            continue  # json.loads rejected the first, and Python strings may hold lone surrogates
+        reason = rejection_reason(value, 150_000, DEFAULT_MAX_FUTURE_S, now)
+        assert reason is not None, payload
+        if not expected.startswith(("value is not valid JSON", "customer_id must be an integer", "price must be an integer")):
+            assert reason.startswith(expected), (payload, reason)
+    for payload in VALID_UNUSUAL:
+        assert rejection_reason(json.loads(payload), 150_000, DEFAULT_MAX_FUTURE_S, now) is None

@@ -1,0 +1,215 @@
+"""Bad input and bad operations, round 2: each case ends in one clear line or a dead letter,
+never a stack trace, a lost message or a stopped stream. Real broker, real Spark, through
+the real entry points."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import AGGREGATOR, PRODUCER, ROOT, expected_totals, read_topic, run_aggregator
+from malformed import VALID
+from purchase_analytics.runtime.kafka_broker import create_topics
+from purchase_analytics.runtime.processes import wait_until
+from purchase_analytics.sinks import read_json_lines_totals
+
+NOW = int(time.time())
+T0 = NOW - NOW % 600 - 6 * 3600  # a window boundary a few hours ago
+
+
+def send(bootstrap: str, topic: str, values: list[bytes], partition: int | None = None) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=2_000_000)
+    for value in values:
+        producer.send(topic, value=value, partition=partition)
+    producer.flush()
+    producer.close()
+
+
+def event(order_id: str, price: int, ts: float) -> bytes:
+    return json.dumps({**VALID, "order_id": order_id, "price": price, "ts": ts}).encode()
+
+
+def run_cli(argv: list[str], env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode != 0, proc
+    assert len(lines) == 1, f"expected one line, got:\n{proc.stdout}{proc.stderr}"
+    assert lines[0].startswith("error: "), lines[0]
+    return lines[0]
+
+
+# ------------------------------------------------------------------ settings: one line, no JVM
+
+@pytest.mark.parametrize("args, expected", [
+    (["--window", "ten minutes"], "'ten minutes' is not a duration"),
+    (["--window", "0 seconds"], "'0 seconds' must be more than 0 seconds"),
+    (["--trigger", "banana"], "'banana' is not a duration"),
+    (["--trigger", "banana", "--available-now"], "'banana' is not a duration"),
+    (["--trigger", "1 second", "--available-now"], "--trigger and --available-now exclude each other"),
+    (["--topic", "my topic"], "invalid Kafka topic name 'my topic'"),
+    (["--dlq-topic", "dead letters"], "invalid Kafka topic name 'dead letters'"),
+    (["--max-future-s", "-5"], "must be >= 0"),
+])
+def test_bad_aggregator_settings_give_one_line_before_spark_starts(args, expected):
+    line = one_line_error(run_cli([str(AGGREGATOR), *args]))
+    assert expected in line
+
+
+def test_bad_setting_from_the_environment_names_the_variable():
+    line = one_line_error(run_cli([str(AGGREGATOR)], env={"WINDOW_DURATION": "soon"}))
+    assert "WINDOW_DURATION='soon'" in line
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--topic", "my topic"], "invalid Kafka topic name 'my topic'"),
+    (["--rate", "-1"], "--rate: must be >= 0, got -1"),
+    (["--rate", "fast"], "--rate: must be a number"),
+])
+def test_bad_producer_settings_give_one_line(args, expected):
+    assert expected in one_line_error(run_cli([str(PRODUCER), *args]))
+
+
+def test_bad_partition_count_for_make_kafka_gives_one_line(tmp_path):
+    proc = run_cli(["-m", "purchase_analytics.runtime.local", "kafka-start"], env={"KAFKA_TOPIC_PARTITIONS": "abc"})
+    assert "KAFKA_TOPIC_PARTITIONS='abc'" in one_line_error(proc)
+
+
+def test_unwritable_checkpoint_gives_the_path_and_the_reason(kafka, new_topic):
+    bad = "/etc/hostname/checkpoint"  # under a file: not even root can create it
+    line = one_line_error(run_cli([str(AGGREGATOR), "--bootstrap-servers", kafka, "--topic", new_topic(1), "--checkpoint", bad]))
+    assert f"cannot use checkpoint directory {bad}: Not a directory" in line
+
+
+# ------------------------------------------------------------------ the stream goes on
+
+def test_oversized_bad_message_is_dead_lettered_cut_to_fit(kafka, new_topic, tmp_path):
+    """A bad message just under the broker's limit: its dead letter (value + key + headers)
+    would be over it. It is cut to DLQ_MAX_VALUE_BYTES with headers saying so."""
+    topic, dlq = new_topic(1), new_topic(1)
+    huge = b'{"order_id": "' + b"x" * 1_048_400 + b'"'  # invalid JSON, 1,048,415 bytes
+    send(kafka, topic, [event("a", 100, T0 + 1), huge, event("b", 200, T0 + 2)], partition=0)
+    proc = run_aggregator("--bootstrap-servers", kafka, "--topic", topic, "--dlq-topic", dlq, "--available-now",
+                          "--checkpoint", str(tmp_path / "ckpt"), "--output-dir", str(tmp_path / "out"), "--no-console")
+    assert "3 messages, 2 valid, 1 rejected" in proc.stderr
+    assert read_json_lines_totals(tmp_path / "out") == expected_totals([{"price": 100, "ts": T0 + 1}, {"price": 200, "ts": T0 + 2}])
+    [letter] = read_topic(kafka, dlq)
+    headers = {k: v.decode() for k, v in letter.headers}
+    assert headers["rejection_reason"] == "value is not valid JSON"
+    assert headers["value_truncated"] == "true"
+    assert headers["original_size"] == str(len(huge))
+    assert (headers["source_topic"], headers["source_partition"], headers["source_offset"]) == (topic, "0", "1")
+    assert letter.value == huge[:1_000_000]
+
+
+def test_missing_topic_is_waited_for(kafka, tmp_path):
+    topic = f"later-{os.getpid()}-{int(time.time())}"
+    job = subprocess.Popen([sys.executable, str(AGGREGATOR), "--master", "local[2]", "--bootstrap-servers", kafka, "--topic", topic,
+                            "--available-now", "--dlq-topic", "", "--checkpoint", str(tmp_path / "ckpt"),
+                            "--output-dir", str(tmp_path / "out"), "--no-console"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        time.sleep(4)
+        assert job.poll() is None, job.stderr.read()  # still waiting, not failed
+        create_topics(kafka, {topic: 2})
+        send(kafka, topic, [event(f"o{i}", 100 + i, T0 + 60 * i) for i in range(20)])
+        _, err = job.communicate(timeout=300)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 0, err
+    assert f"waiting for topic '{topic}'" in err
+    assert "restart" not in err
+    assert sum(n for _, n in read_json_lines_totals(tmp_path / "out").values()) == 20
+
+
+def test_late_drops_are_counted_in_events(kafka, new_topic, tmp_path):
+    """50 late events for one closed window, over 2 partitions, in one batch: Spark's own
+    metric counts the partial aggregates (one row per partition); the job counts 50."""
+    topic = new_topic(2)
+    args = ["--bootstrap-servers", kafka, "--topic", topic, "--available-now", "--watermark", "5 minutes",
+            "--checkpoint", str(tmp_path / "ckpt"), "--dlq-topic", "", "--no-console", "--output-dir", str(tmp_path / "out")]
+    send(kafka, topic, [event("w", 100, T0 + 3000), event("w2", 100, T0 + 3000)], partition=0)
+    run_aggregator(*args, "--max-offsets-per-trigger", "1")  # two batches: the watermark (T0 + 2700) is in force
+    late = [event(f"late{i}", 100, T0 + 10 + i) for i in range(50)]  # window [T0, T0+600) ended long before
+    send(kafka, topic, late[:25], partition=0)
+    send(kafka, topic, late[25:], partition=1)
+    proc = run_aggregator(*args)
+    assert "50 messages, 50 valid, 0 rejected (dead-letter topic), 50 dropped as late by the watermark" in proc.stderr, proc.stderr
+    assert read_json_lines_totals(tmp_path / "out") == expected_totals([{"price": 100, "ts": T0 + 3000}] * 2)
+
+
+# ------------------------------------------------------------------ failures a restart cannot heal
+
+def job_on(kafka: str, topic: str, checkpoint, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run_aggregator("--bootstrap-servers", kafka, "--topic", topic, "--available-now", "--dlq-topic", "",
+                          "--checkpoint", str(checkpoint), "--no-console", *extra, check=check, timeout=240)
+
+
+def failure_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert "restarting" not in proc.stderr  # failed at once, no restart loop
+    assert "Traceback" not in proc.stderr
+    return errors[0]
+
+
+def test_damaged_checkpoint_fails_at_once_with_the_fix(kafka, new_topic, tmp_path):
+    topic, ckpt = new_topic(1), tmp_path / "ckpt"
+    send(kafka, topic, [event("a", 100, T0)])
+    job_on(kafka, topic, ckpt)
+    offsets = sorted((ckpt / "windows" / "offsets").glob("[0-9]*"))[-1]
+    offsets.write_text(offsets.read_text()[:20])  # truncated mid-record
+    send(kafka, topic, [event("b", 100, T0)])
+    line = failure_line(job_on(kafka, topic, ckpt, check=False))
+    assert f"checkpoint {ckpt} is damaged" in line and "--checkpoint" in line
+
+
+def test_checkpoint_from_a_wiped_broker_fails_at_once_with_the_fix(kafka, new_topic, tmp_path):
+    from kafka import KafkaAdminClient
+
+    topic, ckpt = new_topic(1), tmp_path / "ckpt"
+    send(kafka, topic, [event(f"o{i}", 100, T0) for i in range(30)])
+    job_on(kafka, topic, ckpt)
+    admin = KafkaAdminClient(bootstrap_servers=kafka)
+    admin.delete_topics([topic])
+    admin.close()
+    wait_until(lambda: _recreate(kafka, topic), 60, "the topic to be recreated")
+    send(kafka, topic, [event("new", 100, T0)])
+    line = failure_line(job_on(kafka, topic, ckpt, check=False))
+    assert f"checkpoint {ckpt} points at offsets that topic '{topic}' no longer has" in line
+    assert "--checkpoint NEW_DIR" in line
+
+
+def _recreate(kafka: str, topic: str) -> bool:
+    try:
+        return bool(create_topics(kafka, {topic: 1}))
+    except Exception:  # the deletion is still in progress
+        return False
+
+
+def test_second_job_on_a_checkpoint_is_refused(kafka, new_topic, tmp_path):
+    topic, ckpt = new_topic(1), tmp_path / "ckpt"
+    first = subprocess.Popen([sys.executable, str(AGGREGATOR), "--master", "local[2]", "--bootstrap-servers", kafka, "--topic", topic,
+                              "--dlq-topic", "", "--checkpoint", str(ckpt), "--no-console"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
+    try:
+        wait_until(lambda: (ckpt / ".lock").exists() and (ckpt / ".lock").read_text().strip() == str(first.pid), 60, "the first job's lock")
+        proc = run_cli([str(AGGREGATOR), "--bootstrap-servers", kafka, "--topic", topic, "--checkpoint", str(ckpt)])
+        assert f"checkpoint {ckpt} is in use by another job (PID {first.pid})" in one_line_error(proc)
+    finally:
+        first.terminate()
+        first.wait(timeout=60)
+    # the lock dies with its owner: a new job may take the checkpoint
+    send(kafka, topic, [event("a", 100, T0)])
+    assert "1 messages" in job_on(kafka, topic, ckpt).stderr
