@@ -22,7 +22,7 @@ CHROMEDRIVER = shutil.which("chromedriver")
 ANSI = re.compile(r"\x1b\[[0-9;?<>=]*[A-Za-z]|\x1b\][^\x07]*\x07|\x1b[()][A-Z0-9]|\x1b[=>]")
 
 
-def _missing() -> str | None:
+def missing_browser() -> str | None:
     try:
         import selenium  # noqa: F401
     except ImportError:
@@ -32,12 +32,8 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture
-def browser():
-    """A fresh headless Chromium per test (a page's websocket log starts empty)."""
-    reason = _missing()
-    if reason:
-        pytest.skip(reason)
+def start_chromium():
+    """Headless Chromium with the performance log on (to read the websocket frames a page receives)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -45,8 +41,17 @@ def browser():
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900", "--lang=en-US"):
         options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # to read the websocket frames a page receives
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+
+
+@pytest.fixture
+def browser():
+    """A fresh headless Chromium per test (a page's websocket log starts empty)."""
+    reason = missing_browser()
+    if reason:
+        pytest.skip(reason)
+    driver = start_chromium()
     try:
         yield driver
     finally:
@@ -82,6 +87,26 @@ def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.1):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
         time.sleep(interval_s)
+
+
+# The dashboard's page, read through the DOM and the chart's own data.
+def page_windows(driver) -> dict[str, tuple[int, int]]:
+    """The windows table as the page shows it: window_start (ISO) -> (total_purchase, orders)."""
+    rows = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#windows-table tbody tr')).map(r => Array.from(r.cells).map(c => c.innerText))")
+    return {start.replace(" ", "T"): (int(total.replace(",", "")), int(orders.replace(",", ""))) for start, _end, total, orders, _state in rows}
+
+
+def chart_windows(driver) -> dict[str, tuple[int, int]]:
+    """The same from the chart's own data (plotly's traces on the graph element)."""
+    bars, orders = driver.execute_script(
+        "const g = document.querySelector('#windows-chart .js-plotly-plot'); return g ? g.data.map(t => [t.x, t.y]) : [[[], []], [[], []]]")
+    return {x: (int(total), int(n)) for x, total, n in zip(bars[0], bars[1], orders[1])}
+
+
+def text(driver, element_id: str) -> str:
+    """The element's text, "" until Dash has rendered it."""
+    return driver.execute_script("const e = document.getElementById(arguments[0]); return e ? e.innerText : ''", element_id)
 
 
 def screenshot(driver, tmp_path: Path, name: str) -> Path:

@@ -6,7 +6,7 @@ import time
 import uuid
 
 import pytest
-from browser import browser, screenshot, wait_for  # noqa: F401
+from browser import browser, chart_windows, page_windows, screenshot, text, wait_for  # noqa: F401
 from conftest import ROOT, expected_totals, produced_events, run_aggregator, run_producer
 from kafka import KafkaProducer
 from malformed import MALFORMED
@@ -36,25 +36,6 @@ def dashboard(tmp_path):
     yield start
     for service in services:
         service.stop()
-
-
-def page_windows(driver) -> dict[str, tuple[int, int]]:
-    """The windows table as the page shows it: window_start (ISO) -> (total_purchase, orders)."""
-    rows = driver.execute_script(
-        "return Array.from(document.querySelectorAll('#windows-table tbody tr')).map(r => Array.from(r.cells).map(c => c.innerText))")
-    return {start.replace(" ", "T"): (int(total.replace(",", "")), int(orders.replace(",", ""))) for start, _end, total, orders, _state in rows}
-
-
-def chart_windows(driver) -> dict[str, tuple[int, int]]:
-    """The same from the chart's own data (plotly's traces on the graph element)."""
-    bars, orders = driver.execute_script(
-        "const g = document.querySelector('#windows-chart .js-plotly-plot'); return g ? g.data.map(t => [t.x, t.y]) : [[[], []], [[], []]]")
-    return {x: (int(total), int(n)) for x, total, n in zip(bars[0], bars[1], orders[1])}
-
-
-def text(driver, element_id: str) -> str:
-    """The element's text, "" until Dash has rendered it."""
-    return driver.execute_script("const e = document.getElementById(arguments[0]); return e ? e.innerText : ''", element_id)
 
 
 def names() -> tuple[str, str]:
