@@ -114,3 +114,21 @@ def test_dashboard_says_when_the_broker_is_down_and_recovers(new_topic, dashboar
         wait_for(lambda: "connected" in text(browser, "broker-status"), 30, "the page to say the broker is back")
     finally:
         broker.stop()
+
+
+def test_make_kafka_creates_the_results_topic_compacted_and_the_metrics_topic(kafka):
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    from purchase_analytics.runtime.kafka_broker import create_topics
+    from purchase_analytics.runtime.local import pipeline_topics
+
+    results, metrics = names()
+    settings = {"KAFKA_TOPIC_NAME": f"p-{results}", "KAFKA_TOPIC_PARTITIONS": "3", "KAFKA_DLQ_TOPIC_NAME": f"d-{results}",
+                "KAFKA_RESULTS_TOPIC_NAME": results, "KAFKA_METRICS_TOPIC_NAME": metrics}
+    topics, configs = pipeline_topics(settings)
+    assert sorted(create_topics(kafka, topics, configs)) == sorted([f"p-{results}", f"d-{results}", results, metrics])
+    admin = AdminClient({"bootstrap.servers": kafka})
+    described = {r.name: f.result() for r, f in admin.describe_configs(
+        [ConfigResource(ConfigResource.Type.TOPIC, results), ConfigResource(ConfigResource.Type.TOPIC, metrics)]).items()}
+    assert described[results]["cleanup.policy"].value == "compact"
+    assert described[metrics]["cleanup.policy"].value == "delete"
