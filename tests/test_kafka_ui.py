@@ -67,7 +67,7 @@ def test_ui_on_a_taken_port_fails_in_one_line(kafka, tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         service = WebService("kafka-ui", taken.getsockname()[1], tmp_path)
-        with pytest.raises(RuntimeError, match=r"^kafka-ui: port \d+ is taken by another process"):
+        with pytest.raises(RuntimeError, match=r"^port \d+ is taken by another process"):
             service.start(kafka_ui.MODULE, kafka_ui.start_args(kafka, service.port))
 
 

@@ -110,7 +110,7 @@ def _start_web(service: WebService, module: str, args: list[str], what: str) -> 
     except (RuntimeError, OSError) as exc:
         print(f"warning: {what} not started: {exc}", file=sys.stderr)
         return False
-    print(f"{what} {'started' if started else 'already running'} at {service.url}/ ; log {service.log_file}")
+    print(f"{what} {'started' if started else 'already running'} at {service.running_url()}/ ; log {service.log_file}")
     return True
 
 
@@ -123,7 +123,7 @@ def kafka_ui_start(settings: dict[str, str]) -> bool:
     running = _start_web(service, kafka_ui.MODULE, kafka_ui.start_args(bootstrap, service.port), "Kafka UI")
     if running:
         topics = [settings["KAFKA_TOPIC_NAME"], settings.get("KAFKA_DLQ_TOPIC_NAME")]
-        print("  messages: " + "  ".join(f"{service.url}/topic/{t}" for t in topics if t))
+        print("  messages: " + "  ".join(f"{service.running_url()}/topic/{t}" for t in topics if t))
     return running
 
 
@@ -244,7 +244,7 @@ def run(settings: dict[str, str], events: int, duration_s: float, rate: float, e
             if started_broker:
                 kafka_stop(settings)
         else:
-            print(f"Kafka, the Kafka UI ({kafka_ui_service(settings).url}/) and the dashboard ({dashboard_service(settings).url}/) "
+            print(f"Kafka, the Kafka UI ({kafka_ui_service(settings).running_url()}/) and the dashboard ({dashboard_service(settings).running_url()}/) "
                   "keep running so that you can look at the results; `make clean` stops them")
     if interrupted:
         return 130
@@ -264,7 +264,7 @@ def status(settings: dict[str, str]) -> None:
     for name in ("master", "worker"):
         print(f"spark {name}: {'running' if pid_alive(read_pid(SPARK_DIR / f'{name}.pid')) else 'stopped'}")
     for service in (kafka_ui_service(settings), dashboard_service(settings)):
-        print(f"{service.name}: {'running at ' + service.url + '/' if service.is_running() else 'stopped'}")
+        print(f"{service.name}: {'running at ' + service.running_url() + '/' if service.is_running() else 'stopped'}")
 
 
 def main(argv: list[str] | None = None) -> int:

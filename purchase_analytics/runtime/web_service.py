@@ -68,8 +68,19 @@ class WebService:
     def log_file(self) -> Path:
         return self.state_dir / f"{self.name}.log"
 
+    @property
+    def url_file(self) -> Path:
+        return self.state_dir / f"{self.name}.url"
+
     def is_running(self) -> bool:
         return pid_alive(read_pid(self.pid_file))
+
+    def running_url(self) -> str:
+        """Where the running server listens (it may have been started with another port)."""
+        try:
+            return self.url_file.read_text().strip()
+        except FileNotFoundError:
+            return self.url
 
     def start(self, module: str, args: list[str], ready_timeout_s: float = 30.0) -> bool:
         """`python -m module args` in a new session; return once the port answers.
@@ -77,18 +88,19 @@ class WebService:
         if self.is_running():
             return False
         if port_open(self.port, self.host):
-            raise RuntimeError(f"{self.name}: port {self.port} is taken by another process; stop it or choose another port")
+            raise RuntimeError(f"port {self.port} is taken by another process; stop it or choose another port")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         self.pid_file.write_text(str(proc.pid))
+        self.url_file.write_text(self.url)
         deadline = time.monotonic() + ready_timeout_s
         while not port_open(self.port, self.host):
             if proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 last = log_tail(self.log_file, 1).strip() or "no output"
-                raise RuntimeError(f"{self.name} did not start on port {self.port} ({last}); log {self.log_file}")
+                raise RuntimeError(f"it did not start on port {self.port} ({last}); log {self.log_file}")
             time.sleep(0.2)
         return True
 
@@ -97,4 +109,5 @@ class WebService:
         pid = read_pid(self.pid_file)
         stopped = stop_group(pid) if pid else False
         self.pid_file.unlink(missing_ok=True)
+        self.url_file.unlink(missing_ok=True)
         return stopped
