@@ -77,7 +77,7 @@ def pipeline_topics(settings: dict[str, str]) -> tuple[dict[str, int], dict[str,
     return topics, configs
 
 
-def kafka_start(settings: dict[str, str], with_ui: bool = True) -> bool:
+def kafka_start(settings: dict[str, str]) -> bool:
     """Start the broker (unless it runs), create the topics, then start the Kafka UI next to it."""
     broker = local_broker(settings)
     if not broker.is_running() and port_open(broker.port):
@@ -89,8 +89,7 @@ def kafka_start(settings: dict[str, str], with_ui: bool = True) -> bool:
     state = f"started in {time.monotonic() - started_at:.1f}s" if started else "already running"
     print(f"Kafka {settings.get('KAFKA_VERSION', '')} (KRaft, local JVM) {state} at {broker.bootstrap_servers}; "
           f"topics {', '.join(topics)}{' (created ' + ', '.join(created) + ')' if created else ''}; log {broker.log_file}")
-    if with_ui:
-        kafka_ui_start(settings)
+    kafka_ui_start(settings)
     return started
 
 
@@ -205,6 +204,8 @@ def run(settings: dict[str, str], events: int, duration_s: float, rate: float, e
     """`make run`: broker, topics, Kafka UI, dashboard, producer and the Spark job together.
     Ctrl-C stops it all; after a bounded run (events or duration) the broker, the UI and the
     dashboard keep running so that the results can be looked at, until `make clean`."""
+    web = [(kafka_ui_service(settings), "Kafka UI"), (dashboard_service(settings), "Dashboard")]
+    started_web = [(service, what) for service, what in web if not service.is_running()]  # what Ctrl-C stops
     started_broker = kafka_start(settings)
     dashboard_start(settings)
     python = sys.executable
@@ -239,8 +240,8 @@ def run(settings: dict[str, str], events: int, duration_s: float, rate: float, e
             except (subprocess.TimeoutExpired, KeyboardInterrupt):
                 stop_pid(child.pid, 10)
         if interrupted or not (events > 0 or duration_s > 0):
-            web_stop(dashboard_service(settings), "Dashboard")
-            web_stop(kafka_ui_service(settings), "Kafka UI")
+            for service, what in started_web:
+                web_stop(service, what)
             if started_broker:
                 kafka_stop(settings)
         else:
