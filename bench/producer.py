@@ -2,15 +2,13 @@
 optionally a py-spy profile of where its time goes."""
 from __future__ import annotations
 
-import re
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from .common import PRODUCER, Bench, python_cmd, run_checked
-
-DONE = re.compile(r"done: sent (\d+), acknowledged (\d+), failed (\d+), pending (\d+).* in ([\d.]+)s \(([\d,]+) events/s\)")
 
 
 def available_backends() -> list[str]:
@@ -30,17 +28,19 @@ def producer_args(bench: Bench, topic: str, count: int, rate: float, backend: st
                       "--rate", rate, "--seed", bench.seed, "--backend", backend, "--progress-interval-s", 3600, *extra)
 
 
-def parse_done(stdout: str) -> dict:
-    m = DONE.search(stdout)
-    if not m:
-        raise RuntimeError(f"no summary line in the producer's output:\n{stdout[-1000:]}")
-    return {"sent": int(m[1]), "acked": int(m[2]), "failed": int(m[3]), "pending": int(m[4]),
-            "elapsed_s": float(m[5]), "events_per_s": float(m[6].replace(",", ""))}
+def read_summary(summary_file: Path) -> dict:
+    """The producer's --summary-file: sent, acked, failed, pending, elapsed_s, events_per_s."""
+    if not summary_file.exists():
+        raise RuntimeError(f"the producer wrote no summary file ({summary_file})")
+    summary = json.loads(summary_file.read_text())
+    return {k: summary[k] for k in ("sent", "acked", "failed", "pending", "elapsed_s", "events_per_s")}
 
 
 def measure(bench: Bench, topic: str, count: int, backend: str) -> dict:
-    out, _, rss = run_checked(producer_args(bench, topic, count, 0, backend), timeout_s=900, what=f"producer ({backend})")
-    return {**parse_done(out), "backend": backend, "peak_rss_mb": rss.peak_mb_by_name().get("python")}
+    summary_file = bench.path(f"producer-{backend}-summary.json")
+    _, _, rss = run_checked(producer_args(bench, topic, count, 0, backend, "--summary-file", summary_file), timeout_s=900,
+                            what=f"producer ({backend})")
+    return {**read_summary(summary_file), "backend": backend, "peak_rss_mb": rss.peak_mb_by_name().get("python")}
 
 
 def profile(bench: Bench, topic: str, count: int, backend: str, out_dir: Path) -> dict | None:

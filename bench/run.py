@@ -137,11 +137,12 @@ def phase_memory(bench: Bench, rate: int, duration_s: float, window: str, warmup
 
 
 def _run_producer(bench: Bench, topic: str, rate: float, duration_s: float, backend: str, *extra: str) -> dict:
-    proc = subprocess.run(producer.producer_args(bench, topic, int(rate * duration_s), rate, backend, *extra),
+    summary_file = bench.path(f"producer-{topic}-summary.json")
+    proc = subprocess.run(producer.producer_args(bench, topic, int(rate * duration_s), rate, backend, "--summary-file", summary_file, *extra),
                           capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=duration_s * 3 + 120)
     if proc.returncode != 0:
         raise RuntimeError(f"producer failed:\n{proc.stdout[-1000:]}\n{proc.stderr[-1000:]}")
-    return producer.parse_done(proc.stdout)
+    return producer.read_summary(summary_file)
 
 
 def _warm_up(bench: Bench, job: spark.StreamingJob, topic: str, rate: int, backend: str, batches: int) -> None:

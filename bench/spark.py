@@ -2,8 +2,8 @@
 pre-filled topic, and as a long-running 1-second-trigger job whose lag we watch."""
 from __future__ import annotations
 
+import json
 import os
-import re
 import signal
 import subprocess
 import threading
@@ -16,21 +16,25 @@ from purchase_analytics.config import PROJECT_ROOT
 from . import jfr
 from .common import AGGREGATOR, Bench, RssSampler, checkpoint_offsets, end_offsets, python_cmd, run_checked
 
-# The job's per-batch progress line (purchase_analytics.job.JobSummary.record).
-BATCH_LINE = re.compile(r"batch (\d+): (\d+) messages.*?(\d+) state rows.*?([\d,.]+) rows/s")
-
-
 @dataclass(frozen=True)
 class Batch:
-    seen_s: float  # monotonic time the line was read
+    """One record of the job's structured progress (--progress-file, purchase_analytics.progress)."""
+    seen_s: float  # monotonic time the record was read
     batch_id: int
     messages: int
     state_rows: int
     rows_per_s: float
 
+    @classmethod
+    def from_record(cls, line: str, seen_s: float = 0.0) -> "Batch":
+        r = json.loads(line)
+        return cls(seen_s, r["batch_id"], r["messages"], r["state_rows"], r["processed_rows_per_s"])
 
-def parse_batches(text: str, seen_s: float = 0.0) -> list[Batch]:
-    return [Batch(seen_s, int(m[1]), int(m[2]), int(m[3]), float(m[4].replace(",", ""))) for m in BATCH_LINE.finditer(text)]
+
+def read_batches(progress_file: Path) -> list[Batch]:
+    if not progress_file.exists():
+        return []
+    return [Batch.from_record(line) for line in progress_file.read_text().splitlines() if line.strip()]
 
 
 def job_args(bench: Bench, topic: str, checkpoint: Path, *extra: object) -> list[str]:
@@ -44,11 +48,13 @@ def available_now(bench: Bench, topic: str, max_offsets_per_trigger: int, profil
     The first batch also pays for JVM warm-up and code generation, so it is shown apart.
     With `profile`, Java Flight Recorder samples the JVM during the run (about 1% overhead)."""
     checkpoint, out_dir, recording = bench.path("ckpt-available-now"), bench.path("out-available-now"), bench.path("spark.jfr")
+    progress = bench.path("progress-available-now.jsonl")
     _, err, rss = run_checked(
-        job_args(bench, topic, checkpoint, "--available-now", "--max-offsets-per-trigger", max_offsets_per_trigger, "--output-dir", out_dir),
+        job_args(bench, topic, checkpoint, "--available-now", "--max-offsets-per-trigger", max_offsets_per_trigger, "--output-dir", out_dir,
+                 "--progress-file", progress),
         timeout_s=3600, what="Spark job (--available-now)", env={"JAVA_TOOL_OPTIONS": jfr.java_options(recording)} if profile else None,
     )
-    batches = [b for b in parse_batches(err) if b.messages]
+    batches = [b for b in read_batches(progress) if b.messages]
     if not batches:
         raise RuntimeError(f"the Spark job reported no batches:\n{err[-2000:]}")
     return {
@@ -69,22 +75,39 @@ def weighted_rate(batches: list[Batch]) -> float:
 
 
 class StreamingJob:
-    """The aggregator as a background process; its batch lines and memory are recorded as they come."""
+    """The aggregator as a background process; its progress records and memory are recorded as they come."""
 
     def __init__(self, bench: Bench, topic: str, checkpoint: Path, *extra: object):
         self.checkpoint = checkpoint
+        self.progress_file = checkpoint.with_name(checkpoint.name + "-progress.jsonl")
+        self.progress_file.unlink(missing_ok=True)
         self.batches: list[Batch] = []
         self.stderr_tail: list[str] = []
-        self.proc = subprocess.Popen(job_args(bench, topic, checkpoint, *extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, cwd=PROJECT_ROOT, start_new_session=True)
+        self.proc = subprocess.Popen(job_args(bench, topic, checkpoint, "--progress-file", self.progress_file, *extra),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT, start_new_session=True)
         self.rss = RssSampler(self.proc.pid, interval_s=1.0).__enter__()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self._follower = threading.Thread(target=self._follow, daemon=True)
+        self._follower.start()
 
     def _read(self) -> None:
         for line in self.proc.stderr:
-            self.batches.extend(parse_batches(line, time.monotonic()))
             self.stderr_tail = (self.stderr_tail + [line])[-40:]
+
+    def _follow(self) -> None:
+        """Tail the progress file: each record as it is written, with the time it was seen."""
+        offset = 0
+        while self.proc.poll() is None or offset < (self.progress_file.stat().st_size if self.progress_file.exists() else 0):
+            if self.progress_file.exists():
+                with open(self.progress_file) as f:
+                    f.seek(offset)
+                    for line in iter(f.readline, ""):
+                        if not line.endswith("\n"):
+                            break  # a record still being written
+                        offset += len(line.encode())
+                        self.batches.append(Batch.from_record(line, time.monotonic()))
+            time.sleep(0.1)
 
     def wait_for_batches(self, count: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -103,6 +126,7 @@ class StreamingJob:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self._reader.join(timeout=10)
+        self._follower.join(timeout=10)
         self.rss.__exit__()
 
 

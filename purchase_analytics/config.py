@@ -158,6 +158,7 @@ class ProducerConfig:
     delivery_timeout_ms: int
     progress_interval_s: float = 5.0
     backend: str = "kafka-python"  # or "confluent" (optional confluent-kafka package)
+    summary_file: str | None = None  # the final figures as JSON, for programs
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ class AggregatorConfig:
     checkpoint_dir: str
     output_dir: str | None
     results_db: str | None
+    progress_file: str | None
     shuffle_partitions: int
     session_timezone: str
     price_max: int
@@ -204,11 +206,13 @@ def parse_producer_config(argv: list[str] | None = None, settings: Mapping[str, 
     p.add_setting("--progress-interval-s", None, float, 5.0, help="seconds between progress lines")
     p.add_setting("--backend", "PRODUCER_BACKEND", str, "kafka-python", choices=PRODUCER_BACKENDS,
                   help="Kafka client: kafka-python, or confluent (optional confluent-kafka package, several times faster)")
+    p.add_setting("--summary-file", None, str, None, help="also write the final figures (sent, acknowledged, failed, events/s) here as JSON")
     a = p.parse_args(argv)
     return ProducerConfig(
         bootstrap_servers=a.bootstrap_servers, topic=a.topic, rate=a.rate, count=a.count, seed=a.seed,
         late_fraction=a.late_fraction, max_lateness_s=a.max_lateness_s, price_max=a.price_max,
         delivery_timeout_ms=a.delivery_timeout_ms, progress_interval_s=a.progress_interval_s, backend=a.backend,
+        summary_file=a.summary_file,
     )
 
 
@@ -243,6 +247,7 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
     p.add_setting("--session-timezone", "SESSION_TIMEZONE", str, "UTC", help="time zone for window display")
     p.add_setting("--price-max", "PRICE_MAX", positive_int, 150_000, help="largest valid price")
     p.add_argument("--no-console", action="store_true", help="do not print the windows table")
+    p.add_setting("--progress-file", None, str, None, help="also append each micro-batch's progress here as a JSON line (the metrics topic's record)")
     p.add_setting("--timeout-s", None, float, None, help="stop after this many seconds")
     a = p.parse_args(argv)
     given = sys.argv[1:] if argv is None else argv
@@ -254,6 +259,7 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
         max_future_s=a.max_future_s, dlq_max_value_bytes=a.dlq_max_value_bytes,
         window_duration=a.window, watermark_delay=a.watermark, output_mode=a.output_mode, trigger_interval=a.trigger,
         available_now=a.available_now, starting_offsets=a.starting_offsets, max_offsets_per_trigger=a.max_offsets_per_trigger,
-        checkpoint_dir=a.checkpoint, output_dir=a.output_dir, results_db=a.results_db, shuffle_partitions=a.shuffle_partitions,
+        checkpoint_dir=a.checkpoint, output_dir=a.output_dir, results_db=a.results_db, progress_file=a.progress_file,
+        shuffle_partitions=a.shuffle_partitions,
         session_timezone=a.session_timezone, price_max=a.price_max, console=not a.no_console, timeout_s=a.timeout_s,
     )

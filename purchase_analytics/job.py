@@ -173,8 +173,12 @@ class ProgressReporter:
             if self.summary.record(progress):
                 self.batches_since_restart += 1
                 print(progress.line(), file=self.out, flush=True)
+            record = progress.to_record(self.config.topic)
             if self.publisher and self.config.metrics_topic:
-                self.publisher.send(self.config.metrics_topic, progress.to_record(self.config.topic))
+                self.publisher.send(self.config.metrics_topic, record)
+            if self.config.progress_file:
+                with open(self.config.progress_file, "a") as f:
+                    f.write(json.dumps(record) + "\n")
         if self.publisher:
             self.publisher.flush()
 

@@ -8,6 +8,7 @@ times faster per event because batching and delivery reports happen in C.
 """
 from __future__ import annotations
 
+import json
 import random
 import signal
 import sys
@@ -15,6 +16,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator
 
 from faker.providers.color import Provider as ColorProvider
@@ -297,6 +299,8 @@ def run_producer(config: ProducerConfig, stop: StopFlag | None = None, out=sys.s
         flushed = sender.flush(config.delivery_timeout_ms / 1000)
         sender.close()
         elapsed = time.monotonic() - started
+        if config.summary_file:
+            _write_summary(config.summary_file, stats, elapsed, flushed)
         print(
             f"done: sent {stats.sent}, acknowledged {stats.acked}, failed {stats.failed}, "
             f"pending {stats.pending}{'' if flushed else ' (flush timed out)'} in {elapsed:.1f}s ({stats.sent / max(elapsed, 1e-9):,.0f} events/s)"
@@ -304,6 +308,13 @@ def run_producer(config: ProducerConfig, stop: StopFlag | None = None, out=sys.s
             file=out, flush=True,
         )
     return stats
+
+
+def _write_summary(path: str, stats: DeliveryStats, elapsed_s: float, flushed: bool) -> None:
+    """The run's figures as JSON, for programs (the benchmark) rather than people."""
+    summary = {"sent": stats.sent, "acked": stats.acked, "failed": stats.failed, "pending": stats.pending, "flushed": flushed,
+               "elapsed_s": round(elapsed_s, 3), "events_per_s": round(stats.sent / max(elapsed_s, 1e-9), 1), "last_error": stats.last_error}
+    Path(path).write_text(json.dumps(summary) + "\n")
 
 
 def _wait_for_room(sender, send, payload: bytes, config: ProducerConfig, stop: StopFlag, out) -> None:

@@ -140,6 +140,14 @@ def read_json_lines_totals(output_dir: str | Path) -> dict[str, tuple[int, int]]
     return totals
 
 
+def read_results_topic(bootstrap_servers: str, topic: str) -> dict[str, tuple[int, int]]:
+    """window_start (ISO) -> (total_purchase, orders): the latest value per key of the results topic."""
+    from .reference import read_topic
+
+    latest = {record.key.decode(): json.loads(record.value) for record in read_topic(bootstrap_servers, topic)}
+    return {key: (value["total_purchase"], value["orders"]) for key, value in latest.items()}
+
+
 class SqliteResultsSink:
     """`--results-db`: the durable results table, one row per window holding its latest
     total. Each batch commits in one transaction together with its batch id; a batch id

@@ -16,7 +16,7 @@ from malformed import MALFORMED, VALID
 from purchase_analytics.producer import EventGenerator
 from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
 from purchase_analytics.runtime.processes import free_port, wait_until
-from purchase_analytics.sinks import read_json_lines_totals, read_results_db
+from purchase_analytics.sinks import read_json_lines_totals, read_results_db, read_results_topic
 
 NOW = int(time.time())
 T0 = NOW - NOW % 600 - 6 * 3600  # a window boundary a few hours ago
@@ -122,7 +122,8 @@ def committed_batches(db) -> int:
 def test_spark_job_killed_three_times_loses_and_doubles_nothing(kafka, new_topic, tmp_path):
     topic = new_topic(3)
     common = ["--bootstrap-servers", kafka, "--topic", topic]
-    job_args = [*common, "--checkpoint", str(tmp_path / "ckpt"), "--output-dir", str(tmp_path / "out"),
+    results = f"results-{tmp_path.name}"
+    job_args = [*common, "--checkpoint", str(tmp_path / "ckpt"), "--output-dir", str(tmp_path / "out"), "--results-topic", results,
                 "--results-db", str(tmp_path / "results.db"), "--max-offsets-per-trigger", "1500", "--trigger", "0 seconds"]
     run_producer(*common, "--rate", "0", "--count", "20000", "--seed", "21", "--late-fraction", "0.2", "--max-lateness-s", "600")
     db = tmp_path / "results.db"
@@ -140,6 +141,7 @@ def test_spark_job_killed_three_times_loses_and_doubles_nothing(kafka, new_topic
     assert sum(n for _, n in expected.values()) == 29000
     assert read_results_db(db) == expected
     assert read_json_lines_totals(tmp_path / "out") == expected
+    assert read_results_topic(kafka, results) == expected  # replayed batches rewrote the same keys and values
 
 
 @pytest.mark.slow

@@ -1,21 +1,29 @@
 """End to end through the real entry points: the producer CLI into a real broker, the
 aggregator CLI with --available-now, totals compared with totals computed here."""
+import json
 import time
 
-from conftest import expected_totals, produced_events, run_aggregator, run_producer
-from purchase_analytics.sinks import read_json_lines_totals, read_results_db
+from conftest import expected_totals, produced_events, read_topic, run_aggregator, run_producer
+from purchase_analytics.sinks import read_json_lines_totals, read_results_db, read_results_topic
 
 
 def test_windowed_totals_match_and_a_rerun_counts_nothing_twice(kafka, new_topic, tmp_path):
-    topic = new_topic(3)
+    topic, results, metrics = new_topic(3), f"results-{tmp_path.name}", f"metrics-{tmp_path.name}"
     common = ["--bootstrap-servers", kafka, "--topic", topic]
     run_producer(*common, "--rate", "0", "--count", "3000", "--seed", "11", "--late-fraction", "0.3", "--max-lateness-s", "300")
-    out_dir, db = tmp_path / "out", tmp_path / "results.db"
+    out_dir, db, progress = tmp_path / "out", tmp_path / "results.db", tmp_path / "progress.jsonl"
     job = [*common, "--available-now", "--checkpoint", str(tmp_path / "ckpt"), "--output-dir", str(out_dir),
-           "--results-db", str(db), "--dlq-topic", "", "--no-console"]
+           "--results-db", str(db), "--dlq-topic", "", "--no-console", "--results-topic", results, "--metrics-topic", metrics,
+           "--progress-file", str(progress)]
     first = run_aggregator(*job)
     assert "3000 messages, 3000 valid, 0 rejected" in first.stderr
     assert read_json_lines_totals(out_dir) == expected_totals(produced_events(kafka, topic))
+
+    # The structured progress: the same records in the file and on the metrics topic.
+    records = [json.loads(line) for line in progress.read_text().splitlines()]
+    assert [json.loads(r.value) for r in read_topic(kafka, metrics)] == records
+    assert sum(r["messages"] for r in records) == sum(r["valid"] for r in records) == 3000
+    assert sum(records[-1]["end_offsets"].values()) == 3000 and records[-1]["topic"] == topic
 
     run_producer(*common, "--rate", "0", "--count", "1000", "--seed", "12")
     second = run_aggregator(*job)
@@ -24,6 +32,7 @@ def test_windowed_totals_match_and_a_rerun_counts_nothing_twice(kafka, new_topic
     assert sum(orders for _, orders in expected.values()) == 4000
     assert read_json_lines_totals(out_dir) == expected
     assert read_results_db(db) == expected
+    assert read_results_topic(kafka, results) == expected  # the latest value per window key
 
 
 def test_console_shows_the_original_table(kafka, new_topic, tmp_path):
