@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from browser import missing_browser, page_windows, start_chromium, text, wait_for, wait_for_text  # noqa: E402
+from browser import chart_windows, missing_browser, page_windows, start_chromium, text, wait_for, wait_for_text  # noqa: E402
 
 from purchase_analytics.reference import read_topic, window_totals  # noqa: E402
 
@@ -40,15 +40,15 @@ def main() -> int:
             wait_for_text(driver, [a.topic, a.dlq_topic], 60, f"{a.topic} and {a.dlq_topic} on {a.kafka_ui}")
             print(f"Kafka UI at {a.kafka_ui} lists {a.topic} and {a.dlq_topic}")
             if a.screenshot_dir:
-                driver.save_screenshot(str(a.screenshot_dir / "kafka-ui-docker.png"))
+                driver.save_screenshot(str(a.screenshot_dir / "kafka-ui.png"))
         if a.dashboard:
             expected = window_totals(json.loads(r.value) for r in read_topic(a.bootstrap_servers, a.topic))
             driver.get(a.dashboard)
-            wait_for(lambda: "connected" in text(driver, "broker-status") and page_windows(driver) == expected, 60,
-                     f"the dashboard at {a.dashboard} to show {expected}")
+            wait_for(lambda: "connected" in text(driver, "broker-status") and page_windows(driver) == expected
+                     and chart_windows(driver) == expected, 60, f"the dashboard at {a.dashboard} to show {expected} in its table and chart")
             print(f"dashboard at {a.dashboard} shows the topic's totals for {len(expected)} window(s)")
             if a.screenshot_dir:
-                driver.save_screenshot(str(a.screenshot_dir / "dashboard-docker.png"))
+                driver.save_screenshot(str(a.screenshot_dir / "dashboard.png"))
     except AssertionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
