@@ -17,7 +17,6 @@ export SPARK_VERSION
 JARS := .cache/jars
 KAFKA_JARS_STAMP := $(JARS)/kafka/.kafka-$(KAFKA_VERSION)
 SPARK_JARS_STAMP := $(JARS)/spark-kafka/.spark-$(SPARK_VERSION)
-PACKAGE_ZIP := .cache/purchase_analytics.zip
 LOCAL := $(PY) -m purchase_analytics.runtime.local
 
 # docker when an engine answers, otherwise local processes. `make run` and `make test` are always local.
@@ -27,7 +26,7 @@ DURATION ?=
 ARGS ?=
 
 .PHONY: help setup venv jars package run kafka spark spark-example spark-produce spark-consume-purchase \
-        clean wipe status test test-unit chromium bench \
+        clean wipe status test test-unit lint chromium bench \
         kafka-ui dashboard kafka-local spark-local spark-produce-local spark-consume-purchase-local clean-local wipe-local
 
 help: ## list the targets
@@ -37,11 +36,11 @@ help: ## list the targets
 # ---------------------------------------------------------------- setup
 setup: venv jars package ## install everything missing: .venv, Kafka and connector jars, package zip
 
-venv: $(VENV)/.installed ## create .venv with the pinned requirements
-$(VENV)/.installed: requirements.txt requirements-ui.txt requirements-dev.txt
+venv: $(VENV)/.installed ## create .venv: the pinned requirements, and this project in editable mode
+$(VENV)/.installed: requirements.txt requirements-ui.txt requirements-dev.txt pyproject.toml
 	@command -v java >/dev/null || { echo "error: Java 17+ is required (java not found); install a JDK 17" >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt -e .
 	@touch $@
 
 jars: $(KAFKA_JARS_STAMP) $(SPARK_JARS_STAMP) ## fetch Apache Kafka and Spark's Kafka connector from Maven Central into .cache/jars
@@ -115,7 +114,7 @@ spark-example: setup ## smoke job: Spark + the window transformation on in-memor
 
 # ---------------------------------------------------------------- quality
 test: setup compose-plugin chromium ## unit + integration + browser tests (real Kafka broker, real Spark, headless Chromium), compose files validated
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 chromium: ## install Debian's chromium and chromium-driver for the browser tests when missing (apt-get, as root)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
@@ -123,10 +122,15 @@ chromium: ## install Debian's chromium and chromium-driver for the browser tests
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	  else echo "note: chromium and chromium-driver are missing and cannot be installed here (needs root and apt-get); the browser tests will be skipped" >&2; fi; }
 
-test-unit: setup ## only the tests that need no broker
-	$(PY) -m pytest -q tests -m "not integration"
+test-unit: setup ## only the tests that start no broker and no command-line job (Spark only for static DataFrames)
+	$(PY) -m pytest -q tests -m "not kafka and not slow"
+
+lint: venv ## ruff: the linter and the format check (settings in pyproject.toml)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 bench: setup ## benchmark: Kafka's perf tools, producer, Spark job, latency, baseline; table + JSON in results/
 	$(PY) -m bench $(ARGS)
 
 -include docker/docker.mk
+-include docker-without-registry/without-registry.mk

@@ -1,6 +1,7 @@
 """The plain alternative: one Python process with kafka-python reading the topic from the
 start and keeping the same windowed sums (same validation rules, tumbling windows, a
 watermark that drops windows behind it). Run as `python -m bench.baseline ...`; prints JSON."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,9 @@ def valid_event(e, price_max: int = DEFAULT_PRICE_MAX, max_future_s: int = DEFAU
 def consume(bootstrap_servers: str, topic: str, window_s: int, watermark_s: int, price_max: int = DEFAULT_PRICE_MAX) -> dict:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                             fetch_max_bytes=64 * 2**20, max_partition_fetch_bytes=16 * 2**20)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, fetch_max_bytes=64 * 2**20, max_partition_fetch_bytes=16 * 2**20
+    )
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
@@ -66,8 +68,14 @@ def consume(bootstrap_servers: str, topic: str, window_s: int, watermark_s: int,
     elapsed = time.monotonic() - started
     consumer.close()
     totals = {**closed, **open_windows}
-    return {"events": messages, "rejected": rejected, "dropped_late": dropped, "elapsed_s": round(elapsed, 2),
-            "events_per_s": round(messages / elapsed), "windows": {str(k): v for k, v in sorted(totals.items())}}
+    return {
+        "events": messages,
+        "rejected": rejected,
+        "dropped_late": dropped,
+        "elapsed_s": round(elapsed, 2),
+        "events_per_s": round(messages / elapsed),
+        "windows": {str(k): v for k, v in sorted(totals.items())},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

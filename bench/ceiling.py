@@ -1,5 +1,6 @@
 """The broker's ceiling: Kafka's own perf tools (the classes behind kafka-producer-perf-test
 and kafka-consumer-perf-test) on the same broker, with our real events as the payload."""
+
 from __future__ import annotations
 
 import re
@@ -22,24 +23,47 @@ def _java(main: str, *args: object) -> list[str]:
 def perf_produce(bench: Bench, topic: str, count: int, payload_file: Path) -> dict:
     """Fill `topic` with `count` records drawn from `payload_file`; also the producer ceiling."""
     out, _, rss = run_checked(
-        _java(PERF_PRODUCER, "--topic", topic, "--num-records", count, "--throughput", -1, "--payload-file", payload_file,
-              "--producer-props", f"bootstrap.servers={bench.bootstrap_servers}", *PRODUCER_PROPS),
-        timeout_s=600, what="kafka ProducerPerformance",
+        _java(
+            PERF_PRODUCER,
+            "--topic",
+            topic,
+            "--num-records",
+            count,
+            "--throughput",
+            -1,
+            "--payload-file",
+            payload_file,
+            "--producer-props",
+            f"bootstrap.servers={bench.bootstrap_servers}",
+            *PRODUCER_PROPS,
+        ),
+        timeout_s=600,
+        what="kafka ProducerPerformance",
     )
     final = out.strip().splitlines()[-1]  # "N records sent, X records/sec (Y MB/sec), ... ms avg latency, ..."
     m = re.search(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency", final)
     if not m:
         raise RuntimeError(f"unexpected ProducerPerformance output: {final}")
-    return {"events": int(m[1]), "events_per_s": float(m[2]), "mb_per_s": float(m[3]), "avg_latency_ms": float(m[4]),
-            "peak_rss_mb": rss.peak_mb_by_name()}
+    return {
+        "events": int(m[1]),
+        "events_per_s": float(m[2]),
+        "mb_per_s": float(m[3]),
+        "avg_latency_ms": float(m[4]),
+        "peak_rss_mb": rss.peak_mb_by_name(),
+    }
 
 
 def perf_consume(bench: Bench, topic: str, count: int) -> dict:
     out, _, _ = run_checked(
         _java(PERF_CONSUMER, "--bootstrap-server", bench.bootstrap_servers, "--topic", topic, "--messages", count, "--timeout", 60_000),
-        timeout_s=600, what="kafka ConsumerPerformance",
+        timeout_s=600,
+        what="kafka ConsumerPerformance",
     )
     header, row = [line for line in out.strip().splitlines() if "," in line][-2:]
-    values = dict(zip([h.strip() for h in header.split(",")], [v.strip() for v in row.split(",")]))
-    return {"events": int(values["data.consumed.in.nMsg"]), "events_per_s": float(values["nMsg.sec"]),
-            "events_per_s_excluding_join": float(values["fetch.nMsg.sec"]), "mb_per_s": float(values["MB.sec"])}
+    values = dict(zip([h.strip() for h in header.split(",")], [v.strip() for v in row.split(",")], strict=True))
+    return {
+        "events": int(values["data.consumed.in.nMsg"]),
+        "events_per_s": float(values["nMsg.sec"]),
+        "events_per_s_excluding_join": float(values["fetch.nMsg.sec"]),
+        "mb_per_s": float(values["MB.sec"]),
+    }

@@ -1,5 +1,6 @@
 """What every phase shares: the broker and paths, subprocess runs with peak-RSS sampling,
 topic offsets and Spark checkpoint offsets (for lag), and the payload file of real events."""
+
 from __future__ import annotations
 
 import json
@@ -50,7 +51,7 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 
@@ -118,8 +119,15 @@ def python_cmd(script: Path, *args: object) -> list[str]:
 
 def run_checked(cmd: list[str], timeout_s: float, what: str, env: dict | None = None) -> tuple[str, str, RssSampler]:
     """Run to completion while sampling its memory; stdout, stderr and the sampler."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
     with RssSampler(proc.pid) as rss:
         try:
             out, err = proc.communicate(timeout=timeout_s)

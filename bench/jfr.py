@@ -1,6 +1,7 @@
 """Where the Spark job's CPU goes: Java Flight Recorder (in every JDK 17) samples the
 driver JVM, which in local mode also runs the tasks; we count the samples of task threads
 by their leaf method and by what they are inside (inclusive)."""
+
 from __future__ import annotations
 
 import re
@@ -33,8 +34,9 @@ def summarize(recording: Path, top: int = 10) -> dict | None:
     jfr = shutil.which("jfr") or str(Path(ensure_java()).resolve().parent / "jfr")
     if not recording.exists() or not Path(jfr).exists():
         return None
-    text = subprocess.run([jfr, "print", "--events", "jdk.ExecutionSample", "--stack-depth", "64", str(recording)],
-                          capture_output=True, text=True).stdout
+    text = subprocess.run(
+        [jfr, "print", "--events", "jdk.ExecutionSample", "--stack-depth", "64", str(recording)], capture_output=True, text=True
+    ).stdout
     leaf: dict[str, int] = {}
     inside = dict.fromkeys(CATEGORIES, 0)
     samples = 0

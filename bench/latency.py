@@ -6,6 +6,7 @@ the JSON-lines sink when the micro-batch that first read the record has its tota
 window rows include the event). Which batch read a record comes from the checkpoint:
 `offsets/<id>` holds each batch's end offsets. Same host, same clock, every record counted.
 """
+
 from __future__ import annotations
 
 import bisect

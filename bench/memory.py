@@ -1,5 +1,6 @@
 """Memory over a long steady run: the job's state-store rows and RSS over time. With short
 windows and watermark, windows close all through the run, so bounded state is visible."""
+
 from __future__ import annotations
 
 from .spark import Batch

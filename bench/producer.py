@@ -1,5 +1,6 @@
 """Our producer (scripts/event_producer.py) at full speed, per backend, with its peak RSS;
 optionally a py-spy profile of where its time goes."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,24 @@ def fastest_backend() -> str:
 
 
 def producer_args(bench: Bench, topic: str, count: int, rate: float, backend: str, *extra: object) -> list[str]:
-    return python_cmd(PRODUCER, "--bootstrap-servers", bench.bootstrap_servers, "--topic", topic, "--count", count,
-                      "--rate", rate, "--seed", bench.seed, "--backend", backend, "--progress-interval-s", 3600, *extra)
+    return python_cmd(
+        PRODUCER,
+        "--bootstrap-servers",
+        bench.bootstrap_servers,
+        "--topic",
+        topic,
+        "--count",
+        count,
+        "--rate",
+        rate,
+        "--seed",
+        bench.seed,
+        "--backend",
+        backend,
+        "--progress-interval-s",
+        3600,
+        *extra,
+    )
 
 
 def read_summary(summary_file: Path) -> dict:
@@ -49,8 +66,19 @@ def profile(bench: Bench, topic: str, count: int, backend: str, out_dir: Path) -
     if not Path(py_spy).exists():
         return None
     raw = out_dir / f"producer-{backend}.pyspy.txt"
-    cmd = [py_spy, "record", "--threads", "--format", "raw", "--rate", "200", "--output", str(raw), "--",
-           *producer_args(bench, topic, count, 0, backend)]
+    cmd = [
+        py_spy,
+        "record",
+        "--threads",
+        "--format",
+        "raw",
+        "--rate",
+        "200",
+        "--output",
+        str(raw),
+        "--",
+        *producer_args(bench, topic, count, 0, backend),
+    ]
     if subprocess.run(cmd, capture_output=True, text=True).returncode != 0 or not raw.exists():
         return None
     return {"file": str(raw), "top_self": top_frames(raw, own=True), "top_total": top_frames(raw, own=False)}
@@ -67,7 +95,7 @@ def top_frames(raw_file: Path, own: bool, limit: int = 8) -> list[tuple[str, flo
             continue
         frames = [_short(f) for f in stack.split(";")]
         total += int(n)
-        for frame in ([frames[-1]] if own else set(frames)):
+        for frame in [frames[-1]] if own else set(frames):
             counts[frame] = counts.get(frame, 0) + int(n)
     ranked = sorted(counts.items(), key=lambda kv: -kv[1])
     return [(name, round(100 * n / max(total, 1), 1)) for name, n in ranked if not name.startswith(("process ", "thread "))][:limit]
@@ -79,5 +107,5 @@ def _short(frame: str) -> str:
     where = where.rstrip(")").rsplit(":", 1)[0]
     for marker in ("site-packages/", "purchase_analytics/", "scripts/"):
         if marker in where:
-            where = where[where.index(marker) + (len(marker) if marker == "site-packages/" else 0):]
+            where = where[where.index(marker) + (len(marker) if marker == "site-packages/" else 0) :]
     return f"{name} ({where})" if where else name

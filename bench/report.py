@@ -1,5 +1,6 @@
 """The results table: one row per figure, its target and its ratio to a baseline measured
 in the same run (absolute numbers move with the machine's load; ratios much less)."""
+
 from __future__ import annotations
 
 TARGETS = {"producer kafka-python": 50_000, "producer confluent": 150_000, "spark rows/s": 150_000, "latency p95 s": 2.0}
@@ -16,28 +17,58 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         out.append(("ceiling: kafka-consumer-perf-test", f"{perf_c:,.0f} ev/s", "", ""))
     for backend, r in results.get("producer", {}).items():
         target = TARGETS.get(f"producer {backend}")
-        out.append((f"producer ({backend}), {r['sent']:,} events", f"{r['events_per_s']:,.0f} ev/s", _ge(target, r["events_per_s"]),
-                    _ratio(r["events_per_s"], perf_p, "of perf producer")))
+        out.append(
+            (
+                f"producer ({backend}), {r['sent']:,} events",
+                f"{r['events_per_s']:,.0f} ev/s",
+                _ge(target, r["events_per_s"]),
+                _ratio(r["events_per_s"], perf_p, "of perf producer"),
+            )
+        )
     s = results.get("spark")
     if s:
-        out.append((f"Spark --available-now, {s['events']:,} events", f"{s['rows_per_s']:,.0f} rows/s", _ge(TARGETS["spark rows/s"], s["rows_per_s"]),
-                    _ratio(s["rows_per_s"], perf_c, "of perf consumer")))
+        out.append(
+            (
+                f"Spark --available-now, {s['events']:,} events",
+                f"{s['rows_per_s']:,.0f} rows/s",
+                _ge(TARGETS["spark rows/s"], s["rows_per_s"]),
+                _ratio(s["rows_per_s"], perf_c, "of perf consumer"),
+            )
+        )
         if s.get("rows_per_s_after_first_batch"):
             out.append(("  same, after the first (warm-up) batch", f"{s['rows_per_s_after_first_batch']:,.0f} rows/s", "", ""))
     st = results.get("stream")
     if st:
         lat = st["latency"]
-        out.append((f"latency send -> sink at {lat['rate']:,} ev/s, 1 s trigger", f"p50 {lat['p50_s']} s, p95 {lat['p95_s']} s",
-                    _le(TARGETS["latency p95 s"], lat["p95_s"]), f"{lat['events']:,} events, max {lat['max_s']} s"))
+        out.append(
+            (
+                f"latency send -> sink at {lat['rate']:,} ev/s, 1 s trigger",
+                f"p50 {lat['p50_s']} s, p95 {lat['p95_s']} s",
+                _le(TARGETS["latency p95 s"], lat["p95_s"]),
+                f"{lat['events']:,} events, max {lat['max_s']} s",
+            )
+        )
         failing = st["first_failing_rate"]
-        out.append(("Spark highest steady rate, 1 s trigger", f"{st['max_steady_rate']:,} ev/s", "",
-                    f"lag grew at {failing:,} ev/s" if failing else "no step left a growing lag"))
+        out.append(
+            (
+                "Spark highest steady rate, 1 s trigger",
+                f"{st['max_steady_rate']:,} ev/s",
+                "",
+                f"lag grew at {failing:,} ev/s" if failing else "no step left a growing lag",
+            )
+        )
     b = results.get("baseline")
     if b:
         spark_rate = (s or {}).get("rows_per_s")
         same = {True: "same totals", False: "TOTALS DIFFER", None: ""}[b.get("same_totals_as_spark")]
-        out.append(("baseline: one kafka-python consumer", f"{b['events_per_s']:,.0f} ev/s", "",
-                    ", ".join(x for x in (_ratio(b["events_per_s"], spark_rate, "of Spark"), same) if x)))
+        out.append(
+            (
+                "baseline: one kafka-python consumer",
+                f"{b['events_per_s']:,.0f} ev/s",
+                "",
+                ", ".join(x for x in (_ratio(b["events_per_s"], spark_rate, "of Spark"), same) if x),
+            )
+        )
     for backend, r in results.get("producer", {}).items():
         out.append((f"peak RSS, producer ({backend})", f"{r['peak_rss_mb']} MB", "", ""))
     if s:
@@ -45,8 +76,14 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
     m = results.get("memory")
     if m:
         verdict = {True: "bounded", False: "GROWING", None: "too short to tell"}[m["bounded"]]
-        out.append((f"state rows over {m['duration_s']:.0f} s at {m['rate']:,} ev/s ({m['window']} windows)",
-                    f"max {m['max_first_half']} / {m['max_second_half']}", "", f"{verdict} (first half / second half)"))
+        out.append(
+            (
+                f"state rows over {m['duration_s']:.0f} s at {m['rate']:,} ev/s ({m['window']} windows)",
+                f"max {m['max_first_half']} / {m['max_second_half']}",
+                "",
+                f"{verdict} (first half / second half)",
+            )
+        )
         out.append(("peak RSS, Spark driver (memory run)", _rss(m["peak_rss_mb"]), "", ""))
     return out
 

@@ -1,5 +1,6 @@
 """The phases of one benchmark run, in order, on one broker. Each returns a plain dict
 that goes into the results JSON as is."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ from datetime import datetime, timezone
 
 from purchase_analytics.config import PROJECT_ROOT
 
-from . import baseline, ceiling, latency, memory, producer, spark
+from . import ceiling, latency, memory, producer, spark
 from .common import Bench, RssSampler, create_topic, end_offsets, write_payload_file
 
 FILL_TOPIC = "bench-fill"
@@ -53,8 +54,10 @@ def phase_baseline(bench: Bench, spark_output_dir: str | None) -> dict:
     if spark_output_dir:
         from purchase_analytics.sinks import read_json_lines_totals
 
-        spark_totals = {int(datetime.strptime(k, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()): v
-                        for k, v in read_json_lines_totals(spark_output_dir).items()}
+        spark_totals = {
+            int(datetime.strptime(k, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()): v
+            for k, v in read_json_lines_totals(spark_output_dir).items()
+        }
         result["same_totals_as_spark"] = spark_totals == windows
     return result
 
@@ -76,9 +79,15 @@ def phase_stream(bench: Bench, latency_rate: int, latency_s: float, step_rates: 
         records = latency.read_timestamps(bench.bootstrap_servers, topic, start, end)
         values, missing = latency.latencies_s(records, checkpoint / "windows", out_dir)
         result = {
-            "backend": backend, "rate": latency_rate, "duration_s": latency_s, "events": len(values), "without_output": missing,
-            "p50_s": _round(latency.percentile(values, 50)), "p95_s": _round(latency.percentile(values, 95)),
-            "p99_s": _round(latency.percentile(values, 99)), "max_s": _round(max(values, default=None)),
+            "backend": backend,
+            "rate": latency_rate,
+            "duration_s": latency_s,
+            "events": len(values),
+            "without_output": missing,
+            "p50_s": _round(latency.percentile(values, 50)),
+            "p95_s": _round(latency.percentile(values, 95)),
+            "p99_s": _round(latency.percentile(values, 99)),
+            "max_s": _round(max(values, default=None)),
         }
         steps = []
         for rate in step_rates:
@@ -88,8 +97,12 @@ def phase_stream(bench: Bench, latency_rate: int, latency_s: float, step_rates: 
                 break
             _wait_caught_up(lag, timeout_s=60)
         kept = [s["input_rate"] for s in steps if s["kept_up"]]
-        return {"latency": result, "steps": steps, "max_steady_rate": max(kept, default=0),
-                "first_failing_rate": next((s["input_rate"] for s in steps if not s["kept_up"]), None)}
+        return {
+            "latency": result,
+            "steps": steps,
+            "max_steady_rate": max(kept, default=0),
+            "first_failing_rate": next((s["input_rate"] for s in steps if not s["kept_up"]), None),
+        }
     finally:
         job.stop()
 
@@ -98,8 +111,9 @@ def _step(bench: Bench, topic: str, lag: spark.LagProbe, rate: int, step_s: floa
     """Send at `rate` for `step_s`; the job keeps up when, over the second half, its lag
     does not grow (slope under 5% of the rate) and stays under 3 seconds of input."""
     t0, off0 = time.monotonic(), lag.total_end_offset()
-    proc = subprocess.Popen(producer.producer_args(bench, topic, int(rate * step_s), rate, backend), stdout=subprocess.PIPE,
-                            text=True, cwd=PROJECT_ROOT)
+    proc = subprocess.Popen(
+        producer.producer_args(bench, topic, int(rate * step_s), rate, backend), stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT
+    )
     samples: list[tuple[float, int]] = []
     while proc.poll() is None:
         samples.append((time.monotonic() - t0, lag.lag()))
@@ -110,8 +124,14 @@ def _step(bench: Bench, topic: str, lag: spark.LagProbe, rate: int, step_s: floa
     slope = spark.slope_per_s(second_half)
     final_lag = samples[-1][1] if samples else 0
     kept_up = slope < 0.05 * rate and final_lag < 3 * rate
-    return {"target_rate": rate, "input_rate": input_rate, "lag_slope_per_s": round(slope), "final_lag": final_lag,
-            "max_lag": max((v for _, v in samples), default=0), "kept_up": kept_up}
+    return {
+        "target_rate": rate,
+        "input_rate": input_rate,
+        "lag_slope_per_s": round(slope),
+        "final_lag": final_lag,
+        "max_lag": max((v for _, v in samples), default=0),
+        "kept_up": kept_up,
+    }
 
 
 def phase_memory(bench: Bench, rate: int, duration_s: float, window: str, warmup_batches: int) -> dict:
@@ -128,7 +148,11 @@ def phase_memory(bench: Bench, rate: int, duration_s: float, window: str, warmup
         job.stop()
     states = [b.state_rows for b in job.batches]
     return {
-        "rate": rate, "duration_s": duration_s, "window": window, "watermark": window, "batches": len(job.batches),
+        "rate": rate,
+        "duration_s": duration_s,
+        "window": window,
+        "watermark": window,
+        "batches": len(job.batches),
         **memory.bounded(states),
         "state_rows_series": memory.state_series(job.batches, t0),
         "rss_mb_series": memory.rss_series(job.rss.series, t0),

@@ -1,5 +1,6 @@
 """The Spark job through its real entry point: rows/s with --available-now over a
 pre-filled topic, and as a long-running 1-second-trigger job whose lag we watch."""
+
 from __future__ import annotations
 
 import json
@@ -38,9 +39,23 @@ def read_batches(progress_file: Path) -> list[Batch]:
 
 
 def job_args(bench: Bench, topic: str, checkpoint: Path, *extra: object) -> list[str]:
-    return python_cmd(AGGREGATOR, "--bootstrap-servers", bench.bootstrap_servers, "--topic", topic, "--master", bench.master,
-                      "--checkpoint", checkpoint, "--shuffle-partitions", bench.shuffle_partitions, "--dlq-topic", "",
-                      "--no-console", *extra)
+    return python_cmd(
+        AGGREGATOR,
+        "--bootstrap-servers",
+        bench.bootstrap_servers,
+        "--topic",
+        topic,
+        "--master",
+        bench.master,
+        "--checkpoint",
+        checkpoint,
+        "--shuffle-partitions",
+        bench.shuffle_partitions,
+        "--dlq-topic",
+        "",
+        "--no-console",
+        *extra,
+    )
 
 
 def available_now(bench: Bench, topic: str, max_offsets_per_trigger: int, profile: bool) -> dict:

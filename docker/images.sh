@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build the project's images only when their inputs changed.
 #
-#   docker/images.sh base  IMAGE                 debootstrap base (docker/base-image.sh)
-#   docker/images.sh kafka IMAGE BASE_IMAGE      Kafka from Maven jars (docker/kafka-image)
+#   docker/images.sh base  IMAGE                 debootstrap base (docker-without-registry/base-image.sh)
+#   docker/images.sh kafka IMAGE BASE_IMAGE      Kafka from Maven jars (docker-without-registry/kafka-image)
 #   docker/images.sh spark IMAGE BASE_IMAGE      docker/Dockerfile.spark
 #   docker/images.sh web   IMAGE BASE_IMAGE      Kafka UI (kaskade) + dashboard (docker/web-image)
 #
@@ -52,16 +52,16 @@ base=${3-}
 
 case "$what" in
 base)
-    exec docker/base-image.sh "$image"
+    exec docker-without-registry/base-image.sh "$image"
     ;;
 kafka)
     : "${base:?BASE_IMAGE missing}" "${KAFKA_VERSION:?KAFKA_VERSION not set}"
     require_jars kafka
-    hash=$( { echo "$KAFKA_VERSION $(image_id "$base")"; hash_files docker/kafka-image "$jars_dir/kafka"; } | sha256sum | cut -c1-32)
+    hash=$( { echo "$KAFKA_VERSION $(image_id "$base")"; hash_files docker-without-registry/kafka-image "$jars_dir/kafka"; } | sha256sum | cut -c1-32)
     # The build context is staged outside the repo's .dockerignore: the recipe plus libs/.
     context=.cache/docker/kafka-context
     rm -rf "$context" && mkdir -p "$context/libs"
-    cp -R docker/kafka-image/. "$context/"
+    cp -R docker-without-registry/kafka-image/. "$context/"
     cp -l "$jars_dir"/kafka/*.jar "$context/libs/" 2>/dev/null || cp "$jars_dir"/kafka/*.jar "$context/libs/"
     build "$image" "$hash" --build-arg BASE_IMAGE="$base" --build-arg KAFKA_VERSION="$KAFKA_VERSION" "$context"
     rm -rf "$context" && rmdir .cache/docker 2>/dev/null || true

@@ -19,11 +19,11 @@ from pyspark.sql import functions as F
 from pyspark.errors import StreamingQueryException
 
 from .checkpoint import CheckpointError, CheckpointLock
-from .config import AggregatorConfig, parse_aggregator_config
+from .config import AggregatorConfig, load_settings, parse_aggregator_config
 from .failures import classify_failure, first_line
 from .progress import QUALITY_METRICS, BatchProgress
 from .sinks import ConsoleSink, JsonLinesSink, KafkaPublisher, KafkaResultsSink, SqliteResultsSink, WindowSinks
-from .spark_session import create_spark_session
+from .spark_session import SparkConfig, create_spark_session
 from .transform import aggregate_purchases, dead_letter_records, parse_events, rejected_messages, valid_events
 
 MAX_RESTARTS = 5  # in a row: a batch that completes after a restart gives them back
@@ -187,13 +187,17 @@ class JobFailed(RuntimeError):
     """A failure that a restart cannot heal: the message names the cause and the fix."""
 
 
-def run_job(config: AggregatorConfig, signals: JobSignals | None = None, out=sys.stderr, spark: SparkSession | None = None) -> JobSummary:
+def run_job(config: AggregatorConfig, signals: JobSignals | None = None, out=sys.stderr, *,
+            spark: SparkSession | None = None, spark_config: SparkConfig | None = None) -> JobSummary:
     """Run the queries until they finish (--available-now), a signal, the timeout or a
-    failure that a restart cannot heal. A session passed in is left running."""
+    failure that a restart cannot heal. Runs on `spark` when given (and leaves it running),
+    else on a session created from `spark_config` and stopped at the end."""
     signals = signals or JobSignals()
     own_session = spark is None
     if own_session:
-        spark = create_spark_session("PurchaseAggregator", config.master, config.shuffle_partitions, config.session_timezone)
+        if spark_config is None:
+            raise ValueError("run_job needs a SparkSession or a SparkConfig")
+        spark = create_spark_session("PurchaseAggregator", config.master, config.shuffle_partitions, config.session_timezone, spark_config)
     summary = JobSummary()
     publisher = KafkaPublisher(config.bootstrap_servers) if (config.results_topic or config.metrics_topic) else None
     reporter = ProgressReporter(spark, config, summary, publisher, out)
@@ -321,7 +325,8 @@ def ensure_output_topics(config: AggregatorConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_aggregator_config(argv)  # exits with one line per bad setting, before any JVM starts
+    settings = load_settings()
+    config = parse_aggregator_config(argv, settings)  # exits with one line per bad setting, before any JVM starts
     signals = JobSignals().install()
     try:
         with CheckpointLock(config.checkpoint_dir):
@@ -334,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'available-now' if config.available_now else 'trigger ' + config.trigger_interval}, checkpoint {config.checkpoint_dir}",
                 file=sys.stderr, flush=True,
             )
-            run_job(config, signals)
+            run_job(config, signals, spark_config=SparkConfig.from_settings(settings))
     except (BrokerUnreachable, CheckpointError, JobFailed) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2 if isinstance(exc, (BrokerUnreachable, CheckpointError)) else 1

@@ -1,22 +1,28 @@
 """`spark-scripts/spark-example.py`: the transformation on a static DataFrame, no Kafka."""
+
 from __future__ import annotations
 
 import sys
 
-from .config import load_settings
+from .config import load_settings, parse_aggregator_config
 from .events import PurchaseEvent
 from .sinks import ConsoleSink, WindowSinks
-from .spark_session import create_spark_session
+from .spark_session import SparkConfig, create_spark_session
 from .transform import aggregate_purchases, parse_events, valid_events
 
 
 def main(argv: list[str] | None = None) -> int:
-    master = (argv or sys.argv[1:] or [load_settings().get("SPARK_MASTER_URL", "local[*]")])[0]
-    spark = create_spark_session("SparkExample", master)
+    """`spark-example.py [MASTER]`: every other setting is the aggregator's (from .env)."""
+    settings = load_settings()
+    master = (argv if argv is not None else sys.argv[1:])[:1]
+    config = parse_aggregator_config(["--master", *master] if master else [], settings)
+    spark = create_spark_session(
+        "SparkExample", config.master, config.shuffle_partitions, config.session_timezone, SparkConfig.from_settings(settings)
+    )
     try:
         events = [PurchaseEvent(f"order-{i}", i, "Chair", "red", 100 * (i + 1), 1_700_000_000 + 120 * i) for i in range(10)]
         raw = spark.createDataFrame([(e.to_json_bytes(),) for e in events] + [(b"not json",)], "value binary")
-        windows = aggregate_purchases(valid_events(parse_events(raw, 150_000)), "10 minutes", "10 minutes")
+        windows = aggregate_purchases(valid_events(parse_events(raw, config.price_max)), config.window_duration, config.watermark_delay)
         WindowSinks([ConsoleSink()])(windows, 0)
     finally:
         spark.stop()

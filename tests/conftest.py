@@ -1,7 +1,14 @@
-"""Shared fixtures: one real Kafka broker per session (free ports, temporary data dir),
-one local SparkSession for the static-DataFrame tests, uuid topic names per test."""
+"""Shared fixtures: one real Kafka broker and one local SparkSession per session, uuid topic
+names per test, and the harness that runs the job's own queries in-process.
+
+Tests are marked by what they start (pyproject.toml): `kafka` (the session broker, or one
+of their own), `spark` (a JVM: the session's SparkSession or a spark-submit child) and
+`slow` (command-line end to end, fault injection). Fixtures mark their users themselves.
+"""
+
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -10,27 +17,33 @@ from pathlib import Path
 
 import pytest
 
+from purchase_analytics.config import AggregatorConfig, load_settings, parse_aggregator_config
+from purchase_analytics.job import JobSummary, ProgressReporter, ensure_output_topics, start_queries
+from purchase_analytics.reference import read_topic, window_totals
+from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
+from purchase_analytics.runtime.processes import free_port
+from purchase_analytics.sinks import KafkaPublisher
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics  # noqa: E402
-from purchase_analytics.reference import read_topic, window_totals  # noqa: E402
-from purchase_analytics.runtime.processes import free_port  # noqa: E402
-
 AGGREGATOR = ROOT / "spark-scripts" / "purchase-aggregator.py"
 PRODUCER = ROOT / "scripts" / "event_producer.py"
+KAFKA_JARS = ROOT / ".cache" / "jars" / "kafka"
+# .env alone, so the tests do not depend on the caller's environment.
+SETTINGS = load_settings(environ={})
+
+FIXTURE_MARKS = {"kafka": "kafka", "broker": "kafka", "new_topic": "kafka", "spark": "spark"}
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if "kafka" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.integration)
+        for fixture in set(getattr(item, "fixturenames", ())) & FIXTURE_MARKS.keys():
+            item.add_marker(FIXTURE_MARKS[fixture])
 
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory):
     """A real single-node KRaft broker from the project's own runtime code."""
-    broker = KafkaBroker(ROOT / ".cache" / "jars" / "kafka", tmp_path_factory.mktemp("kafka"), free_port(), free_port())
+    broker = KafkaBroker(KAFKA_JARS, tmp_path_factory.mktemp("kafka"), free_port(), free_port())
     broker.start()
     try:
         yield broker
@@ -46,26 +59,62 @@ def kafka(broker) -> str:
 @pytest.fixture
 def new_topic(kafka):
     """Factory: a fresh uuid-named topic (and its partitions) per call."""
+
     def make(partitions: int = 3) -> str:
         name = f"source-{uuid.uuid4().hex[:12]}"
         create_topics(kafka, {name: partitions})
         return name
+
     return make
 
 
 @pytest.fixture(scope="session")
 def spark():
-    from purchase_analytics.spark_session import create_spark_session
+    """One local SparkSession for every in-process test, with the Kafka connector jars."""
+    from purchase_analytics.spark_session import SparkConfig, create_spark_session
 
-    session = create_spark_session("tests", "local[2]", shuffle_partitions=2)
+    config = parse_aggregator_config([], SETTINGS)
+    session = create_spark_session(
+        "tests", "local[2]", config.shuffle_partitions, config.session_timezone, SparkConfig.from_settings(SETTINGS)
+    )
     yield session
     session.stop()
 
 
+def job_config(*args: str) -> AggregatorConfig:
+    """The aggregator's configuration from its command-line options and .env, as the CLI builds it."""
+    return parse_aggregator_config([*args, "--available-now"], SETTINGS)
+
+
+def run_queries(spark, config: AggregatorConfig, timeout_s: float = 180) -> JobSummary:
+    """The job's own queries (`job.start_queries`, available-now trigger) on the shared
+    session: wait until all available input is processed, stop them in any case, and fold
+    their progress into a JobSummary with the job's own reporter (results and metrics
+    topics and the progress file included)."""
+    assert config.available_now, "in-process runs must end by themselves"
+    ensure_output_topics(config)
+    publisher = KafkaPublisher(config.bootstrap_servers) if (config.results_topic or config.metrics_topic) else None
+    summary = JobSummary()
+    reporter = ProgressReporter(spark, config, summary, publisher, io.StringIO())
+    queries = start_queries(spark, config, publisher)
+    try:
+        for query in queries:
+            query.processAllAvailable()
+            assert query.awaitTermination(timeout_s), f"query {query.name} did not finish in {timeout_s:.0f}s"
+    finally:
+        for query in queries:
+            query.stop()
+        reporter.report(queries[0])
+        if publisher:
+            publisher.close()
+    return summary
+
+
 def run_aggregator(*args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
     """The real entry point, as `make spark-consume-purchase` runs it."""
-    proc = subprocess.run([sys.executable, str(AGGREGATOR), "--master", "local[2]", *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(AGGREGATOR), "--master", "local[2]", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"aggregator exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc
@@ -76,6 +125,17 @@ def run_producer(*args: str, timeout: float = 120, check: bool = True) -> subpro
     if check and proc.returncode != 0:
         raise AssertionError(f"producer exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def send_raw(bootstrap: str, topic: str, values: list[tuple[bytes | None, int]]) -> None:
+    """Send exact bytes (value, partition); None is a tombstone (needs a key)."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i, (value, partition) in enumerate(values):
+        producer.send(topic, value=value, key=f"k{i}".encode(), partition=partition)
+    producer.flush()
+    producer.close()
 
 
 def expected_totals(events: list[dict], window_s: int = 600) -> dict[str, tuple[int, int]]:

@@ -1,8 +1,9 @@
 """Bad input and bad operations, round 2: each case ends in one clear line or a dead letter,
-never a stack trace, a lost message or a stopped stream. Real broker, real Spark, through
-the real entry points."""
+never a stack trace, a lost message or a stopped stream. Real broker, real Spark: the job's
+own queries in-process, and the command line where the case is about the command line."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -11,11 +12,14 @@ import time
 
 import pytest
 
-from conftest import AGGREGATOR, PRODUCER, ROOT, expected_totals, read_topic, run_aggregator
-from malformed import VALID
+from purchase_analytics.checkpoint import CheckpointLock
+from purchase_analytics.job import JobFailed, run_job
 from purchase_analytics.runtime.kafka_broker import create_topics
 from purchase_analytics.runtime.processes import wait_until
 from purchase_analytics.sinks import read_json_lines_totals
+
+from conftest import AGGREGATOR, PRODUCER, ROOT, expected_totals, job_config, read_topic, run_queries
+from malformed import VALID
 
 NOW = int(time.time())
 T0 = NOW - NOW % 600 - 6 * 3600  # a window boundary a few hours ago
@@ -92,15 +96,19 @@ def test_unwritable_checkpoint_gives_the_path_and_the_reason(kafka, new_topic):
 
 # ------------------------------------------------------------------ the stream goes on
 
-def test_oversized_bad_message_is_dead_lettered_cut_to_fit(kafka, new_topic, tmp_path):
+def job_args(kafka: str, topic: str, tmp_path, *extra: str):
+    return job_config("--bootstrap-servers", kafka, "--topic", topic, "--checkpoint", str(tmp_path / "ckpt"),
+                      "--output-dir", str(tmp_path / "out"), "--dlq-topic", "", "--no-console", *extra)
+
+
+def test_oversized_bad_message_is_dead_lettered_cut_to_fit(spark, kafka, new_topic, tmp_path):
     """A bad message just under the broker's limit: its dead letter (value + key + headers)
     would be over it. It is cut to DLQ_MAX_VALUE_BYTES with headers saying so."""
     topic, dlq = new_topic(1), new_topic(1)
     huge = b'{"order_id": "' + b"x" * 1_048_400 + b'"'  # invalid JSON, 1,048,415 bytes
     send(kafka, topic, [event("a", 100, T0 + 1), huge, event("b", 200, T0 + 2)], partition=0)
-    proc = run_aggregator("--bootstrap-servers", kafka, "--topic", topic, "--dlq-topic", dlq, "--available-now",
-                          "--checkpoint", str(tmp_path / "ckpt"), "--output-dir", str(tmp_path / "out"), "--no-console")
-    assert "3 messages, 2 valid, 1 rejected" in proc.stderr
+    summary = run_queries(spark, job_args(kafka, topic, tmp_path, "--dlq-topic", dlq))
+    assert (summary.messages, summary.rejected) == (3, 1)
     assert read_json_lines_totals(tmp_path / "out") == expected_totals([{"price": 100, "ts": T0 + 1}, {"price": 200, "ts": T0 + 2}])
     [letter] = read_topic(kafka, dlq)
     headers = {k: v.decode() for k, v in letter.headers}
@@ -111,6 +119,8 @@ def test_oversized_bad_message_is_dead_lettered_cut_to_fit(kafka, new_topic, tmp
     assert letter.value == huge[:1_000_000]
 
 
+@pytest.mark.slow
+@pytest.mark.spark
 def test_missing_topic_is_waited_for(kafka, tmp_path):
     topic = f"later-{os.getpid()}-{int(time.time())}"
     job = subprocess.Popen([sys.executable, str(AGGREGATOR), "--master", "local[2]", "--bootstrap-servers", kafka, "--topic", topic,
@@ -132,63 +142,57 @@ def test_missing_topic_is_waited_for(kafka, tmp_path):
     assert sum(n for _, n in read_json_lines_totals(tmp_path / "out").values()) == 20
 
 
-def test_late_drops_are_counted_in_events(kafka, new_topic, tmp_path):
+def test_late_drops_are_counted_in_events(spark, kafka, new_topic, tmp_path):
     """50 late events for one closed window, over 2 partitions, in one batch: Spark's own
     metric counts the partial aggregates (one row per partition); the job counts 50."""
     topic = new_topic(2)
-    args = ["--bootstrap-servers", kafka, "--topic", topic, "--available-now", "--watermark", "5 minutes",
-            "--checkpoint", str(tmp_path / "ckpt"), "--dlq-topic", "", "--no-console", "--output-dir", str(tmp_path / "out")]
     send(kafka, topic, [event("w", 100, T0 + 3000), event("w2", 100, T0 + 3000)], partition=0)
-    run_aggregator(*args, "--max-offsets-per-trigger", "1")  # two batches: the watermark (T0 + 2700) is in force
+    # two batches: the watermark (T0 + 2700) is in force afterwards
+    run_queries(spark, job_args(kafka, topic, tmp_path, "--watermark", "5 minutes", "--max-offsets-per-trigger", "1"))
     late = [event(f"late{i}", 100, T0 + 10 + i) for i in range(50)]  # window [T0, T0+600) ended long before
     send(kafka, topic, late[:25], partition=0)
     send(kafka, topic, late[25:], partition=1)
-    proc = run_aggregator(*args)
-    assert "50 messages, 50 valid, 0 rejected (dead-letter topic), 50 dropped as late by the watermark" in proc.stderr, proc.stderr
+    summary = run_queries(spark, job_args(kafka, topic, tmp_path, "--watermark", "5 minutes"))
+    assert (summary.messages, summary.rejected, summary.dropped_late) == (50, 0, 50)
     assert read_json_lines_totals(tmp_path / "out") == expected_totals([{"price": 100, "ts": T0 + 3000}] * 2)
 
 
 # ------------------------------------------------------------------ failures a restart cannot heal
 
-def job_on(kafka: str, topic: str, checkpoint, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run_aggregator("--bootstrap-servers", kafka, "--topic", topic, "--available-now", "--dlq-topic", "",
-                          "--checkpoint", str(checkpoint), "--no-console", *extra, check=check, timeout=240)
+def fails_at_once(spark, config) -> str:
+    """The job's own loop on the shared session: it must end with JobFailed, no restart."""
+    out = io.StringIO()
+    with pytest.raises(JobFailed) as failed:
+        run_job(config, out=out, spark=spark)
+    assert "restarting" not in out.getvalue()
+    return str(failed.value)
 
 
-def failure_line(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode != 0
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, proc.stderr[-3000:]
-    assert "restarting" not in proc.stderr  # failed at once, no restart loop
-    assert "Traceback" not in proc.stderr
-    return errors[0]
-
-
-def test_damaged_checkpoint_fails_at_once_with_the_fix(kafka, new_topic, tmp_path):
+def test_damaged_checkpoint_fails_at_once_with_the_fix(spark, kafka, new_topic, tmp_path):
     topic, ckpt = new_topic(1), tmp_path / "ckpt"
     send(kafka, topic, [event("a", 100, T0)])
-    job_on(kafka, topic, ckpt)
+    run_queries(spark, job_args(kafka, topic, tmp_path))
     offsets = sorted((ckpt / "windows" / "offsets").glob("[0-9]*"))[-1]
     offsets.write_text(offsets.read_text()[:20])  # truncated mid-record
     send(kafka, topic, [event("b", 100, T0)])
-    line = failure_line(job_on(kafka, topic, ckpt, check=False))
-    assert f"checkpoint {ckpt} is damaged" in line and "--checkpoint" in line
+    message = fails_at_once(spark, job_args(kafka, topic, tmp_path))
+    assert message.startswith(f"checkpoint {ckpt} is damaged") and "--checkpoint" in message
 
 
-def test_checkpoint_from_a_wiped_broker_fails_at_once_with_the_fix(kafka, new_topic, tmp_path):
+def test_checkpoint_from_a_wiped_broker_fails_at_once_with_the_fix(spark, kafka, new_topic, tmp_path):
     from kafka import KafkaAdminClient
 
     topic, ckpt = new_topic(1), tmp_path / "ckpt"
     send(kafka, topic, [event(f"o{i}", 100, T0) for i in range(30)])
-    job_on(kafka, topic, ckpt)
+    run_queries(spark, job_args(kafka, topic, tmp_path))
     admin = KafkaAdminClient(bootstrap_servers=kafka)
     admin.delete_topics([topic])
     admin.close()
     wait_until(lambda: _recreate(kafka, topic), 60, "the topic to be recreated")
     send(kafka, topic, [event("new", 100, T0)])
-    line = failure_line(job_on(kafka, topic, ckpt, check=False))
-    assert f"checkpoint {ckpt} points at offsets that topic '{topic}' no longer has" in line
-    assert "--checkpoint NEW_DIR" in line
+    message = fails_at_once(spark, job_args(kafka, topic, tmp_path))
+    assert message.startswith(f"checkpoint {ckpt} points at offsets that topic '{topic}' no longer has")
+    assert "--checkpoint NEW_DIR" in message
 
 
 def _recreate(kafka: str, topic: str) -> bool:
@@ -198,6 +202,7 @@ def _recreate(kafka: str, topic: str) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_second_job_on_a_checkpoint_is_refused(kafka, new_topic, tmp_path):
     topic, ckpt = new_topic(1), tmp_path / "ckpt"
     first = subprocess.Popen([sys.executable, str(AGGREGATOR), "--master", "local[2]", "--bootstrap-servers", kafka, "--topic", topic,
@@ -211,5 +216,5 @@ def test_second_job_on_a_checkpoint_is_refused(kafka, new_topic, tmp_path):
         first.terminate()
         first.wait(timeout=60)
     # the lock dies with its owner: a new job may take the checkpoint
-    send(kafka, topic, [event("a", 100, T0)])
-    assert "1 messages" in job_on(kafka, topic, ckpt).stderr
+    with CheckpointLock(str(ckpt)):
+        assert (ckpt / ".lock").read_text().strip() == str(os.getpid())

@@ -1,6 +1,7 @@
 """The benchmark's code runs end to end on tiny inputs (`python -m bench --smoke`) and
 writes the results JSON the README table comes from. No timing is asserted: the figures
 depend on the machine; what must hold is that every phase measured what it says."""
+
 import json
 import subprocess
 import sys
@@ -11,9 +12,12 @@ from conftest import ROOT
 
 
 @pytest.mark.slow
+@pytest.mark.kafka
+@pytest.mark.spark
 def test_smoke_run_writes_every_figure(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--results-dir", str(tmp_path)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--results-dir", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     [path] = tmp_path.glob("bench-smoke-*.json")
     results = json.loads(path.read_text())

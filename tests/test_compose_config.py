@@ -1,6 +1,7 @@
 """The compose files validate with .env (`docker compose config`, no daemon needed), and
 what they resolve to keeps the Docker runtime's promises: images from .env, ports on
 127.0.0.1, one network, environment overrides winning."""
+
 from __future__ import annotations
 
 import json
@@ -37,9 +38,7 @@ def compose_command() -> list[str] | None:
 
 
 COMPOSE = compose_command()
-pytestmark = pytest.mark.skipif(
-    COMPOSE is None, reason="no Docker Compose v2 (docker compose) installed: run `make compose-plugin`"
-)
+pytestmark = pytest.mark.skipif(COMPOSE is None, reason="no Docker Compose v2 (docker compose) installed: run `make compose-plugin`")
 
 
 def env_file() -> dict[str, str]:
@@ -117,10 +116,16 @@ def test_kafka_listeners_serve_the_network_and_the_host():
 
 
 def test_environment_overrides_win_over_env_file():
-    config = resolved(*COMPOSE_FILES, overrides={
-        "KAFKA_HOST_PORT": "19092", "BIND_ADDRESS": "0.0.0.0", "COMPOSE_PROJECT_NAME": "other",
-        "DOCKER_NETWORK": "other-net", "KAFKA_IMAGE": "local/kafka:test",
-    })
+    config = resolved(
+        *COMPOSE_FILES,
+        overrides={
+            "KAFKA_HOST_PORT": "19092",
+            "BIND_ADDRESS": "0.0.0.0",
+            "COMPOSE_PROJECT_NAME": "other",
+            "DOCKER_NETWORK": "other-net",
+            "KAFKA_IMAGE": "local/kafka:test",
+        },
+    )
     kafka = config["services"]["kafka"]
     assert config["name"] == "other" and config["networks"]["default"]["name"] == "other-net"
     assert kafka["image"] == "local/kafka:test"

@@ -1,8 +1,12 @@
+import re
 from pathlib import Path
 
 import pytest
+from dotenv import dotenv_values
 
 from purchase_analytics.config import load_settings, parse_aggregator_config, parse_producer_config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -33,11 +37,48 @@ def test_bad_values_are_reported_not_raised(env_file, capsys):
     assert "must be between 0 and 1" in capsys.readouterr().err
 
 
+READ_PATTERNS = (
+    re.compile(r'(?:add_)?setting\(\s*"[^"]+",\s*"([A-Z][A-Z0-9_]*)"'),  # SettingsParser options
+    re.compile(r'settings(?:\.get\(|\[)\s*"([A-Z][A-Z0-9_]*)"'),  # settings["X"], settings.get("X", ...)
+)
+
+
+def keys_read_by_the_code() -> set[str]:
+    """Every setting name the Python code reads, and the names docker.mk hands to containers."""
+    keys: set[str] = set()
+    for path in [*(ROOT / "purchase_analytics").rglob("*.py"), *(ROOT / "bench").glob("*.py"), *(ROOT / "docker").glob("*.py")]:
+        text = path.read_text()
+        for pattern in READ_PATTERNS:
+            keys.update(pattern.findall(text))
+    make_include = (ROOT / "docker" / "docker.mk").read_text().replace("\\\n", " ")
+    for line in make_include.splitlines():
+        if re.match(r"(PRODUCER|JOB)_SETTINGS :=", line):
+            keys.update(line.split(":=", 1)[1].split())
+    return keys
+
+
+def test_every_setting_the_code_reads_is_written_in_dot_env():
+    """One source of truth: a default lives in .env (an empty value means unset), not in code."""
+    written = set(dotenv_values(ROOT / ".env"))
+    read = keys_read_by_the_code()
+    assert len(read) > 45  # the scan found the settings
+    assert sorted(read - written) == []
+
+
 def test_project_env_file_is_complete():
     """Every setting the entry points read is written once in the committed .env."""
     settings = load_settings(environ={})
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPIC_NAME", "KAFKA_DLQ_TOPIC_NAME", "WINDOW_DURATION",
-                 "WATERMARK_DELAY", "TRIGGER_INTERVAL", "OUTPUT_MODE", "CHECKPOINT_DIR", "KAFKA_VERSION"):
+    for name in (
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "KAFKA_TOPIC_NAME",
+        "KAFKA_DLQ_TOPIC_NAME",
+        "WINDOW_DURATION",
+        "WATERMARK_DELAY",
+        "TRIGGER_INTERVAL",
+        "OUTPUT_MODE",
+        "CHECKPOINT_DIR",
+        "KAFKA_VERSION",
+    ):
         assert settings.get(name), name
     config = parse_aggregator_config([], settings)
     assert config.output_mode == "update" and config.starting_offsets == "earliest" and config.session_timezone == "UTC"

@@ -43,6 +43,7 @@ def names() -> tuple[str, str]:
     return f"results-{suffix}", f"metrics-{suffix}"
 
 
+@pytest.mark.slow
 def test_dashboard_shows_the_totals_of_the_real_job(kafka, new_topic, dashboard, browser, tmp_path):  # noqa: F811
     purchases, dlq = new_topic(3), new_topic(1)
     results, metrics = names()

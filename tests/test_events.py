@@ -4,9 +4,13 @@ import uuid
 from purchase_analytics.events import CUSTOMER_ID_MAX, FURNITURE, PRICE_MIN
 from purchase_analytics.producer import COLORS, EventGenerator
 
+from conftest import SETTINGS
+
+PRICE_MAX = int(SETTINGS["PRICE_MAX"])
+
 
 def test_fields_types_and_ranges():
-    gen = EventGenerator(seed=7, price_max=150_000, clock=lambda: 1_700_000_000.9)
+    gen = EventGenerator(seed=7, price_max=PRICE_MAX, clock=lambda: 1_700_000_000.9)
     for event in gen.events(2000):
         decoded = json.loads(event.to_json_bytes())
         assert set(decoded) == {"order_id", "customer_id", "furniture", "color", "price", "ts"}
@@ -14,7 +18,7 @@ def test_fields_types_and_ranges():
         assert 1 <= decoded["customer_id"] <= CUSTOMER_ID_MAX
         assert decoded["furniture"] in FURNITURE
         assert decoded["color"] in COLORS
-        assert PRICE_MIN <= decoded["price"] <= 150_000 and isinstance(decoded["price"], int)
+        assert PRICE_MIN <= decoded["price"] <= PRICE_MAX and isinstance(decoded["price"], int)
         assert decoded["ts"] == 1_700_000_000 and isinstance(decoded["ts"], int)  # integer seconds, never a float
 
 

@@ -1,8 +1,9 @@
-"""Correctness under bad input, late data, out-of-order events and killed processes.
-Real broker, real Spark, through the real entry points."""
+"""Killed processes, through the real entry points: the job SIGKILLed mid-stream three
+times, the broker SIGKILLed mid-stream. Real broker, real Spark (a spark-submit child each).
+Bad input, late and out-of-order data run in-process in test_job.py."""
+
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,99 +12,25 @@ import time
 
 import pytest
 
-from conftest import AGGREGATOR, PRODUCER, ROOT, expected_totals, produced_events, read_topic, run_aggregator, run_producer
-from malformed import MALFORMED, VALID
 from purchase_analytics.producer import EventGenerator
 from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
 from purchase_analytics.runtime.processes import free_port, wait_until
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db, read_results_topic
 
-NOW = int(time.time())
-T0 = NOW - NOW % 600 - 6 * 3600  # a window boundary a few hours ago
+from conftest import AGGREGATOR, KAFKA_JARS, PRODUCER, ROOT, expected_totals, produced_events, run_aggregator, run_producer
 
-
-def send_raw(bootstrap: str, topic: str, values: list[tuple[bytes | None, int]]) -> None:
-    """Send exact bytes (value, partition); None is a tombstone (needs a key)."""
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    for i, (value, partition) in enumerate(values):
-        producer.send(topic, value=value, key=f"k{i}".encode(), partition=partition)
-    producer.flush()
-    producer.close()
-
-
-def event(price: int, ts: float, order_id: str = "o") -> bytes:
-    return json.dumps({**VALID, "order_id": order_id, "price": price, "ts": ts}).encode()
-
-
-def test_malformed_messages_go_to_the_dead_letter_topic_and_totals_stay_exact(kafka, new_topic, tmp_path):
-    topic, dlq = new_topic(3), new_topic(1)
-    values, valid = [], []
-    for i, (payload, _) in enumerate(MALFORMED):
-        good = {**VALID, "order_id": f"v{i}", "price": 100 + i, "ts": T0 + 37 * i}
-        valid.append(good)
-        values += [(json.dumps(good).encode(), i % 3), (payload, (i + 1) % 3)]
-    send_raw(kafka, topic, values)
-
-    proc = run_aggregator("--bootstrap-servers", kafka, "--topic", topic, "--dlq-topic", dlq, "--available-now",
-                          "--checkpoint", str(tmp_path / "ckpt"), "--output-dir", str(tmp_path / "out"), "--no-console")
-    assert f"{len(MALFORMED)} rejected" in proc.stderr
-    assert read_json_lines_totals(tmp_path / "out") == expected_totals(valid)
-
-    dead = read_topic(kafka, dlq)
-    assert len(dead) == len(MALFORMED)
-    sources = {(int(dict(r.headers)["source_partition"]), int(dict(r.headers)["source_offset"])): r for r in dead}
-    by_payload = {}
-    for record in read_topic(kafka, topic):
-        if (record.partition, record.offset) in sources:
-            by_payload.setdefault(record.value, []).append(sources[(record.partition, record.offset)])
-    for payload, reason in MALFORMED:
-        letters = by_payload.pop(payload)
-        letter = letters.pop()
-        assert letter.value == payload  # the original bytes
-        assert dict(letter.headers)["rejection_reason"].decode().startswith(reason)
-        assert dict(letter.headers)["source_topic"].decode() == topic
-        if letters:
-            by_payload[payload] = letters
-
-
-def test_late_events_follow_the_watermark(kafka, new_topic, tmp_path):
-    """10-minute windows, 5-minute watermark, one message per micro-batch so the
-    watermark moves between them. Spark filters late rows with the watermark of the
-    batch before (it moves at the end of a batch), hence the second message."""
-    topic = new_topic(1)
-    send_raw(kafka, topic, [
-        (event(1000, T0 + 1300, "a"), 0),  # window [T0+1200, T0+1800); watermark becomes T0+1000
-        (event(16000, T0 + 1300, "a2"), 0),  # after this batch, late rows are judged by T0+1000
-        (event(2000, T0 + 100, "b"), 0),  # window ends T0+600 <= watermark: dropped
-        (event(4000, T0 + 700, "c"), 0),  # late, but its window [T0+600, T0+1200) is still open: counted
-        (event(8000, T0 + 1200, "d"), 0),  # exactly on a boundary: the later window
-    ])
-    proc = run_aggregator("--bootstrap-servers", kafka, "--topic", topic, "--available-now", "--max-offsets-per-trigger", "1",
-                          "--watermark", "5 minutes", "--checkpoint", str(tmp_path / "ckpt"), "--output-dir", str(tmp_path / "out"),
-                          "--dlq-topic", "", "--no-console")
-    iso = lambda s: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s))  # noqa: E731
-    assert read_json_lines_totals(tmp_path / "out") == {iso(T0 + 600): (4000, 1), iso(T0 + 1200): (25000, 3)}
-    assert "1 dropped as late by the watermark" in proc.stderr
-
-
-def test_out_of_order_events_across_partitions(kafka, new_topic, tmp_path):
-    topic = new_topic(3)
-    import random
-
-    rng = random.Random(5)
-    events = [{**VALID, "order_id": f"o{i}", "price": rng.randint(100, 5000), "ts": T0 + rng.randint(0, 1799) + rng.random()} for i in range(600)]
-    send_raw(kafka, topic, [(json.dumps(e).encode(), rng.randrange(3)) for e in events])  # shuffled times, random partitions
-    run_aggregator("--bootstrap-servers", kafka, "--topic", topic, "--available-now", "--max-offsets-per-trigger", "90",
-                   "--watermark", "1 hour", "--checkpoint", str(tmp_path / "ckpt"), "--output-dir", str(tmp_path / "out"),
-                   "--dlq-topic", "", "--no-console")
-    assert read_json_lines_totals(tmp_path / "out") == expected_totals(events)
+pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.spark]
 
 
 def start_streaming_job(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(AGGREGATOR), "--master", "local[2]", "--no-console", "--dlq-topic", "", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, str(AGGREGATOR), "--master", "local[2]", "--no-console", "--dlq-topic", "", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
 
 
 def committed_batches(db) -> int:
@@ -118,7 +45,6 @@ def committed_batches(db) -> int:
             return 0
 
 
-@pytest.mark.slow
 def test_spark_job_killed_three_times_loses_and_doubles_nothing(kafka, new_topic, tmp_path):
     topic = new_topic(3)
     common = ["--bootstrap-servers", kafka, "--topic", topic]
@@ -131,7 +57,7 @@ def test_spark_job_killed_three_times_loses_and_doubles_nothing(kafka, new_topic
         before = committed_batches(db)
         job = start_streaming_job(*job_args)
         try:
-            wait_until(lambda: committed_batches(db) >= before + 2, 180, "two more committed batches")
+            wait_until(lambda before=before: committed_batches(db) >= before + 2, 180, "two more committed batches")
         finally:
             os.killpg(job.pid, signal.SIGKILL)  # python driver and its JVM, mid-stream
             job.wait()
@@ -144,9 +70,8 @@ def test_spark_job_killed_three_times_loses_and_doubles_nothing(kafka, new_topic
     assert read_results_topic(kafka, results) == expected  # replayed batches rewrote the same keys and values
 
 
-@pytest.mark.slow
 def test_broker_killed_mid_stream_loses_no_acknowledged_event(tmp_path):
-    broker = KafkaBroker(ROOT / ".cache" / "jars" / "kafka", tmp_path / "kafka", free_port(), free_port())
+    broker = KafkaBroker(KAFKA_JARS, tmp_path / "kafka", free_port(), free_port())
     broker.start()
     try:
         topic, count = "purchases", 6000
@@ -158,8 +83,25 @@ def test_broker_killed_mid_stream_loses_no_acknowledged_event(tmp_path):
         producer = None
         try:
             wait_until(lambda: committed_batches(db) >= 1, 240, "the job to commit its first batch")  # the job is up
-            producer = subprocess.Popen([sys.executable, str(PRODUCER), *common, "--rate", "400", "--count", str(count), "--seed", "99",
-                                         "--progress-interval-s", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+            producer = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(PRODUCER),
+                    *common,
+                    "--rate",
+                    "400",
+                    "--count",
+                    str(count),
+                    "--seed",
+                    "99",
+                    "--progress-interval-s",
+                    "1",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=ROOT,
+            )
             time.sleep(4)
             broker.kill()  # SIGKILL mid-stream: no controlled shutdown
             time.sleep(5)
@@ -182,19 +124,3 @@ def test_broker_killed_mid_stream_loses_no_acknowledged_event(tmp_path):
             job.wait(timeout=60)
     finally:
         broker.stop()
-
-
-def test_append_mode_emits_each_closed_window_once(kafka, new_topic, tmp_path):
-    topic = new_topic(1)
-    send_raw(kafka, topic, [
-        (event(100, T0 + 10, "a"), 0),
-        (event(200, T0 + 20, "b"), 0),
-        (event(400, T0 + 610, "c"), 0),
-        (event(800, T0 + 3000, "d"), 0),  # moves the watermark past the first two windows
-    ])
-    run_aggregator("--bootstrap-servers", kafka, "--topic", topic, "--available-now", "--max-offsets-per-trigger", "2",
-                   "--output-mode", "append", "--watermark", "5 minutes", "--checkpoint", str(tmp_path / "ckpt"),
-                   "--output-dir", str(tmp_path / "out"), "--dlq-topic", "", "--no-console")
-    lines = [json.loads(line) for path in sorted((tmp_path / "out").glob("*.jsonl")) for line in path.read_text().splitlines()]
-    iso = lambda s: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s))  # noqa: E731
-    assert [(rec["window_start"], rec["total_purchase"], rec["orders"]) for rec in lines] == [(iso(T0), 300, 2), (iso(T0 + 600), 400, 1)]

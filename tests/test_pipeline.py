@@ -1,23 +1,45 @@
-"""End to end through the real entry points: the producer CLI into a real broker, the
-aggregator CLI with --available-now, totals compared with totals computed here."""
+"""End to end through the real command-line entry points: the producer CLI into a real
+broker, the aggregator CLI with --available-now (a child with its own JVM), totals compared
+with totals computed here; then a rerun on the checkpoint the CLI wrote. Unreachable brokers."""
+
 import json
 import time
 
-from conftest import expected_totals, produced_events, read_topic, run_aggregator, run_producer
+import pytest
+
+from purchase_analytics.runtime.processes import free_port
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db, read_results_topic
 
+from conftest import expected_totals, job_config, produced_events, read_topic, run_aggregator, run_producer, run_queries
 
-def test_windowed_totals_match_and_a_rerun_counts_nothing_twice(kafka, new_topic, tmp_path):
+pytestmark = pytest.mark.slow
+
+CONSOLE_HEADER = "|       window_start|         window_end|total_purchase|orders|"
+
+
+@pytest.mark.spark
+def test_windowed_totals_match_and_a_rerun_counts_nothing_twice(spark, kafka, new_topic, tmp_path):
     topic, results, metrics = new_topic(3), f"results-{tmp_path.name}", f"metrics-{tmp_path.name}"
     common = ["--bootstrap-servers", kafka, "--topic", topic]
     run_producer(*common, "--rate", "0", "--count", "3000", "--seed", "11", "--late-fraction", "0.3", "--max-lateness-s", "300")
     out_dir, db, progress = tmp_path / "out", tmp_path / "results.db", tmp_path / "progress.jsonl"
-    job = [*common, "--available-now", "--checkpoint", str(tmp_path / "ckpt"), "--output-dir", str(out_dir),
-           "--results-db", str(db), "--dlq-topic", "", "--no-console", "--results-topic", results, "--metrics-topic", metrics,
-           "--progress-file", str(progress)]
+    job = [
+        *("--results-topic", results, "--metrics-topic", metrics, "--progress-file", str(progress)),
+        *common,
+        "--available-now",
+        "--checkpoint",
+        str(tmp_path / "ckpt"),
+        "--output-dir",
+        str(out_dir),
+        "--results-db",
+        str(db),
+        "--dlq-topic",
+        "",
+    ]
     first = run_aggregator(*job)
     assert "3000 messages, 3000 valid, 0 rejected" in first.stderr
     assert read_json_lines_totals(out_dir) == expected_totals(produced_events(kafka, topic))
+    assert CONSOLE_HEADER in first.stdout and "Batch: 0" in first.stdout  # the table users know
 
     # The structured progress: the same records in the file and on the metrics topic.
     records = [json.loads(line) for line in progress.read_text().splitlines()]
@@ -26,8 +48,9 @@ def test_windowed_totals_match_and_a_rerun_counts_nothing_twice(kafka, new_topic
     assert sum(records[-1]["end_offsets"].values()) == 3000 and records[-1]["topic"] == topic
 
     run_producer(*common, "--rate", "0", "--count", "1000", "--seed", "12")
-    second = run_aggregator(*job)
-    assert "1000 messages" in second.stderr  # only the new events were read
+    # The rerun, in-process on the same checkpoint (a CLI rerun is in test_faults.py).
+    second = run_queries(spark, job_config(*job, "--no-console"))
+    assert second.messages == 1000  # only the new events were read
     expected = expected_totals(produced_events(kafka, topic))
     assert sum(orders for _, orders in expected.values()) == 4000
     assert read_json_lines_totals(out_dir) == expected
@@ -35,17 +58,7 @@ def test_windowed_totals_match_and_a_rerun_counts_nothing_twice(kafka, new_topic
     assert read_results_topic(kafka, results) == expected  # the latest value per window key
 
 
-def test_console_shows_the_original_table(kafka, new_topic, tmp_path):
-    topic = new_topic(1)
-    run_producer("--bootstrap-servers", kafka, "--topic", topic, "--rate", "0", "--count", "50", "--seed", "1")
-    proc = run_aggregator("--bootstrap-servers", kafka, "--topic", topic, "--available-now", "--checkpoint", str(tmp_path / "c"))
-    assert "|       window_start|         window_end|total_purchase|orders|" in proc.stdout
-    assert "Batch: 0" in proc.stdout
-
-
 def test_producer_reports_an_unreachable_broker_in_one_line():
-    from purchase_analytics.runtime.processes import free_port
-
     started = time.monotonic()
     proc = run_producer("--bootstrap-servers", f"localhost:{free_port()}", "--count", "5", check=False, timeout=60)
     assert proc.returncode == 2
@@ -55,10 +68,9 @@ def test_producer_reports_an_unreachable_broker_in_one_line():
 
 
 def test_aggregator_reports_an_unreachable_broker_in_one_line(tmp_path):
-    from purchase_analytics.runtime.processes import free_port
-
-    proc = run_aggregator("--bootstrap-servers", f"localhost:{free_port()}", "--available-now", "--checkpoint", str(tmp_path / "c"),
-                          check=False, timeout=120)
+    proc = run_aggregator(
+        "--bootstrap-servers", f"localhost:{free_port()}", "--available-now", "--checkpoint", str(tmp_path / "c"), check=False, timeout=120
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: cannot reach a Kafka broker")
     assert "Traceback" not in proc.stderr

@@ -1,4 +1,5 @@
 """The transformation on static DataFrames: validation reasons and window totals by hand."""
+
 import json
 from datetime import datetime, timezone
 
@@ -7,6 +8,10 @@ from pyspark.sql import functions as F
 
 from malformed import MALFORMED, VALID, VALID_UNUSUAL
 from purchase_analytics.transform import aggregate_purchases, parse_events, rejected_messages, valid_events
+
+from conftest import SETTINGS
+
+PRICE_MAX = int(SETTINGS["PRICE_MAX"])
 
 T0 = 1_700_000_400  # 2023-11-14T22:20:00Z, a 10-minute boundary
 
@@ -20,7 +25,7 @@ def event(price, ts, **kw):
 
 
 def totals(spark, values, window="10 minutes"):
-    rows = aggregate_purchases(valid_events(parse_events(raw_frame(spark, values), 150_000)), window, "10 minutes").collect()
+    rows = aggregate_purchases(valid_events(parse_events(raw_frame(spark, values), PRICE_MAX)), window, "10 minutes").collect()
     return {iso(r.window_start.timestamp()): (r.total_purchase, r.orders) for r in rows}
 
 
@@ -29,19 +34,19 @@ def iso(epoch_s):
 
 
 def test_every_malformed_payload_is_rejected_with_its_reason(spark):
-    parsed = parse_events(raw_frame(spark, [v for v, _ in MALFORMED]), 150_000)
+    parsed = parse_events(raw_frame(spark, [v for v, _ in MALFORMED]), PRICE_MAX)
     rows = parsed.select("offset", "rejection_reason").orderBy("offset").collect()
     assert len(MALFORMED) >= 30
-    for (payload, expected), row in zip(MALFORMED, rows):
+    for (payload, expected), row in zip(MALFORMED, rows, strict=True):
         assert row.rejection_reason is not None, f"accepted: {payload!r}"
         assert row.rejection_reason.startswith(expected), f"{payload!r}: {row.rejection_reason!r} does not start with {expected!r}"
 
 
 def test_valid_events_pass_with_typed_columns(spark):
-    values = [event(100, T0), event(150_000, T0 + 1.25, extra_field="ignored"), event(1, 946_684_800)]
-    parsed = parse_events(raw_frame(spark, values), 150_000)
+    values = [event(100, T0), event(PRICE_MAX, T0 + 1.25, extra_field="ignored"), event(1, 946_684_800)]
+    parsed = parse_events(raw_frame(spark, values), PRICE_MAX)
     assert rejected_messages(parsed).count() == 0
-    row = valid_events(parsed).where(F.col("price") == 150_000).first()
+    row = valid_events(parsed).where(F.col("price") == PRICE_MAX).first()
     assert row.event_time.timestamp() == pytest.approx(T0 + 1.25)
     assert (row.order_id, row.customer_id, row.furniture, row.color) == ("o-1", 5, "Desk", "red")
 

@@ -8,6 +8,7 @@
 
 State (broker data, pid files, logs, checkpoints) lives under `.data/`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,8 +88,10 @@ def kafka_start(settings: dict[str, str]) -> bool:
     topics, configs = pipeline_topics(settings)
     created = create_topics(broker.bootstrap_servers, topics, configs)
     state = f"started in {time.monotonic() - started_at:.1f}s" if started else "already running"
-    print(f"Kafka {settings.get('KAFKA_VERSION', '')} (KRaft, local JVM) {state} at {broker.bootstrap_servers}; "
-          f"topics {', '.join(topics)}{' (created ' + ', '.join(created) + ')' if created else ''}; log {broker.log_file}")
+    print(
+        f"Kafka {settings.get('KAFKA_VERSION', '')} (KRaft, local JVM) {state} at {broker.bootstrap_servers}; "
+        f"topics {', '.join(topics)}{' (created ' + ', '.join(created) + ')' if created else ''}; log {broker.log_file}"
+    )
     kafka_ui_start(settings)
     return started
 
@@ -162,8 +165,13 @@ def _start_daemon(name: str, argv: list[str]) -> int:
         return read_pid(pid_file)
     import pyspark
 
-    env = dict(os.environ, SPARK_HOME=str(Path(pyspark.__file__).parent), SPARK_LOCAL_IP="127.0.0.1",
-               SPARK_WORKER_DIR=str(SPARK_DIR / "work"), PYSPARK_PYTHON=sys.executable)
+    env = dict(
+        os.environ,
+        SPARK_HOME=str(Path(pyspark.__file__).parent),
+        SPARK_LOCAL_IP="127.0.0.1",
+        SPARK_WORKER_DIR=str(SPARK_DIR / "work"),
+        PYSPARK_PYTHON=sys.executable,
+    )
     with open(SPARK_DIR / f"{name}.log", "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     pid_file.write_text(str(proc.pid))
@@ -174,9 +182,23 @@ def spark_start(settings: dict[str, str]) -> None:
     """A standalone master and one worker, through pyspark's own spark-class."""
     port, ui_port = settings["SPARK_MASTER_PORT"], settings["SPARK_MASTER_UI_PORT"]
     spark_class = _spark_class()
-    _start_daemon("master", [spark_class, "org.apache.spark.deploy.master.Master", "--host", "localhost", "--port", port, "--webui-port", ui_port])
-    _start_daemon("worker", [spark_class, "org.apache.spark.deploy.worker.Worker", f"spark://localhost:{port}",
-                             "--cores", settings["SPARK_WORKER_CORES"], "--memory", settings["SPARK_WORKER_MEMORY"], "--host", "localhost"])
+    _start_daemon(
+        "master", [spark_class, "org.apache.spark.deploy.master.Master", "--host", "localhost", "--port", port, "--webui-port", ui_port]
+    )
+    _start_daemon(
+        "worker",
+        [
+            spark_class,
+            "org.apache.spark.deploy.worker.Worker",
+            f"spark://localhost:{port}",
+            "--cores",
+            settings["SPARK_WORKER_CORES"],
+            "--memory",
+            settings["SPARK_WORKER_MEMORY"],
+            "--host",
+            "localhost",
+        ],
+    )
 
     def worker_registered() -> bool:
         for name in ("master", "worker"):
@@ -269,9 +291,14 @@ def status(settings: dict[str, str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m purchase_analytics.runtime.local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["kafka-start", "kafka-stop", "kafka-ui-start", "kafka-ui-stop", "dashboard-start", "dashboard-stop",
-                                            "spark-start", "spark-stop", "spark-master-url", "run", "stop-all", "wipe", "status"])
+    parser = argparse.ArgumentParser(
+        prog="python -m purchase_analytics.runtime.local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "command",
+        choices=["kafka-start", "kafka-stop", "kafka-ui-start", "kafka-ui-stop", "dashboard-start", "dashboard-stop",
+                 "spark-start", "spark-stop", "spark-master-url", "run", "stop-all", "wipe", "status"],
+    )
     parser.add_argument("--events", type=int, default=0, help="run: stop after producing this many events")
     parser.add_argument("--duration", type=float, default=0, help="run: stop after this many seconds")
     parser.add_argument("--rate", type=float, default=None, help="run: producer events/s")
@@ -297,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "spark-master-url":
             print(spark_master_url(settings))
         elif args.command == "run":
-            rate = args.rate if args.rate is not None else float(settings.get("RUN_PRODUCER_RATE", 200))
+            rate = args.rate if args.rate is not None else float(settings["RUN_PRODUCER_RATE"])
             return run(settings, args.events, args.duration, rate, extra)
         elif args.command == "stop-all":
             stop_all(settings)

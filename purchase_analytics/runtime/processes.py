@@ -1,4 +1,5 @@
 """Small process helpers: pid files, stopping by PID only, waiting with a deadline."""
+
 from __future__ import annotations
 
 import os
@@ -6,8 +7,8 @@ import shutil
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def ensure_java() -> str:
@@ -18,7 +19,10 @@ def ensure_java() -> str:
         return str(candidate)
     found = shutil.which("java")
     if not found:
-        raise RuntimeError("Java 17+ is required but `java` was not found (install a JDK 17, e.g. `apt-get install openjdk-17-jre-headless`, or set JAVA_HOME)")
+        raise RuntimeError(
+            "Java 17+ is required but `java` was not found "
+            "(install a JDK 17, e.g. `apt-get install openjdk-17-jre-headless`, or set JAVA_HOME)"
+        )
     return found
 
 

@@ -24,9 +24,9 @@ fi
 
 started=0
 if ! docker info >/dev/null 2>&1; then
-    docker/dockerd.sh start || skip "the Docker engine could not be started here (see above)"
+    docker-without-registry/dockerd.sh start || skip "the Docker engine could not be started here (see above)"
     started=1
 fi
-[[ $started == 1 ]] && trap 'docker/dockerd.sh stop' EXIT
+[[ $started == 1 ]] && trap 'docker-without-registry/dockerd.sh stop' EXIT
 
 "${make_cmd[@]}" --no-print-directory test-docker

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Start and stop a Docker engine on a machine without systemd (Debian's docker.io here).
 #
-#   docker/dockerd.sh start    start dockerd in the background unless an engine already answers
-#   docker/dockerd.sh stop     stop the dockerd that `start` started (never another one) and
+#   docker-without-registry/dockerd.sh start    start dockerd in the background unless an engine already answers
+#   docker-without-registry/dockerd.sh stop     stop the dockerd that `start` started (never another one) and
 #                              undo what it left: docker0 and br-* bridges, DOCKER iptables
 #                              chains and rules, the FORWARD policy and ip_forward
-#   docker/dockerd.sh status   say whether an engine answers and whether we started it
+#   docker-without-registry/dockerd.sh status   say whether an engine answers and whether we started it
 #
 # State (pid, log, what to restore) lives in $DOCKERD_STATE_DIR.
 set -euo pipefail
@@ -86,7 +86,7 @@ cleanup_network() {
 
 stop() {
     if [[ ! -s "$pidfile" ]]; then
-        echo "no dockerd started by docker/dockerd.sh: nothing to stop"
+        echo "no dockerd started by docker-without-registry/dockerd.sh: nothing to stop"
         return
     fi
     local pid containerd_pid=""
@@ -112,7 +112,7 @@ stop() {
 
 status() {
     if engine_answers; then
-        echo "docker engine answers$(started_by_us && echo " (started by docker/dockerd.sh, pid $(cat "$pidfile"))")"
+        echo "docker engine answers$(started_by_us && echo " (started by docker-without-registry/dockerd.sh, pid $(cat "$pidfile"))")"
     else
         echo "no docker engine answers"
         return 1

@@ -60,7 +60,7 @@ finish() {
     ((rc == 0)) && rm -rf "$results_dir"
     if ((started_dockerd)); then
         say "stopping the dockerd this test started"
-        docker/dockerd.sh stop
+        docker-without-registry/dockerd.sh stop
     fi
     if ((rc == 0 && ok)); then
         say "timings"
@@ -79,7 +79,7 @@ trap finish EXIT
 
 # 1. engine and compose v2
 if ! docker info >/dev/null 2>&1; then
-    timed "start dockerd" docker/dockerd.sh start
+    timed "start dockerd" docker-without-registry/dockerd.sh start
     started_dockerd=1
 fi
 "${make_cmd[@]}" --no-print-directory compose-plugin
@@ -126,7 +126,7 @@ timed "make spark-consume-purchase" "${make_cmd[@]}" --no-print-directory spark-
     ARGS="--available-now --output-dir /opt/app/$results_dir --checkpoint /opt/app/.data/checkpoints/$run_id"
 
 # 5. the windowed totals against the events in the topic, read from the host
-timed "verify totals" "$PY" docker/verify_totals.py --bootstrap-servers "localhost:$kafka_port" \
+timed "verify totals" "$PY" docker-without-registry/verify_totals.py --bootstrap-servers "localhost:$kafka_port" \
     --topic "$KAFKA_TOPIC_NAME" --output-dir "$results_dir" --window "$WINDOW_DURATION" --expect-events "$EVENTS"
 
 timed "dashboard in the browser" "${pages[@]}" --dashboard "http://127.0.0.1:$dashboard_port/"

@@ -2,8 +2,9 @@
 """Check windowed totals written by the aggregator (--output-dir, JSON lines) against the
 events in the topic, read back from the host through the published listener.
 
-Used by docker/test_docker.sh; exits non-zero on any difference.
+Used by docker-without-registry/test_docker.sh; exits non-zero on any difference.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,10 +13,8 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from purchase_analytics.reference import read_topic, window_totals  # noqa: E402
-from purchase_analytics.sinks import read_json_lines_totals  # noqa: E402
+from purchase_analytics.reference import read_topic, window_totals
+from purchase_analytics.sinks import read_json_lines_totals
 
 UNIT_S = {"second": 1, "minute": 60, "hour": 3600}
 

@@ -2,23 +2,19 @@
 # Build a Debian bookworm base image without any image registry:
 #   debootstrap --variant=minbase  ->  tar | docker import.
 # It stands in for python:3.11-slim-bookworm (python3 + venv are included), so
-# Dockerfile.spark and docker/kafka-image build on it unchanged.
+# Dockerfile.spark and docker-without-registry/kafka-image build on it unchanged.
 #
-# Usage: docker/base-image.sh IMAGE_NAME   (skips the work if IMAGE_NAME exists with the same inputs)
+# Usage: docker-without-registry/base-image.sh IMAGE_NAME   (skips the work if IMAGE_NAME exists with the same inputs)
 set -euo pipefail
 
 image=${1:?usage: base-image.sh IMAGE_NAME}
 suite=${DEBIAN_SUITE:-bookworm}
 include=${BASE_IMAGE_INCLUDE:-ca-certificates,python3,python3-venv}
 
-# The Debian mirror apt already uses on this host (deb822 "URIs:" or one-line "deb URL").
-debian_mirror() {
-    local url
-    url=$(grep -hsE '^\s*(URIs:|deb\s)' /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
-        grep -oE '(https?|file)://[^ ]*/debian/?' | grep -v -- '-security' | head -n1 || true)
-    echo "${url:-http://deb.debian.org/debian}"
-}
-mirror=${DEBIAN_MIRROR:-$(debian_mirror)}
+# Only the Debian mirror this machine's own apt sources name (deb822 "URIs:" or one-line "deb URL").
+mirror=$(grep -hsE '^\s*(URIs:|deb\s)' /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
+    grep -oE '(https?|file)://[^ ]*/debian/?' | grep -v -- '-security' | head -n1 || true)
+[[ -n "$mirror" ]] || { echo "no Debian mirror in this machine's apt sources (/etc/apt/sources.list*): debootstrap needs one" >&2; exit 1; }
 mirror=${mirror%/}
 
 # Extra CA certificates this host trusts (e.g. a TLS-inspecting proxy in front of PyPI):

@@ -1,0 +1,36 @@
+"""The checkpoint lock: one job per checkpoint, released when its owner ends."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from purchase_analytics.checkpoint import CheckpointError, CheckpointLock, local_path
+
+
+def test_a_second_holder_is_refused_with_the_owner_pid(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from purchase_analytics.checkpoint import CheckpointLock\n"
+         "with CheckpointLock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)", str(tmp_path / "ckpt")],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(CheckpointError, match=rf"in use by another job \(PID {holder.pid}\)"):
+            CheckpointLock(str(tmp_path / "ckpt")).__enter__()
+    finally:
+        holder.kill()
+        holder.wait()
+    with CheckpointLock(str(tmp_path / "ckpt")):  # a dead owner's lock is no lock
+        assert (tmp_path / "ckpt" / ".lock").read_text().strip() == str(os.getpid())
+
+
+def test_an_unusable_directory_names_the_path_and_the_reason():
+    with pytest.raises(CheckpointError, match="cannot use checkpoint directory /etc/hostname/ckpt: Not a directory"):
+        CheckpointLock("/etc/hostname/ckpt").__enter__()
+
+
+def test_remote_checkpoints_are_not_locked_here():
+    assert local_path("s3a://bucket/ckpt") is None
+    assert local_path("file:///tmp/ckpt") == local_path("/tmp/ckpt")
