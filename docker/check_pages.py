@@ -5,6 +5,7 @@ the windowed totals computed from the topic on the host.
 
 Used by docker/test_docker.sh; exits non-zero, with one line, on any difference.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,13 @@ def main() -> int:
         if a.dashboard:
             expected = window_totals(json.loads(r.value) for r in read_topic(a.bootstrap_servers, a.topic))
             driver.get(a.dashboard)
-            wait_for(lambda: "connected" in text(driver, "broker-status") and page_windows(driver) == expected
-                     and chart_windows(driver) == expected, 60, f"the dashboard at {a.dashboard} to show {expected} in its table and chart")
+            wait_for(
+                lambda: (
+                    "connected" in text(driver, "broker-status") and page_windows(driver) == expected and chart_windows(driver) == expected
+                ),
+                60,
+                f"the dashboard at {a.dashboard} to show {expected} in its table and chart",
+            )
             print(f"dashboard at {a.dashboard} shows the topic's totals for {len(expected)} window(s)")
             if a.screenshot_dir:
                 driver.save_screenshot(str(a.screenshot_dir / "dashboard.png"))

@@ -4,6 +4,7 @@
 Screenshots go to the test's tmp dir; with DOCS_SCREENSHOTS=1 they also replace the ones
 committed under docs/ (the README shows those).
 """
+
 from __future__ import annotations
 
 import base64
@@ -93,15 +94,19 @@ def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.1):
 def page_windows(driver) -> dict[str, tuple[int, int]]:
     """The windows table as the page shows it: window_start (ISO) -> (total_purchase, orders)."""
     rows = driver.execute_script(
-        "return Array.from(document.querySelectorAll('#windows-table tbody tr')).map(r => Array.from(r.cells).map(c => c.innerText))")
-    return {start.replace(" ", "T"): (int(total.replace(",", "")), int(orders.replace(",", ""))) for start, _end, total, orders, _state in rows}
+        "return Array.from(document.querySelectorAll('#windows-table tbody tr')).map(r => Array.from(r.cells).map(c => c.innerText))"
+    )
+    return {
+        start.replace(" ", "T"): (int(total.replace(",", "")), int(orders.replace(",", ""))) for start, _end, total, orders, _state in rows
+    }
 
 
 def chart_windows(driver) -> dict[str, tuple[int, int]]:
     """The same from the chart's own data (plotly's traces on the graph element)."""
     bars, orders = driver.execute_script(
-        "const g = document.querySelector('#windows-chart .js-plotly-plot'); return g ? g.data.map(t => [t.x, t.y]) : [[[], []], [[], []]]")
-    return {x: (int(total), int(n)) for x, total, n in zip(bars[0], bars[1], orders[1])}
+        "const g = document.querySelector('#windows-chart .js-plotly-plot'); return g ? g.data.map(t => [t.x, t.y]) : [[[], []], [[], []]]"
+    )
+    return {x: (int(total), int(n)) for x, total, n in zip(bars[0], bars[1], orders[1], strict=True)}
 
 
 def text(driver, element_id: str) -> str:

@@ -1,4 +1,5 @@
 """The dashboard's fold of the Kafka records, without a broker."""
+
 import json
 
 from purchase_analytics.dashboard.state import PipelineState
@@ -9,10 +10,25 @@ def result(start: str, end: str, total: int, orders: int, batch_id: int) -> byte
 
 
 def metrics(batch_id: int, watermark: str | None, end_offsets: dict, dropped_late: int = 0) -> bytes:
-    return json.dumps({"run_id": "r", "batch_id": batch_id, "timestamp": "2026-11-25T09:12:03.123Z", "input_rows": 10,
-                       "input_rows_per_s": 5.0, "processed_rows_per_s": 50.0, "batch_duration_ms": 200, "messages": 10, "valid": 9,
-                       "rejected": 1, "dropped_late": dropped_late, "state_rows": 2, "watermark": watermark, "topic": "t",
-                       "end_offsets": end_offsets}).encode()
+    return json.dumps(
+        {
+            "run_id": "r",
+            "batch_id": batch_id,
+            "timestamp": "2026-11-25T09:12:03.123Z",
+            "input_rows": 10,
+            "input_rows_per_s": 5.0,
+            "processed_rows_per_s": 50.0,
+            "batch_duration_ms": 200,
+            "messages": 10,
+            "valid": 9,
+            "rejected": 1,
+            "dropped_late": dropped_late,
+            "state_rows": 2,
+            "watermark": watermark,
+            "topic": "t",
+            "end_offsets": end_offsets,
+        }
+    ).encode()
 
 
 def test_latest_value_per_window_wins_and_a_replayed_batch_counts_once():
@@ -27,7 +43,9 @@ def test_latest_value_per_window_wins_and_a_replayed_batch_counts_once():
 
     view = state.view(last_windows=12)
     assert [(w["window_start"], w["total_purchase"], w["orders"], w["final"]) for w in view["windows"]] == [
-        ("2026-11-25T09:00:00Z", 300, 2, True), ("2026-11-25T09:10:00Z", 50, 1, False)]
+        ("2026-11-25T09:00:00Z", 300, 2, True),
+        ("2026-11-25T09:10:00Z", 50, 1, False),
+    ]
     assert view["dropped_late"] == 4  # two batches, not three messages
     assert view["consumer_lag"] == 2
     assert view["batch_id"] == 1

@@ -1,4 +1,5 @@
 """The Kafka UI (kaskade served by textual-serve) against the real broker, in headless Chromium."""
+
 from __future__ import annotations
 
 import os
@@ -73,8 +74,11 @@ def test_ui_on_a_taken_port_fails_in_one_line(kafka, tmp_path):
 
 def test_ui_without_a_broker_says_so_in_one_line_and_starts_nothing(tmp_path):
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=f"localhost:{free_port()}", KAFKA_UI_PORT=str(free_port()))
-    proc = subprocess.run([sys.executable, "-m", "purchase_analytics.runtime.local", "kafka-ui-start"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "purchase_analytics.runtime.local", "kafka-ui-start"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [f"warning: Kafka UI not started: no broker answers at {env['KAFKA_BOOTSTRAP_SERVERS']} (run `make kafka`)"]
+    assert proc.stderr.strip().splitlines() == [
+        f"warning: Kafka UI not started: no broker answers at {env['KAFKA_BOOTSTRAP_SERVERS']} (run `make kafka`)"
+    ]
     assert not port_open(int(env["KAFKA_UI_PORT"]))

@@ -3,6 +3,7 @@
 It reads only Kafka (results, metrics and dead-letter topics, the purchase topic's end
 offsets), so it shows the same whether the job runs in local[*], standalone or Docker.
 """
+
 from __future__ import annotations
 
 import logging

@@ -5,6 +5,7 @@ a broker that goes away turns into "broker down" on the page within seconds inst
 blocked thread, and the consumer reconnects by itself when the broker comes back.
 Partitions are assigned (no group join, no committed offsets) and read from the beginning.
 """
+
 from __future__ import annotations
 
 import threading
@@ -41,7 +42,7 @@ class KafkaFeed:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kafka-feed", daemon=True)
 
-    def start(self) -> "KafkaFeed":
+    def start(self) -> KafkaFeed:
         self._thread.start()
         return self
 
@@ -52,19 +53,25 @@ class KafkaFeed:
     def snapshot(self, last_windows: int) -> dict:
         with self.lock:
             view = self.state.view(last_windows)
-        view.update(broker_error=self.broker_error, broker_down_since=self.broker_down_since, last_contact=self.last_contact,
-                    bootstrap_servers=self.bootstrap_servers)
+        view.update(
+            broker_error=self.broker_error,
+            broker_down_since=self.broker_down_since,
+            last_contact=self.last_contact,
+            bootstrap_servers=self.bootstrap_servers,
+        )
         return view
 
     def _run(self) -> None:
-        consumer = Consumer({
-            "bootstrap.servers": self.bootstrap_servers,
-            "group.id": f"purchase-dashboard-{uuid.uuid4().hex[:8]}",  # never joined nor committed: partitions are assigned
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "log_level": 0,  # a down broker is shown on the page, not logged every second
-            "reconnect.backoff.max.ms": 1000,
-        })
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap_servers,
+                "group.id": f"purchase-dashboard-{uuid.uuid4().hex[:8]}",  # never joined nor committed: partitions are assigned
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "log_level": 0,  # a down broker is shown on the page, not logged every second
+                "reconnect.backoff.max.ms": 1000,
+            }
+        )
         next_metadata = 0.0
         try:
             while not self._stop.is_set():
@@ -81,16 +88,22 @@ class KafkaFeed:
         """Assign new partitions of the topics read, and ask the purchase topic's end offsets."""
         try:
             metadata = consumer.list_topics(timeout=REQUEST_TIMEOUT_S)
-            new = [TopicPartition(topic, p, OFFSET_BEGINNING)
-                   for topic in (self.topics.results, self.topics.metrics, self.topics.dead_letters) if topic in metadata.topics
-                   for p in metadata.topics[topic].partitions if (topic, p) not in self._assigned]
+            new = [
+                TopicPartition(topic, p, OFFSET_BEGINNING)
+                for topic in (self.topics.results, self.topics.metrics, self.topics.dead_letters)
+                if topic in metadata.topics
+                for p in metadata.topics[topic].partitions
+                if (topic, p) not in self._assigned
+            ]
             if new:
                 consumer.incremental_assign(new)
                 self._assigned.update((tp.topic, tp.partition) for tp in new)
             end_offsets = {}
             purchases = metadata.topics.get(self.topics.purchases)
-            for p in (purchases.partitions if purchases else {}):
-                end_offsets[p] = consumer.get_watermark_offsets(TopicPartition(self.topics.purchases, p), timeout=REQUEST_TIMEOUT_S, cached=False)[1]
+            for p in purchases.partitions if purchases else {}:
+                end_offsets[p] = consumer.get_watermark_offsets(
+                    TopicPartition(self.topics.purchases, p), timeout=REQUEST_TIMEOUT_S, cached=False
+                )[1]
         except KafkaException as exc:
             if self.broker_error is None:
                 self.broker_down_since = time.time()

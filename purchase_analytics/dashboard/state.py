@@ -4,6 +4,7 @@ Inputs (see docs/dashboard.md): the results topic (latest total per window, keye
 start), the metrics topic (one JSON per micro-batch), the dead-letter topic's
 `rejection_reason` headers and the purchase topic's end offsets.
 """
+
 from __future__ import annotations
 
 import json
@@ -83,8 +84,16 @@ class PipelineState:
             w = self.windows[start]
             end = parse_time(w["window_end"])
             final = bool(watermark and end and end <= watermark)
-            rows.append({"window_start": w["window_start"], "window_end": w["window_end"], "total_purchase": w["total_purchase"],
-                         "orders": w["orders"], "final": final, "batch_id": w.get("batch_id")})
+            rows.append(
+                {
+                    "window_start": w["window_start"],
+                    "window_end": w["window_end"],
+                    "total_purchase": w["total_purchase"],
+                    "orders": w["orders"],
+                    "final": final,
+                    "batch_id": w.get("batch_id"),
+                }
+            )
         history = [self.batches[b] for b in sorted(self.batches)[-RATE_HISTORY:]]
         with_data = [b for b in history if b.get("input_rows")]
         # Spark reports no input rate for a query's first batch; the processing rate stands in then
@@ -102,7 +111,13 @@ class PipelineState:
             "rejected": sum(int(b.get("rejected") or 0) for b in self.batches.values()),
             "consumer_lag": self.consumer_lag(),
             "dead_letters": dict(self.dead_letters.most_common()),
-            "history": [{"batch_id": b["batch_id"], "input_rows_per_s": b.get("input_rows_per_s") or 0,
-                         "processed_rows_per_s": b.get("processed_rows_per_s") or 0, "batch_duration_ms": b.get("batch_duration_ms") or 0}
-                        for b in history],
+            "history": [
+                {
+                    "batch_id": b["batch_id"],
+                    "input_rows_per_s": b.get("input_rows_per_s") or 0,
+                    "processed_rows_per_s": b.get("processed_rows_per_s") or 0,
+                    "batch_duration_ms": b.get("batch_duration_ms") or 0,
+                }
+                for b in history
+            ],
         }

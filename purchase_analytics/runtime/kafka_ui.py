@@ -10,6 +10,7 @@
 Each browser tab gets its own kaskade process; the runtime starts this server in its own
 process group (runtime.web_service) so that stopping it stops them all.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -267,8 +267,11 @@ def run(settings: dict[str, str], events: int, duration_s: float, rate: float, e
             if started_broker:
                 kafka_stop(settings)
         else:
-            print(f"Kafka, the Kafka UI ({kafka_ui_service(settings).running_url()}/) and the dashboard ({dashboard_service(settings).running_url()}/) "
-                  "keep running so that you can look at the results; `make clean` stops them")
+            ui_url, dashboard_url = kafka_ui_service(settings).running_url(), dashboard_service(settings).running_url()
+            print(
+                f"Kafka, the Kafka UI ({ui_url}/) and the dashboard ({dashboard_url}/) "
+                "keep running so that you can look at the results; `make clean` stops them"
+            )
     if interrupted:
         return 130
     return max((c.returncode or 0) for c in children) if children else 1
@@ -296,8 +299,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "command",
-        choices=["kafka-start", "kafka-stop", "kafka-ui-start", "kafka-ui-stop", "dashboard-start", "dashboard-stop",
-                 "spark-start", "spark-stop", "spark-master-url", "run", "stop-all", "wipe", "status"],
+        choices=[
+            "kafka-start",
+            "kafka-stop",
+            "kafka-ui-start",
+            "kafka-ui-stop",
+            "dashboard-start",
+            "dashboard-stop",
+            "spark-start",
+            "spark-stop",
+            "spark-master-url",
+            "run",
+            "stop-all",
+            "wipe",
+            "status",
+        ],
     )
     parser.add_argument("--events", type=int, default=0, help="run: stop after producing this many events")
     parser.add_argument("--duration", type=float, default=0, help="run: stop after this many seconds")

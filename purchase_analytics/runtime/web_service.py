@@ -4,6 +4,7 @@ The server and everything it spawns (textual-serve starts one kaskade per browse
 share one process group, so stopping sends SIGTERM to the whole group, waits, then SIGKILL:
 a plain SIGTERM to the server alone was seen to leave a child running.
 """
+
 from __future__ import annotations
 
 import os
@@ -91,8 +92,13 @@ class WebService:
             raise RuntimeError(f"port {self.port} is taken by another process; stop it or choose another port")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", module, *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.pid_file.write_text(str(proc.pid))
         self.url_file.write_text(self.url)
         deadline = time.monotonic() + ready_timeout_s
