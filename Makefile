@@ -26,8 +26,8 @@ DURATION ?=
 ARGS ?=
 
 .PHONY: help setup venv jars package run kafka spark spark-example spark-produce spark-consume-purchase \
-        clean wipe status test test-unit lint bench \
-        kafka-local spark-local spark-produce-local spark-consume-purchase-local clean-local wipe-local
+        clean wipe status test test-unit lint chromium bench \
+        kafka-ui dashboard kafka-local spark-local spark-produce-local spark-consume-purchase-local clean-local wipe-local
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-30s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,7 +37,7 @@ help: ## list the targets
 setup: venv jars package ## install everything missing: .venv, Kafka and connector jars, package zip
 
 venv: $(VENV)/.installed ## create .venv: the pinned requirements, and this project in editable mode
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-ui.txt requirements-dev.txt pyproject.toml
 	@command -v java >/dev/null || { echo "error: Java 17+ is required (java not found); install a JDK 17" >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-dev.txt -e .
@@ -68,12 +68,12 @@ $(PACKAGE_ZIP): $(VENV)/.installed $(shell find purchase_analytics -name '*.py')
 	@$(PY) -c "import zipfile, pathlib; z = zipfile.ZipFile('$@', 'w'); [z.write(p) for p in sorted(pathlib.Path('purchase_analytics').rglob('*.py'))]; z.close()"
 
 # ---------------------------------------------------------------- the main job
-run: setup ## broker + producer + Spark job locally, no Docker; EVENTS=N or DURATION=S stop by themselves; Ctrl-C stops all
+run: setup ## broker + Kafka UI + dashboard + producer + Spark job locally, no Docker; EVENTS=N or DURATION=S stop by themselves; Ctrl-C stops all
 	@echo "runtime: local (make run always runs local processes)"
 	@$(LOCAL) run $(if $(EVENTS),--events $(EVENTS)) $(if $(DURATION),--duration $(DURATION)) $(ARGS)
 
 # ---------------------------------------------------------------- users' targets, per runtime
-kafka: kafka-$(RUNTIME) ## start Kafka (local JVM or compose) and create the topics; returns when ready (KAFKA_SECURITY=sasl_ssl, KAFKA_BROKERS=3)
+kafka: kafka-$(RUNTIME) ## start Kafka (local JVM or compose), create the topics, start the Kafka UI; returns when ready (KAFKA_SECURITY=sasl_ssl, KAFKA_BROKERS=3)
 spark: spark-$(RUNTIME) ## start a Spark standalone master and worker
 spark-produce: spark-produce-$(RUNTIME) ## run the producer (EVENTS=N to stop after N; ARGS="--rate 100 ...")
 spark-consume-purchase: spark-consume-purchase-$(RUNTIME) ## run the Spark aggregator (ARGS="--available-now --output-dir DIR ...")
@@ -103,6 +103,12 @@ clean-local:
 wipe-local:
 	@test -x $(PY) && $(LOCAL) wipe || rm -rf .data
 
+kafka-ui: setup ## start only the Kafka UI (kaskade in the browser) on 127.0.0.1:KAFKA_UI_PORT (8083), against the running broker
+	@$(LOCAL) kafka-ui-start
+
+dashboard: setup ## serve the live dashboard of the windows on 127.0.0.1:DASHBOARD_PORT (8084; reads Kafka only)
+	@$(LOCAL) dashboard-start
+
 status: ## show what is running (local runtime)
 	@$(LOCAL) status
 
@@ -110,8 +116,14 @@ spark-example: setup ## smoke job: Spark + the window transformation on in-memor
 	@$(PY) spark-scripts/spark-example.py
 
 # ---------------------------------------------------------------- quality
-test: setup compose-plugin ## unit + integration tests (real Kafka broker and real Spark, started by the tests), compose files validated
+test: setup compose-plugin chromium ## unit + integration + browser tests (real Kafka broker, real Spark, headless Chromium), compose files validated
 	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder tests
+
+chromium: ## install Debian's chromium and chromium-driver for the browser tests when missing (apt-get, as root)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else echo "note: chromium and chromium-driver are missing and cannot be installed here (needs root and apt-get); the browser tests will be skipped" >&2; fi; }
 
 test-unit: setup ## only the tests that start no broker and no command-line job (Spark only for static DataFrames)
 	$(PY) -m pytest -q tests -m "not kafka and not slow"

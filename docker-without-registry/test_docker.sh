@@ -2,7 +2,9 @@
 # make test-docker: the Docker runtime end to end, for real, through the same make targets
 # and compose files users run, on images built here (no registry is needed):
 #   engine -> images -> make kafka -> make spark -> bounded make spark-produce
-#   -> bounded make spark-consume-purchase -> windowed totals == totals of the topic -> make clean
+#   -> Kafka UI (kafka-ui service) lists the topics in headless Chromium
+#   -> bounded make spark-consume-purchase -> windowed totals == totals of the topic
+#   -> the dashboard service shows the same totals in headless Chromium -> make clean
 #
 # Isolated from anything else on the machine: its own compose project, network, container
 # names and free host ports; it removes its containers, network and volumes, and stops
@@ -83,29 +85,28 @@ fi
 "${make_cmd[@]}" --no-print-directory compose-plugin
 
 # 2. isolated settings, passed on make's command line (they win over .env there)
-read -r kafka_port ui_port master_ui_port driver_ui_port < <("$PY" - <<'EOF'
+read -r kafka_port ui_port master_ui_port driver_ui_port dashboard_port < <("$PY" - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(4)]
+socks = [socket.socket() for _ in range(5)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
 EOF
 )
-kafka_ui=0
-if docker image inspect "$KAFKA_UI_IMAGE" >/dev/null 2>&1; then
-    kafka_ui=1
-else
-    say "Kafka UI ($KAFKA_UI_IMAGE) is not on this engine and no image registry answers here: left out (KAFKA_UI=0); everything else runs"
+kafka_ui_local=0
+if ! docker image inspect "$KAFKA_UI_IMAGE" >/dev/null 2>&1; then
+    kafka_ui_local=1
+    say "Kafka UI ($KAFKA_UI_IMAGE) is not on this engine and no image registry answers here: the kafka-ui service runs the local image of kaskade (KAFKA_UI_LOCAL=1)"
 fi
 overrides=(
     RUNTIME=docker
     "COMPOSE_PROJECT_NAME=$project" "DOCKER_NETWORK=$project-net" "CONTAINER_PREFIX=$project-"
     "KAFKA_BOOTSTRAP_SERVERS=localhost:$kafka_port" "KAFKA_HOST_PORT=$kafka_port"
-    "KAFKA_UI=$kafka_ui" "KAFKA_UI_PORT=$ui_port"
+    KAFKA_UI=1 "KAFKA_UI_LOCAL=$kafka_ui_local" "KAFKA_UI_PORT=$ui_port" DASHBOARD=1 "DASHBOARD_PORT=$dashboard_port"
     "SPARK_MASTER_UI_PORT=$master_ui_port" "SPARK_DRIVER_UI_PORT=$driver_ui_port"
     "KAFKA_IMAGE=$LOCAL_KAFKA_IMAGE" "SPARK_BASE_IMAGE=$LOCAL_BASE_IMAGE" SPARK_IMAGE=purchase-analytics/spark:test
 )
-echo "project $project, host ports: kafka $kafka_port, spark master UI $master_ui_port, driver UI $driver_ui_port"
+echo "project $project, host ports: kafka $kafka_port, Kafka UI $ui_port, dashboard $dashboard_port, spark master UI $master_ui_port, driver UI $driver_ui_port"
 "${make_cmd[@]}" --no-print-directory wipe "${overrides[@]}" >/dev/null 2>&1 || true # leftovers of an interrupted run
 
 # 3. images (cached by their inputs), jars and the package zip
@@ -115,9 +116,9 @@ timed "images" "${make_cmd[@]}" --no-print-directory docker-images "${overrides[
 # 4. the user's targets
 timed "make kafka" "${make_cmd[@]}" --no-print-directory kafka "${overrides[@]}"
 timed "make spark" "${make_cmd[@]}" --no-print-directory spark "${overrides[@]}"
-if ((kafka_ui)); then
-    "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$ui_port', timeout=30)" && echo "Kafka UI answers"
-fi
+: "${KAFKA_DLQ_TOPIC_NAME:=$(env_value KAFKA_DLQ_TOPIC_NAME)}"
+pages=("$PY" docker/check_pages.py --bootstrap-servers "localhost:$kafka_port" --topic "$KAFKA_TOPIC_NAME" --dlq-topic "$KAFKA_DLQ_TOPIC_NAME")
+timed "Kafka UI in the browser" "${pages[@]}" --kafka-ui "http://127.0.0.1:$ui_port/"
 mkdir -p "$results_dir"
 timed "make spark-produce" "${make_cmd[@]}" --no-print-directory spark-produce "${overrides[@]}" EVENTS="$EVENTS" \
     ARGS="--rate 0 --seed 7 --late-fraction 0.2 --max-lateness-s 540"
@@ -127,6 +128,8 @@ timed "make spark-consume-purchase" "${make_cmd[@]}" --no-print-directory spark-
 # 5. the windowed totals against the events in the topic, read from the host
 timed "verify totals" "$PY" docker-without-registry/verify_totals.py --bootstrap-servers "localhost:$kafka_port" \
     --topic "$KAFKA_TOPIC_NAME" --output-dir "$results_dir" --window "$WINDOW_DURATION" --expect-events "$EVENTS"
+
+timed "dashboard in the browser" "${pages[@]}" --dashboard "http://127.0.0.1:$dashboard_port/"
 
 # 6. make clean removes the containers and the network
 timed "make clean" "${make_cmd[@]}" --no-print-directory clean "${overrides[@]}"

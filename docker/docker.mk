@@ -2,7 +2,11 @@
 # everything in .env, SPARK_VERSION (from requirements.txt), PY, ARGS and EVENTS, and
 # defines the `jars` and `package` targets used here. See docs/docker.md.
 
-COMPOSE_FILES := -f docker/docker-compose-kafka.yml -f docker/docker-compose-spark.yml
+# KAFKA_UI_LOCAL=1 runs the local runtime's Kafka UI (kaskade, WEB_IMAGE) as the kafka-ui service,
+# for machines where KAFKA_UI_IMAGE cannot be pulled (make test-docker sets it then).
+KAFKA_UI_LOCAL ?= 0
+COMPOSE_FILES := -f docker/docker-compose-kafka.yml -f docker/docker-compose-spark.yml \
+	$(if $(filter 1,$(KAFKA_UI_LOCAL)),-f docker/docker-compose-kafka-ui-local.yml)
 # Variants (docs/cluster.md): KAFKA_SECURITY=sasl_ssl (SASL_SSL, mutual TLS, ACLs; one or the
 # other) or KAFKA_BROKERS=3 (three brokers, replication factor 3, min.insync.replicas=2).
 COMPOSE_FILES += $(if $(filter sasl_ssl,$(KAFKA_SECURITY)),-f docker/compose-kafka-sasl-ssl.yml)
@@ -19,6 +23,8 @@ KAFKA_3_HOST_PORT := $(shell echo $$(($(KAFKA_HOST_PORT) + 2 * $(KAFKA_CLUSTER_P
 export KAFKA_2_HOST_PORT KAFKA_3_HOST_PORT KAFKA_TLS_DIR
 # KAFKA_UI=0 leaves Kafka UI out (make test-docker does: no registry serves it here).
 KAFKA_UI ?= 1
+# DASHBOARD=0 leaves the dashboard service out of make kafka.
+DASHBOARD ?= 1
 # -T for `compose exec`/`run` unless make runs on a terminal (so Ctrl-C reaches the process).
 COMPOSE_TTY = $(shell [ -t 0 ] || echo -T)
 
@@ -32,7 +38,7 @@ JOB_SETTINGS := KAFKA_DLQ_TOPIC_NAME WINDOW_DURATION WATERMARK_DELAY OUTPUT_MODE
 SPARK_IN_NETWORK_MASTER := spark://spark-master:7077
 KAFKA_IN_NETWORK_BOOTSTRAP := kafka:19092
 
-.PHONY: docker-check docker-images spark-image kafka-image \
+.PHONY: docker-check docker-images spark-image kafka-image web-image \
 	kafka-docker spark-docker spark-produce-docker spark-consume-purchase-docker clean-docker wipe-docker
 
 docker-check:
@@ -41,7 +47,7 @@ docker-check:
 
 # Images named LOCAL_* in .env are built here where no image registry answers (debootstrap
 # base, Kafka from Maven jars: docker-without-registry/); the others are pulled by docker.
-docker-images: spark-image kafka-image ## build the images this configuration needs (cached by their inputs)
+docker-images: spark-image kafka-image $(if $(filter 1,$(DASHBOARD) $(KAFKA_UI_LOCAL)),web-image) ## build the images this configuration needs (cached by their inputs)
 
 spark-image: docker-check jars
 	@if [ "$(SPARK_BASE_IMAGE)" = "$(LOCAL_BASE_IMAGE)" ]; then docker/images.sh base $(LOCAL_BASE_IMAGE); fi
@@ -52,13 +58,18 @@ kafka-image: docker-check $(if $(filter $(LOCAL_KAFKA_IMAGE),$(KAFKA_IMAGE)),jar
 		docker/images.sh base $(LOCAL_BASE_IMAGE) && \
 		docker/images.sh kafka $(LOCAL_KAFKA_IMAGE) $(LOCAL_BASE_IMAGE); fi
 
-kafka-docker: kafka-image ## docker: start Kafka (KRaft), create the topics, start Kafka UI (KAFKA_UI=0: without)
+web-image: docker-check ## build the Kafka UI (kaskade) + dashboard image WEB_IMAGE from SPARK_BASE_IMAGE
+	@if [ "$(SPARK_BASE_IMAGE)" = "$(LOCAL_BASE_IMAGE)" ]; then docker/images.sh base $(LOCAL_BASE_IMAGE); fi
+	@docker/images.sh web $(WEB_IMAGE) $(SPARK_BASE_IMAGE)
+
+kafka-docker: kafka-image $(if $(filter 1,$(DASHBOARD) $(KAFKA_UI_LOCAL)),web-image) ## docker: start Kafka (KRaft), create the topics, start Kafka UI and the dashboard (KAFKA_UI=0, DASHBOARD=0: without)
 	$(if $(filter sasl_ssl,$(KAFKA_SECURITY)),@$(LOCAL) docker-tls)
 	$(if $(filter sasl_ssl,$(KAFKA_SECURITY)),@export KAFKA_UI_SASL_PASSWORD="$$(cat $(KAFKA_TLS_DIR)/users/ui.password)";) \
-	$(COMPOSE) up -d --wait kafka $(if $(filter 3,$(KAFKA_BROKERS)),kafka-2 kafka-3) $(if $(filter 1,$(KAFKA_UI)),kafka-ui)
+	$(COMPOSE) up -d --wait kafka $(if $(filter 3,$(KAFKA_BROKERS)),kafka-2 kafka-3) $(if $(filter 1,$(KAFKA_UI)),kafka-ui) $(if $(filter 1,$(DASHBOARD)),dashboard)
 	$(COMPOSE) run --rm kafka-init
 	@echo "Kafka: $(KAFKA_IN_NETWORK_BOOTSTRAP) on $(DOCKER_NETWORK), localhost:$(KAFKA_HOST_PORT) from the host"
-	@$(if $(filter 1,$(KAFKA_UI)),echo "Kafka UI: http://$(BIND_ADDRESS):$(KAFKA_UI_PORT)",echo "Kafka UI left out (KAFKA_UI=$(KAFKA_UI))")
+	@$(if $(filter 1,$(KAFKA_UI)),echo "Kafka UI$(if $(filter 1,$(KAFKA_UI_LOCAL)), (kaskade)): http://$(BIND_ADDRESS):$(KAFKA_UI_PORT)",echo "Kafka UI left out (KAFKA_UI=$(KAFKA_UI))")
+	@$(if $(filter 1,$(DASHBOARD)),echo "Dashboard: http://$(BIND_ADDRESS):$(DASHBOARD_PORT)",echo "Dashboard left out (DASHBOARD=$(DASHBOARD))")
 
 spark-docker: spark-image ## docker: start the Spark master and SPARK_WORKERS workers
 	$(COMPOSE) up -d --wait --no-build --scale spark-worker=$(SPARK_WORKERS) spark-master spark-worker

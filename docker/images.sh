@@ -4,6 +4,7 @@
 #   docker/images.sh base  IMAGE                 debootstrap base (docker-without-registry/base-image.sh)
 #   docker/images.sh kafka IMAGE BASE_IMAGE      Kafka from Maven jars (docker-without-registry/kafka-image)
 #   docker/images.sh spark IMAGE BASE_IMAGE      docker/Dockerfile.spark
+#   docker/images.sh web   IMAGE BASE_IMAGE      Kafka UI (kaskade) + dashboard (docker/web-image)
 #
 # Each image carries a label with a hash of its inputs (Dockerfile, scripts, jars,
 # requirements, base image id, versions); a matching label means nothing to do.
@@ -45,7 +46,7 @@ build() {
     echo "built $image in $(( $(date +%s) - start ))s"
 }
 
-what=${1:?usage: images.sh base|kafka|spark IMAGE [BASE_IMAGE]}
+what=${1:?usage: images.sh base|kafka|spark|web IMAGE [BASE_IMAGE]}
 image=${2:?IMAGE missing}
 base=${3-}
 
@@ -74,8 +75,17 @@ spark)
         --build-arg SPARK_VERSION="$SPARK_VERSION" \
         --build-arg SCALA_BINARY_VERSION="${SCALA_BINARY_VERSION:-2.13}" .
     ;;
+web)
+    : "${base:?BASE_IMAGE missing}"
+    hash=$( { image_id "$base"; hash_files docker/web-image requirements.txt requirements-ui.txt; } | sha256sum | cut -c1-32)
+    context=.cache/docker/web-context
+    rm -rf "$context" && mkdir -p "$context"
+    cp docker/web-image/Dockerfile requirements.txt requirements-ui.txt "$context/"
+    build "$image" "$hash" --build-arg BASE_IMAGE="$base" "$context"
+    rm -rf "$context" && rmdir .cache/docker 2>/dev/null || true
+    ;;
 *)
-    echo "unknown image kind: $what (base|kafka|spark)" >&2
+    echo "unknown image kind: $what (base|kafka|spark|web)" >&2
     exit 2
     ;;
 esac

@@ -164,7 +164,8 @@ class KafkaBroker:
         if not (self.data_dir / "kraft-logs" / "meta.properties").exists():
             cluster_id = self.cluster_id or new_cluster_id()
             fmt = subprocess.run(
-                self._java(STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(props), "--ignore-formatted"),
+                # `--cluster-id=ID`: an id that starts with "-" (1 in 64) would be read as an option
+                self._java(STORAGE_TOOL, "format", f"--cluster-id={cluster_id}", "-c", str(props), "--ignore-formatted"),
                 capture_output=True, text=True,
             )
             if fmt.returncode != 0:

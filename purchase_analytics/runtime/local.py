@@ -1,6 +1,7 @@
 """RUNTIME=local: the Makefile's targets as local processes, no Docker.
 
-    python -m purchase_analytics.runtime.local kafka-start | kafka-stop | client-env ROLE | docker-tls
+    python -m purchase_analytics.runtime.local kafka-start | kafka-stop | client-env ROLE | docker-tls   (kafka-start also starts the Kafka UI)
+    python -m purchase_analytics.runtime.local kafka-ui-start | kafka-ui-stop | dashboard-start | dashboard-stop
     python -m purchase_analytics.runtime.local spark-start | spark-stop | spark-master-url
     python -m purchase_analytics.runtime.local run [--events N | --duration S] [--rate R]
     python -m purchase_analytics.runtime.local stop-all | wipe | status
@@ -22,13 +23,16 @@ import urllib.request
 from pathlib import Path
 
 from ..config import PROJECT_ROOT, load_settings
-from . import kafka_security
+from . import kafka_security, kafka_ui
 from .kafka_broker import KafkaBroker, KafkaCluster, create_topics
 from .processes import log_tail, pid_alive, port_open, read_pid, stop_pid, stop_pids, wait_until
+from .web_service import WebService
 
 DATA_DIR = PROJECT_ROOT / ".data"
 KAFKA_JARS = PROJECT_ROOT / ".cache" / "jars" / "kafka"
 SPARK_DIR = DATA_DIR / "spark"
+WEB_DIR = DATA_DIR / "web"  # pid files and logs of the Kafka UI and the dashboard
+DASHBOARD_MODULE = "purchase_analytics.dashboard"
 PRODUCER = PROJECT_ROOT / "scripts" / "event_producer.py"
 AGGREGATOR = PROJECT_ROOT / "spark-scripts" / "purchase-aggregator.py"
 
@@ -79,21 +83,31 @@ def _nodes(kafka: KafkaBroker | KafkaCluster) -> tuple[KafkaBroker, ...]:
     return kafka.brokers if isinstance(kafka, KafkaCluster) else (kafka,)
 
 
+def pipeline_topics(settings: dict[str, str]) -> tuple[dict[str, int], dict[str, dict[str, str]]]:
+    """The topics `make kafka` creates (name -> partitions) and their topic configs."""
+    topics = {settings["KAFKA_TOPIC_NAME"]: int_setting(settings, "KAFKA_TOPIC_PARTITIONS")}
+    configs: dict[str, dict[str, str]] = {}
+    if settings.get("KAFKA_DLQ_TOPIC_NAME"):
+        topics[settings["KAFKA_DLQ_TOPIC_NAME"]] = 1
+    if settings.get("KAFKA_RESULTS_TOPIC_NAME"):  # the latest total per window: keep one record per key
+        topics[settings["KAFKA_RESULTS_TOPIC_NAME"]] = 1
+        configs[settings["KAFKA_RESULTS_TOPIC_NAME"]] = {"cleanup.policy": "compact"}
+    if settings.get("KAFKA_METRICS_TOPIC_NAME"):
+        topics[settings["KAFKA_METRICS_TOPIC_NAME"]] = 1
+    return topics, configs
+
+
 def kafka_start(settings: dict[str, str]) -> bool:
+    """Start the broker (unless it runs), create the topics, then start the Kafka UI next to it."""
     kafka = local_broker(settings)
     for node in _nodes(kafka):
         if not node.is_running() and port_open(node.port):
             raise RuntimeError(f"port {node.port} is taken by another process; stop it or set KAFKA_BOOTSTRAP_SERVERS")
     started_at = time.monotonic()
     started = kafka.start()
-    topics = {settings["KAFKA_TOPIC_NAME"]: int_setting(settings, "KAFKA_TOPIC_PARTITIONS")}
+    topics, configs = pipeline_topics(settings)
     tls_dir = _nodes(kafka)[0].tls_dir
-    extra = ("KAFKA_DLQ_TOPIC_NAME", "KAFKA_RESULTS_TOPIC_NAME", "KAFKA_METRICS_TOPIC_NAME")  # the job's output topics
-    for name in extra:
-        if settings.get(name):
-            topics[settings[name]] = 1
     replication = _nodes(kafka)[0].replication_factor
-    configs = {settings[name]: {"cleanup.policy": "compact"} for name in ("KAFKA_RESULTS_TOPIC_NAME",) if settings.get(name)}
     created = create_topics(kafka.admin_bootstrap, topics, replication, kafka.admin_security(), configs)
     nodes = len(_nodes(kafka))
     state = f"started in {time.monotonic() - started_at:.1f}s" if started else "already running"
@@ -103,11 +117,57 @@ def kafka_start(settings: dict[str, str]) -> bool:
     if tls_dir:
         kafka_security.create_users(kafka.admin_bootstrap, tls_dir)
         acls = kafka_security.create_acls(kafka.admin_bootstrap, tls_dir, settings["KAFKA_TOPIC_NAME"],
-                                          [settings[n] for n in extra if settings.get(n)])
+                                          [t for t in topics if t != settings["KAFKA_TOPIC_NAME"]])
         env_files = kafka_security.write_role_env_files(tls_dir, kafka.bootstrap_servers)
         print(f"secured: SASL_SSL ({kafka_security.SCRAM_MECHANISM}) with the local CA {tls_dir / 'ca.pem'}; users "
               f"{', '.join(kafka_security.ROLES)} ({acls} ACLs); client settings per role in {env_files['producer'].parent}/<role>.env")
+        print("note: the Kafka UI and the dashboard speak plaintext only; they are not started for a secured broker", file=sys.stderr)
+        return started
+    kafka_ui_start(settings)
     return started
+
+
+def kafka_ui_service(settings: dict[str, str]) -> WebService:
+    return WebService("kafka-ui", int_setting(settings, "KAFKA_UI_PORT"), WEB_DIR)
+
+
+def dashboard_service(settings: dict[str, str]) -> WebService:
+    return WebService("dashboard", int_setting(settings, "DASHBOARD_PORT"), WEB_DIR)
+
+
+def _start_web(service: WebService, module: str, args: list[str], what: str) -> bool:
+    """Start a web server unless it runs; True if it runs now. A failure is one line on stderr
+    and never stops the broker or the pipeline."""
+    try:
+        started = service.start(module, args)
+    except (RuntimeError, OSError) as exc:
+        print(f"warning: {what} not started: {exc}", file=sys.stderr)
+        return False
+    print(f"{what} {'started' if started else 'already running'} at {service.running_url()}/ ; log {service.log_file}")
+    return True
+
+
+def kafka_ui_start(settings: dict[str, str]) -> bool:
+    service = kafka_ui_service(settings)
+    bootstrap = settings["KAFKA_BOOTSTRAP_SERVERS"]
+    if not port_open(_port_of(bootstrap), bootstrap.split(",")[0].rsplit(":", 1)[0]):
+        print(f"warning: Kafka UI not started: no broker answers at {bootstrap} (run `make kafka`)", file=sys.stderr)
+        return False
+    running = _start_web(service, kafka_ui.MODULE, kafka_ui.start_args(bootstrap, service.port), "Kafka UI")
+    if running:
+        topics = [settings["KAFKA_TOPIC_NAME"], settings.get("KAFKA_DLQ_TOPIC_NAME")]
+        print("  messages: " + "  ".join(f"{service.running_url()}/topic/{t}" for t in topics if t))
+    return running
+
+
+def dashboard_start(settings: dict[str, str]) -> bool:
+    service = dashboard_service(settings)
+    return _start_web(service, DASHBOARD_MODULE, ["--port", str(service.port)], "Dashboard")
+
+
+def web_stop(service: WebService, what: str) -> None:
+    if service.stop():
+        print(f"{what} stopped")
 
 
 def kafka_stop(settings: dict[str, str]) -> None:
@@ -207,8 +267,13 @@ def spark_stop() -> None:
 
 
 def run(settings: dict[str, str], events: int, duration_s: float, rate: float, extra_args: list[str]) -> int:
-    """`make run`: broker, topic, producer and the Spark job together; Ctrl-C stops it all."""
+    """`make run`: broker, topics, Kafka UI, dashboard, producer and the Spark job together.
+    Ctrl-C stops it all; after a bounded run (events or duration) the broker, the UI and the
+    dashboard keep running so that the results can be looked at, until `make clean`."""
+    web = [(kafka_ui_service(settings), "Kafka UI"), (dashboard_service(settings), "Dashboard")]
+    started_web = [(service, what) for service, what in web if not service.is_running()]  # what Ctrl-C stops
     started_broker = kafka_start(settings)
+    dashboard_start(settings)
     python = sys.executable
     producer_args = ["--rate", str(rate), "--count", str(events)]
     job_args = ["--master", settings.get("SPARK_MASTER_URL", "local[*]"), *extra_args]
@@ -240,14 +305,25 @@ def run(settings: dict[str, str], events: int, duration_s: float, rate: float, e
                 child.wait(timeout=60)
             except (subprocess.TimeoutExpired, KeyboardInterrupt):
                 stop_pid(child.pid, 10)
-        if started_broker:
-            kafka_stop(settings)
+        if interrupted or not (events > 0 or duration_s > 0):
+            for service, what in started_web:
+                web_stop(service, what)
+            if started_broker:
+                kafka_stop(settings)
+        else:
+            ui_url, dashboard_url = kafka_ui_service(settings).running_url(), dashboard_service(settings).running_url()
+            print(
+                f"Kafka, the Kafka UI ({ui_url}/) and the dashboard ({dashboard_url}/) "
+                "keep running so that you can look at the results; `make clean` stops them"
+            )
     if interrupted:
         return 130
     return max((c.returncode or 0) for c in children) if children else 1
 
 
 def stop_all(settings: dict[str, str]) -> None:
+    web_stop(dashboard_service(settings), "Dashboard")
+    web_stop(kafka_ui_service(settings), "Kafka UI")
     spark_stop()
     kafka_stop(settings)
 
@@ -257,11 +333,17 @@ def status(settings: dict[str, str]) -> None:
     print(f"kafka:  {'running at ' + broker.bootstrap_servers if broker.is_running() else 'stopped'}")
     for name in ("master", "worker"):
         print(f"spark {name}: {'running' if pid_alive(read_pid(SPARK_DIR / f'{name}.pid')) else 'stopped'}")
+    for service in (kafka_ui_service(settings), dashboard_service(settings)):
+        print(f"{service.name}: {'running at ' + service.running_url() + '/' if service.is_running() else 'stopped'}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m purchase_analytics.runtime.local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["kafka-start", "kafka-stop", "client-env", "docker-tls", "spark-start", "spark-stop", "spark-master-url", "run", "stop-all", "wipe", "status"])
+    parser = argparse.ArgumentParser(
+        prog="python -m purchase_analytics.runtime.local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = ["kafka-start", "kafka-stop", "client-env", "docker-tls", "kafka-ui-start", "kafka-ui-stop", "dashboard-start",
+                "dashboard-stop", "spark-start", "spark-stop", "spark-master-url", "run", "stop-all", "wipe", "status"]
+    parser.add_argument("command", choices=commands)
     parser.add_argument("--events", type=int, default=0, help="run: stop after producing this many events")
     parser.add_argument("--duration", type=float, default=0, help="run: stop after this many seconds")
     parser.add_argument("--rate", type=float, default=None, help="run: producer events/s")
@@ -278,6 +360,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"certificates, passwords and client settings for the secured compose variant in {tls_dir}")
         elif args.command == "client-env":
             print(client_env(settings, extra[0] if extra else "producer"))
+        elif args.command == "kafka-ui-start":
+            return 0 if kafka_ui_start(settings) else 1
+        elif args.command == "kafka-ui-stop":
+            web_stop(kafka_ui_service(settings), "Kafka UI")
+        elif args.command == "dashboard-start":
+            return 0 if dashboard_start(settings) else 1
+        elif args.command == "dashboard-stop":
+            web_stop(dashboard_service(settings), "Dashboard")
         elif args.command == "spark-start":
             spark_start(settings)
         elif args.command == "spark-stop":

@@ -1,0 +1,1 @@
+"""The live dashboard of the windows (Dash), fed from Kafka only."""

@@ -1,0 +1,45 @@
+"""`make dashboard`: serve the live dashboard of the windows on 127.0.0.1:DASHBOARD_PORT.
+
+It reads only Kafka (results, metrics and dead-letter topics, the purchase topic's end
+offsets), so it shows the same whether the job runs in local[*], standalone or Docker.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from ..config import SettingsParser, positive_int
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = SettingsParser(prog="python -m purchase_analytics.dashboard", description=__doc__)
+    p.add_setting("--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", str, "localhost:9092", help="Kafka bootstrap servers")
+    p.add_setting("--topic", "KAFKA_TOPIC_NAME", str, "test-topic", help="purchase topic (its end offsets give the consumer lag)")
+    p.add_setting("--dlq-topic", "KAFKA_DLQ_TOPIC_NAME", str, None, help="dead-letter topic")
+    p.add_setting("--results-topic", "KAFKA_RESULTS_TOPIC_NAME", str, "purchase-window-totals", help="latest total per window")
+    p.add_setting("--metrics-topic", "KAFKA_METRICS_TOPIC_NAME", str, "purchase-pipeline-metrics", help="one JSON per micro-batch")
+    p.add_setting("--host", "DASHBOARD_HOST", str, "127.0.0.1", help="address to listen on")
+    p.add_setting("--port", "DASHBOARD_PORT", positive_int, 8084, help="port to listen on")
+    p.add_setting("--windows", "DASHBOARD_WINDOWS", positive_int, 12, help="how many of the latest windows to show")
+    a = p.parse_args(argv)
+
+    from .app import create_app
+    from .feed import FeedTopics, KafkaFeed
+
+    feed = KafkaFeed(a.bootstrap_servers, FeedTopics(a.topic, a.dlq_topic or None, a.results_topic, a.metrics_topic)).start()
+    app = create_app(feed, a.windows)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    print(f"dashboard on http://{a.host}:{a.port}/ reading Kafka at {a.bootstrap_servers}", flush=True)
+    try:
+        app.run(host=a.host, port=a.port, debug=False)
+    except OSError as exc:
+        print(f"error: dashboard cannot listen on {a.host}:{a.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    finally:
+        feed.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

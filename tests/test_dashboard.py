@@ -1,0 +1,187 @@
+"""The live dashboard in headless Chromium, fed by the real job through the real broker."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+from browser import browser, chart_windows, page_windows, screenshot, text, wait_for  # noqa: F401
+from kafka import KafkaProducer
+
+from purchase_analytics.reference import read_topic
+from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
+from purchase_analytics.runtime.processes import free_port
+from purchase_analytics.runtime.web_service import WebService
+
+from conftest import ROOT, expected_totals, produced_events, run_aggregator, run_producer
+from malformed import MALFORMED
+
+DASHBOARD = "purchase_analytics.dashboard"
+
+
+@pytest.fixture
+def dashboard(tmp_path):
+    """Factory: serve the dashboard for the given topics on a free port; stopped after the test."""
+    services = []
+
+    def start(bootstrap: str, purchases: str, dlq: str, results: str, metrics: str) -> WebService:
+        service = WebService("dashboard", free_port(), tmp_path / f"web-{len(services)}")
+        services.append(service)
+        started_at = time.monotonic()
+        service.start(
+            DASHBOARD,
+            [
+                "--bootstrap-servers",
+                bootstrap,
+                "--port",
+                str(service.port),
+                "--topic",
+                purchases,
+                "--dlq-topic",
+                dlq,
+                "--results-topic",
+                results,
+                "--metrics-topic",
+                metrics,
+            ],
+        )
+        print(f"dashboard listening {time.monotonic() - started_at:.2f}s after start")
+        return service
+
+    yield start
+    for service in services:
+        service.stop()
+
+
+def names() -> tuple[str, str]:
+    suffix = uuid.uuid4().hex[:8]
+    return f"results-{suffix}", f"metrics-{suffix}"
+
+
+@pytest.mark.slow
+def test_dashboard_shows_the_totals_of_the_real_job(kafka, new_topic, dashboard, browser, tmp_path):  # noqa: F811
+    purchases, dlq = new_topic(3), new_topic(1)
+    results, metrics = names()
+    service = dashboard(kafka, purchases, dlq, results, metrics)
+    browser.get(f"{service.url}/")
+    wait_for(
+        lambda: text(browser, "windows-empty") == "no windows yet" and "connected" in text(browser, "broker-status"),
+        30,
+        "the empty dashboard",
+    )
+
+    run_producer("--bootstrap-servers", kafka, "--topic", purchases, "--rate", "0", "--count", "2000", "--seed", "21")
+    expected = expected_totals(produced_events(kafka, purchases))
+    bad = [value for value, _reason in MALFORMED if value is not None][:6]
+    producer = KafkaProducer(bootstrap_servers=kafka)
+    for value in bad:
+        producer.send(purchases, value)
+    producer.flush()
+    producer.close()
+
+    run_aggregator(
+        "--bootstrap-servers",
+        kafka,
+        "--topic",
+        purchases,
+        "--dlq-topic",
+        dlq,
+        "--results-topic",
+        results,
+        "--metrics-topic",
+        metrics,
+        "--available-now",
+        "--checkpoint",
+        str(tmp_path / "ckpt"),
+        "--no-console",
+    )
+
+    wait_for(lambda: page_windows(browser) == expected, 15, f"the page to show {expected}")
+    assert chart_windows(browser) == expected
+    assert text(browser, "kpi-dead-letters") == str(len(bad))
+    assert text(browser, "kpi-lag") == "0"  # the job read everything up to the end offsets
+    latest = max((json.loads(r.value) for r in read_topic(kafka, metrics)), key=lambda m: m["batch_id"])
+    assert text(browser, "kpi-batch") == str(latest["batch_id"])
+    assert text(browser, "kpi-watermark") == (latest["watermark"] or "-").replace("T", " ").replace(".000Z", "Z")
+    reasons = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#dead-letters tbody tr')).map(r => r.cells[1].innerText)"
+    )
+    assert sum(int(n) for n in reasons) == len(bad)
+    scripts = browser.execute_script("return Array.from(document.querySelectorAll('script[src], link[href]')).map(e => e.src || e.href)")
+    assert scripts and all(s.startswith(service.url) for s in scripts), scripts  # no CDN: every asset from the wheel
+    screenshot(browser, tmp_path, "dashboard.png")
+
+
+def test_dashboard_follows_a_new_batch_within_2_s(kafka, new_topic, dashboard, browser):  # noqa: F811
+    purchases, dlq = new_topic(1), new_topic(1)
+    results, metrics = names()
+    create_topics(kafka, {results: 1, metrics: 1}, {results: {"cleanup.policy": "compact"}})  # as `make kafka` does
+    service = dashboard(kafka, purchases, dlq, results, metrics)
+    browser.get(f"{service.url}/")
+    wait_for(lambda: "connected" in text(browser, "broker-status"), 30, "the dashboard to connect")
+    producer = KafkaProducer(bootstrap_servers=kafka)
+    delays = []
+    for batch_id, total in enumerate((111_111, 222_222, 333_333, 444_444)):  # the open window, updated by four batches
+        record = {
+            "window_start": "2026-11-25T09:10:00Z",
+            "window_end": "2026-11-25T09:20:00Z",
+            "total_purchase": total,
+            "orders": batch_id + 1,
+            "batch_id": batch_id,
+        }
+        producer.send(results, json.dumps(record).encode(), key=record["window_start"].encode())
+        producer.flush()
+        sent = time.monotonic()
+        shown = (total, batch_id + 1)
+        wait_for(lambda shown=shown: page_windows(browser).get("2026-11-25T09:10:00Z") == shown, 10, f"total {total}", 0.02)
+        delays.append(time.monotonic() - sent)
+    producer.close()
+    print(f"update delays: first window on the empty page {delays[0]:.2f}s, then {', '.join(f'{d:.2f}s' for d in delays[1:])}")
+    assert delays[0] < 5.0
+    assert max(delays[1:]) < 2.0
+    assert browser.execute_script("return performance.getEntriesByType('navigation').length") == 1  # no reload
+
+
+@pytest.mark.slow
+def test_dashboard_says_when_the_broker_is_down_and_recovers(new_topic, dashboard, browser, tmp_path):  # noqa: F811
+    broker = KafkaBroker(ROOT / ".cache" / "jars" / "kafka", tmp_path / "kafka", free_port(), free_port())
+    broker.start()
+    try:
+        service = dashboard(broker.bootstrap_servers, "purchases", "dlq", *names())
+        browser.get(f"{service.url}/")
+        wait_for(lambda: "connected" in text(browser, "broker-status"), 30, "the dashboard to connect")
+        broker.stop()
+        wait_for(lambda: text(browser, "broker-status").startswith("broker down since"), 15, "the page to say the broker is down")
+        assert text(browser, "windows-empty") == "no windows yet"  # still serving
+        broker.start()
+        wait_for(lambda: "connected" in text(browser, "broker-status"), 30, "the page to say the broker is back")
+    finally:
+        broker.stop()
+
+
+def test_make_kafka_creates_the_results_topic_compacted_and_the_metrics_topic(kafka):
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    from purchase_analytics.runtime.local import pipeline_topics
+
+    results, metrics = names()
+    settings = {
+        "KAFKA_TOPIC_NAME": f"p-{results}",
+        "KAFKA_TOPIC_PARTITIONS": "3",
+        "KAFKA_DLQ_TOPIC_NAME": f"d-{results}",
+        "KAFKA_RESULTS_TOPIC_NAME": results,
+        "KAFKA_METRICS_TOPIC_NAME": metrics,
+    }
+    topics, configs = pipeline_topics(settings)
+    assert sorted(create_topics(kafka, topics, configs)) == sorted([f"p-{results}", f"d-{results}", results, metrics])
+    admin = AdminClient({"bootstrap.servers": kafka})
+    described = {
+        r.name: f.result()
+        for r, f in admin.describe_configs(
+            [ConfigResource(ConfigResource.Type.TOPIC, results), ConfigResource(ConfigResource.Type.TOPIC, metrics)]
+        ).items()
+    }
+    assert described[results]["cleanup.policy"].value == "compact"
+    assert described[metrics]["cleanup.policy"].value == "delete"
