@@ -19,13 +19,23 @@ def valid_event(e, price_max: int = DEFAULT_PRICE_MAX, max_future_s: int = DEFAU
     return rejection_reason(e, price_max, max_future_s, time.time()) is None
 
 
-def consume(bootstrap_servers: str, topic: str, window_s: int, watermark_s: int, price_max: int = DEFAULT_PRICE_MAX,
-            security: KafkaSecurity | None = None) -> dict:
+def consume(
+    bootstrap_servers: str,
+    topic: str,
+    window_s: int,
+    watermark_s: int,
+    price_max: int = DEFAULT_PRICE_MAX,
+    security: KafkaSecurity | None = None,
+) -> dict:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers.split(","), enable_auto_commit=False,
-                             **(security or KafkaSecurity()).kafka_python_kwargs(),
-                             fetch_max_bytes=64 * 2**20, max_partition_fetch_bytes=16 * 2**20)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers.split(","),
+        enable_auto_commit=False,
+        **(security or KafkaSecurity()).kafka_python_kwargs(),
+        fetch_max_bytes=64 * 2**20,
+        max_partition_fetch_bytes=16 * 2**20,
+    )
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)

@@ -17,13 +17,15 @@ from purchase_analytics.kafka_client import KafkaSecurity
 from .common import checkpoint_offsets
 
 
-def read_timestamps(bootstrap_servers: str, topic: str, start: dict[int, int], end: dict[int, int],
-                    security: KafkaSecurity | None = None) -> dict[int, list[tuple[int, int]]]:
+def read_timestamps(
+    bootstrap_servers: str, topic: str, start: dict[int, int], end: dict[int, int], security: KafkaSecurity | None = None
+) -> dict[int, list[tuple[int, int]]]:
     """partition -> [(offset, timestamp_ms)] for offsets in [start, end)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers.split(","), enable_auto_commit=False,
-                             **(security or KafkaSecurity()).kafka_python_kwargs())
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers.split(","), enable_auto_commit=False, **(security or KafkaSecurity()).kafka_python_kwargs()
+    )
     try:
         tps = {p: TopicPartition(topic, p) for p in end if end[p] > start.get(p, 0)}
         consumer.assign(list(tps.values()))

@@ -55,8 +55,9 @@ def read_summary(summary_file: Path) -> dict:
 
 def measure(bench: Bench, topic: str, count: int, backend: str) -> dict:
     summary_file = bench.path(f"producer-{backend}-summary.json")
-    _, _, rss = run_checked(producer_args(bench, topic, count, 0, backend, "--summary-file", summary_file), timeout_s=900,
-                            what=f"producer ({backend})")
+    _, _, rss = run_checked(
+        producer_args(bench, topic, count, 0, backend, "--summary-file", summary_file), timeout_s=900, what=f"producer ({backend})"
+    )
     return {**read_summary(summary_file), "backend": backend, "peak_rss_mb": rss.peak_mb_by_name().get("python")}
 
 

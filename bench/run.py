@@ -162,8 +162,13 @@ def phase_memory(bench: Bench, rate: int, duration_s: float, window: str, warmup
 
 def _run_producer(bench: Bench, topic: str, rate: float, duration_s: float, backend: str, *extra: str) -> dict:
     summary_file = bench.path(f"producer-{topic}-summary.json")
-    proc = subprocess.run(producer.producer_args(bench, topic, int(rate * duration_s), rate, backend, "--summary-file", summary_file, *extra),
-                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=duration_s * 3 + 120)
+    proc = subprocess.run(
+        producer.producer_args(bench, topic, int(rate * duration_s), rate, backend, "--summary-file", summary_file, *extra),
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=duration_s * 3 + 120,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"producer failed:\n{proc.stdout[-1000:]}\n{proc.stderr[-1000:]}")
     return producer.read_summary(summary_file)

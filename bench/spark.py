@@ -17,9 +17,11 @@ from purchase_analytics.config import PROJECT_ROOT
 from . import jfr
 from .common import AGGREGATOR, Bench, RssSampler, checkpoint_offsets, end_offsets, python_cmd, run_checked
 
+
 @dataclass(frozen=True)
 class Batch:
     """One record of the job's structured progress (--progress-file, purchase_analytics.progress)."""
+
     seen_s: float  # monotonic time the record was read
     batch_id: int
     messages: int
@@ -27,7 +29,7 @@ class Batch:
     rows_per_s: float
 
     @classmethod
-    def from_record(cls, line: str, seen_s: float = 0.0) -> "Batch":
+    def from_record(cls, line: str, seen_s: float = 0.0) -> Batch:
         r = json.loads(line)
         return cls(seen_s, r["batch_id"], r["messages"], r["state_rows"], r["processed_rows_per_s"])
 
@@ -65,9 +67,21 @@ def available_now(bench: Bench, topic: str, max_offsets_per_trigger: int, profil
     checkpoint, out_dir, recording = bench.path("ckpt-available-now"), bench.path("out-available-now"), bench.path("spark.jfr")
     progress = bench.path("progress-available-now.jsonl")
     _, err, rss = run_checked(
-        job_args(bench, topic, checkpoint, "--available-now", "--max-offsets-per-trigger", max_offsets_per_trigger, "--output-dir", out_dir,
-                 "--progress-file", progress),
-        timeout_s=3600, what="Spark job (--available-now)", env={"JAVA_TOOL_OPTIONS": jfr.java_options(recording)} if profile else None,
+        job_args(
+            bench,
+            topic,
+            checkpoint,
+            "--available-now",
+            "--max-offsets-per-trigger",
+            max_offsets_per_trigger,
+            "--output-dir",
+            out_dir,
+            "--progress-file",
+            progress,
+        ),
+        timeout_s=3600,
+        what="Spark job (--available-now)",
+        env={"JAVA_TOOL_OPTIONS": jfr.java_options(recording)} if profile else None,
     )
     batches = [b for b in read_batches(progress) if b.messages]
     if not batches:
@@ -98,8 +112,14 @@ class StreamingJob:
         self.progress_file.unlink(missing_ok=True)
         self.batches: list[Batch] = []
         self.stderr_tail: list[str] = []
-        self.proc = subprocess.Popen(job_args(bench, topic, checkpoint, "--progress-file", self.progress_file, *extra),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            job_args(bench, topic, checkpoint, "--progress-file", self.progress_file, *extra),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
         self.rss = RssSampler(self.proc.pid, interval_s=1.0).__enter__()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -4,6 +4,7 @@ Two jobs on one checkpoint both fail over and over (CONCURRENT_STREAM_LOG_UPDATE
 second is refused at start. The lock is an OS lock (flock) on a file holding the owner's
 PID: the kernel drops it when the process dies, so a stale lock cannot block a restart.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -42,7 +43,8 @@ def verify_source(checkpoint_dir: str, source: dict[str, str]) -> None:
             raise CheckpointError(
                 f"checkpoint {path} belongs to another incarnation of {what} ({', '.join(changed)} changed: the broker was "
                 f"wiped or the topic recreated), so its offsets mean nothing there; start over with a new checkpoint: "
-                f"--checkpoint NEW_DIR, or delete {path}")
+                f"--checkpoint NEW_DIR, or delete {path}"
+            )
     path.mkdir(parents=True, exist_ok=True)
     recorded_file.write_text(json.dumps(source) + "\n")
 
@@ -52,7 +54,7 @@ class CheckpointLock:
         self.checkpoint_dir = checkpoint_dir
         self._file = None
 
-    def __enter__(self) -> "CheckpointLock":
+    def __enter__(self) -> CheckpointLock:
         path = local_path(self.checkpoint_dir)
         if path is None:
             return self  # a remote checkpoint: its store has to keep jobs apart
@@ -60,16 +62,19 @@ class CheckpointLock:
             path.mkdir(parents=True, exist_ok=True)
             lock = open(path / LOCK_NAME, "a+")
         except OSError as exc:
-            raise CheckpointError(f"cannot use checkpoint directory {path}: {exc.strerror or exc}; "
-                                  f"choose a writable place with --checkpoint or CHECKPOINT_DIR") from None
+            raise CheckpointError(
+                f"cannot use checkpoint directory {path}: {exc.strerror or exc}; "
+                f"choose a writable place with --checkpoint or CHECKPOINT_DIR"
+            ) from None
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.seek(0)
             owner = lock.read().strip() or "unknown"
             lock.close()
-            raise CheckpointError(f"checkpoint {path} is in use by another job (PID {owner}); stop that job, "
-                                  f"or give this one its own --checkpoint") from None
+            raise CheckpointError(
+                f"checkpoint {path} is in use by another job (PID {owner}); stop that job, or give this one its own --checkpoint"
+            ) from None
         lock.seek(0)
         lock.truncate()
         lock.write(f"{os.getpid()}\n")

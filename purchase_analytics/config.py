@@ -5,15 +5,16 @@ default written here. `.env` at the project root is the single place where versi
 ports, topic names and defaults are written; the defaults below only cover a missing
 `.env` so the modules stay importable on their own.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from dotenv import dotenv_values
 
@@ -105,8 +106,15 @@ def optional_topic_name(text: str) -> str:
 
 
 # Spark's interval strings, as window, watermark and trigger take them: "10 minutes", "1 hour 30 minutes".
-_INTERVAL_UNITS_S = {"week": 604800.0, "day": 86400.0, "hour": 3600.0, "minute": 60.0, "second": 1.0,
-                     "millisecond": 1e-3, "microsecond": 1e-6}
+_INTERVAL_UNITS_S = {
+    "week": 604800.0,
+    "day": 86400.0,
+    "hour": 3600.0,
+    "minute": 60.0,
+    "second": 1.0,
+    "millisecond": 1e-3,
+    "microsecond": 1e-6,
+}
 _INTERVAL_PART = re.compile(r"\s*([+-]?\d+(?:\.\d+)?)\s*(" + "|".join(_INTERVAL_UNITS_S) + r")s?\b", re.IGNORECASE)
 
 
@@ -122,7 +130,8 @@ def interval_seconds(text: str) -> float:
         pos = match.end()
     if not body or pos < len(body.rstrip()):
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration: write a number and a unit, e.g. '10 minutes', '30 seconds', '1 hour'")
+            f"{text!r} is not a duration: write a number and a unit, e.g. '10 minutes', '30 seconds', '1 hour'"
+        )
     return total
 
 
@@ -132,6 +141,7 @@ def _interval(minimum_s: float, strict: bool):
         if seconds < minimum_s or (strict and seconds == minimum_s):
             raise argparse.ArgumentTypeError(f"{text!r} must be {'more than' if strict else 'at least'} {minimum_s:g} seconds")
         return text
+
     parse.__name__ = "duration"
     return parse
 
@@ -212,18 +222,42 @@ def parse_producer_config(argv: list[str] | None = None, settings: Mapping[str, 
     p.add_setting("--count", "PRODUCER_COUNT", non_negative_int, 0, help="events to send; 0 = forever")
     p.add_setting("--seed", "PRODUCER_SEED", int, None, help="seed for a reproducible event sequence (event times still follow the clock)")
     p.add_setting("--late-fraction", "PRODUCER_LATE_FRACTION", fraction, 0.0, help="fraction of events sent with a past event time")
-    p.add_setting("--max-lateness-s", "PRODUCER_MAX_LATENESS_S", non_negative_int, 900, help="how far in the past a late event may be, seconds")
+    p.add_setting(
+        "--max-lateness-s", "PRODUCER_MAX_LATENESS_S", non_negative_int, 900, help="how far in the past a late event may be, seconds"
+    )
     p.add_setting("--price-max", "PRICE_MAX", positive_int, 150_000, help="largest price drawn")
-    p.add_setting("--delivery-timeout-ms", "PRODUCER_DELIVERY_TIMEOUT_MS", positive_int, 120_000, help="how long a send is retried (broker down) before it counts as failed")
+    p.add_setting(
+        "--delivery-timeout-ms",
+        "PRODUCER_DELIVERY_TIMEOUT_MS",
+        positive_int,
+        120_000,
+        help="how long a send is retried (broker down) before it counts as failed",
+    )
     p.add_setting("--progress-interval-s", None, float, 5.0, help="seconds between progress lines")
-    p.add_setting("--backend", "PRODUCER_BACKEND", str, "kafka-python", choices=PRODUCER_BACKENDS,
-                  help="Kafka client: kafka-python, or confluent (optional confluent-kafka package, several times faster)")
-    p.add_setting("--summary-file", None, str, None, help="also write the final figures (sent, acknowledged, failed, events/s) here as JSON")
+    p.add_setting(
+        "--backend",
+        "PRODUCER_BACKEND",
+        str,
+        "kafka-python",
+        choices=PRODUCER_BACKENDS,
+        help="Kafka client: kafka-python, or confluent (optional confluent-kafka package, several times faster)",
+    )
+    p.add_setting(
+        "--summary-file", None, str, None, help="also write the final figures (sent, acknowledged, failed, events/s) here as JSON"
+    )
     a = p.parse_args(argv)
     return ProducerConfig(
-        bootstrap_servers=a.bootstrap_servers, topic=a.topic, rate=a.rate, count=a.count, seed=a.seed,
-        late_fraction=a.late_fraction, max_lateness_s=a.max_lateness_s, price_max=a.price_max,
-        delivery_timeout_ms=a.delivery_timeout_ms, progress_interval_s=a.progress_interval_s, backend=a.backend,
+        bootstrap_servers=a.bootstrap_servers,
+        topic=a.topic,
+        rate=a.rate,
+        count=a.count,
+        seed=a.seed,
+        late_fraction=a.late_fraction,
+        max_lateness_s=a.max_lateness_s,
+        price_max=a.price_max,
+        delivery_timeout_ms=a.delivery_timeout_ms,
+        progress_interval_s=a.progress_interval_s,
+        backend=a.backend,
         summary_file=a.summary_file,
         security=parse_security(p),
     )
@@ -233,47 +267,106 @@ OUTPUT_MODES = ("update", "append")
 
 
 def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str, str] | None = None) -> AggregatorConfig:
-    p = SettingsParser(prog="purchase-aggregator.py", description="Sum purchase prices per event-time window from Kafka.", settings=settings)
+    p = SettingsParser(
+        prog="purchase-aggregator.py", description="Sum purchase prices per event-time window from Kafka.", settings=settings
+    )
     p.add_setting("--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", str, "localhost:9092", help="Kafka bootstrap servers")
     p.add_setting("--topic", "KAFKA_TOPIC_NAME", topic_name, "test-topic", help="topic to read")
-    p.add_setting("--dlq-topic", "KAFKA_DLQ_TOPIC_NAME", optional_topic_name, None, help="dead-letter topic for rejected messages ('' to disable)")
-    p.add_setting("--results-topic", "KAFKA_RESULTS_TOPIC_NAME", optional_topic_name, None,
-                  help="compacted topic with the latest total per window, keyed by window start ('' to disable)")
-    p.add_setting("--metrics-topic", "KAFKA_METRICS_TOPIC_NAME", optional_topic_name, None,
-                  help="topic with one JSON progress record per micro-batch ('' to disable)")
+    p.add_setting(
+        "--dlq-topic", "KAFKA_DLQ_TOPIC_NAME", optional_topic_name, None, help="dead-letter topic for rejected messages ('' to disable)"
+    )
+    p.add_setting(
+        "--results-topic",
+        "KAFKA_RESULTS_TOPIC_NAME",
+        optional_topic_name,
+        None,
+        help="compacted topic with the latest total per window, keyed by window start ('' to disable)",
+    )
+    p.add_setting(
+        "--metrics-topic",
+        "KAFKA_METRICS_TOPIC_NAME",
+        optional_topic_name,
+        None,
+        help="topic with one JSON progress record per micro-batch ('' to disable)",
+    )
     p.add_setting("--master", "SPARK_MASTER_URL", str, "local[*]", help="Spark master URL")
     p.add_setting("--window", "WINDOW_DURATION", positive_interval, "10 minutes", help="tumbling window length")
     p.add_setting("--watermark", "WATERMARK_DELAY", non_negative_interval, "10 minutes", help="how late an event may be and still count")
-    p.add_setting("--output-mode", "OUTPUT_MODE", str, "update", choices=OUTPUT_MODES, help="update: changed windows each batch; append: closed windows once")
-    p.add_setting("--trigger", "TRIGGER_INTERVAL", non_negative_interval, "5 seconds", help="micro-batch interval (not with --available-now)")
+    p.add_setting(
+        "--output-mode",
+        "OUTPUT_MODE",
+        str,
+        "update",
+        choices=OUTPUT_MODES,
+        help="update: changed windows each batch; append: closed windows once",
+    )
+    p.add_setting(
+        "--trigger", "TRIGGER_INTERVAL", non_negative_interval, "5 seconds", help="micro-batch interval (not with --available-now)"
+    )
     p.add_argument("--available-now", action="store_true", help="process all data available now, then stop")
     p.add_setting("--starting-offsets", "STARTING_OFFSETS", str, "earliest", help="where a new query starts: earliest or latest")
     p.add_setting("--max-offsets-per-trigger", "MAX_OFFSETS_PER_TRIGGER", positive_int, None, help="cap on records per micro-batch")
-    p.add_setting("--max-future-s", "EVENT_MAX_FUTURE_S", non_negative_int, 300,
-                  help="an event whose ts is more than this many seconds ahead of the processing time is dead-lettered")
-    p.add_setting("--dlq-max-value-bytes", "DLQ_MAX_VALUE_BYTES", positive_int, 1_000_000,
-                  help="a dead letter's value is cut to this many bytes (with headers saying so) to fit the topic")
-    p.add_setting("--checkpoint", "CHECKPOINT_DIR", str, ".data/checkpoints/purchase-aggregator", help="checkpoint directory (a restart resumes from it)")
+    p.add_setting(
+        "--max-future-s",
+        "EVENT_MAX_FUTURE_S",
+        non_negative_int,
+        300,
+        help="an event whose ts is more than this many seconds ahead of the processing time is dead-lettered",
+    )
+    p.add_setting(
+        "--dlq-max-value-bytes",
+        "DLQ_MAX_VALUE_BYTES",
+        positive_int,
+        1_000_000,
+        help="a dead letter's value is cut to this many bytes (with headers saying so) to fit the topic",
+    )
+    p.add_setting(
+        "--checkpoint",
+        "CHECKPOINT_DIR",
+        str,
+        ".data/checkpoints/purchase-aggregator",
+        help="checkpoint directory (a restart resumes from it)",
+    )
     p.add_setting("--output-dir", "OUTPUT_DIR", str, None, help="also write each batch's updated windows as JSON lines here")
     p.add_setting("--results-db", "RESULTS_DB", str, None, help="also keep the latest total per window in this SQLite file (restart-safe)")
-    p.add_setting("--shuffle-partitions", "SHUFFLE_PARTITIONS", positive_int, 2, help="spark.sql.shuffle.partitions (state store partitions)")
+    p.add_setting(
+        "--shuffle-partitions", "SHUFFLE_PARTITIONS", positive_int, 2, help="spark.sql.shuffle.partitions (state store partitions)"
+    )
     p.add_setting("--session-timezone", "SESSION_TIMEZONE", str, "UTC", help="time zone for window display")
     p.add_setting("--price-max", "PRICE_MAX", positive_int, 150_000, help="largest valid price")
     p.add_argument("--no-console", action="store_true", help="do not print the windows table")
-    p.add_setting("--progress-file", None, str, None, help="also append each micro-batch's progress here as a JSON line (the metrics topic's record)")
+    p.add_setting(
+        "--progress-file", None, str, None, help="also append each micro-batch's progress here as a JSON line (the metrics topic's record)"
+    )
     p.add_setting("--timeout-s", None, float, None, help="stop after this many seconds")
     a = p.parse_args(argv)
     given = sys.argv[1:] if argv is None else argv
     if a.available_now and any(arg == "--trigger" or arg.startswith("--trigger=") for arg in given):
         p.error("--trigger and --available-now exclude each other: --available-now processes what is there, then stops")
     return AggregatorConfig(
-        bootstrap_servers=a.bootstrap_servers, topic=a.topic, dlq_topic=a.dlq_topic or None, master=a.master,
-        results_topic=a.results_topic or None, metrics_topic=a.metrics_topic or None,
-        max_future_s=a.max_future_s, dlq_max_value_bytes=a.dlq_max_value_bytes,
-        window_duration=a.window, watermark_delay=a.watermark, output_mode=a.output_mode, trigger_interval=a.trigger,
-        available_now=a.available_now, starting_offsets=a.starting_offsets, max_offsets_per_trigger=a.max_offsets_per_trigger,
-        checkpoint_dir=a.checkpoint, output_dir=a.output_dir, results_db=a.results_db, progress_file=a.progress_file,
+        bootstrap_servers=a.bootstrap_servers,
+        topic=a.topic,
+        dlq_topic=a.dlq_topic or None,
+        master=a.master,
+        results_topic=a.results_topic or None,
+        metrics_topic=a.metrics_topic or None,
+        max_future_s=a.max_future_s,
+        dlq_max_value_bytes=a.dlq_max_value_bytes,
+        window_duration=a.window,
+        watermark_delay=a.watermark,
+        output_mode=a.output_mode,
+        trigger_interval=a.trigger,
+        available_now=a.available_now,
+        starting_offsets=a.starting_offsets,
+        max_offsets_per_trigger=a.max_offsets_per_trigger,
+        checkpoint_dir=a.checkpoint,
+        output_dir=a.output_dir,
+        results_db=a.results_db,
+        progress_file=a.progress_file,
         shuffle_partitions=a.shuffle_partitions,
-        session_timezone=a.session_timezone, price_max=a.price_max, console=not a.no_console, timeout_s=a.timeout_s,
+        session_timezone=a.session_timezone,
+        price_max=a.price_max,
+        console=not a.no_console,
+        timeout_s=a.timeout_s,
         security=parse_security(p),
     )

@@ -3,6 +3,7 @@
 The rules written here are enforced in the Spark job by `transform.parse_events`, which
 builds its checks from these constants, so the README, the producer and the job agree.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,6 +36,7 @@ JSON_NUMBER_PREFIXES = ("TINYINT", "SMALLINT", "INT", "BIGINT", "DECIMAL", "DOUB
 @dataclass(frozen=True)
 class EventField:
     """One field of the event, as every part of the project sees it."""
+
     name: str
     json_types: tuple[str, ...]  # the VARIANT types it may have
     described: str  # what a rejection says it must be
@@ -61,6 +63,7 @@ FIELD_NAMES = tuple(f.name for f in FIELDS)
 class ValueRule:
     """A range rule on one field's value, in a small vocabulary that the Spark job
     (transform.py) and plain Python (`rejection_reason`) both interpret."""
+
     field: str
     kind: str  # non_empty | at_least | at_most | one_of | finite | at_most_ahead (seconds after processing time)
     limit: object
@@ -122,6 +125,7 @@ def _breaks(rule: ValueRule, value, now_s: float) -> bool:
 @dataclass(frozen=True)
 class PurchaseEvent:
     """An event as the producer makes it; its fields are FIELDS' names, in order."""
+
     order_id: str
     customer_id: int
     furniture: str

@@ -6,35 +6,74 @@ checkpoint that points at offsets the broker no longer has, two jobs on one chec
 a refused login: retrying those only delays the same error, so they end the job at once
 with the cause and the fix.
 """
+
 from __future__ import annotations
 
 from .config import AggregatorConfig
 
 # (markers in the error or its JVM trace, what the user reads: {checkpoint} and {topic} filled in)
 _FATAL: list[tuple[tuple[str, ...], str]] = [
-    (("CONCURRENT_STREAM_LOG_UPDATE", "ConcurrentModificationException", "concurrently using"),
-     "another job is writing to checkpoint {checkpoint}; stop it, or give this job its own --checkpoint"),
-    (("Some data may have been lost", "partitions are gone", "offset was changed from", "is out of range"),
-     "checkpoint {checkpoint} points at offsets that topic '{topic}' no longer has (was the broker wiped or the topic "
-     "recreated?); start over with a new checkpoint: --checkpoint NEW_DIR, or delete {checkpoint}"),
-    (("Log file was malformed", "Incomplete log file", "Unsupported log version", "UNSUPPORTED_LOG_VERSION",
-      "EOFException", "JsonParseException", "JsonMappingException", "MismatchedInputException", "Unexpected end-of-input",
-      "Unrecognized token", "Failed to read", "CANNOT_LOAD_STATE_STORE", "Error reading delta file", "Error reading snapshot file",
-      "INVALID_CHECKPOINT", "checksum"),
-     "checkpoint {checkpoint} is damaged ({detail}); delete it or use another --checkpoint to start over "
-     "(the new query reads the topic from STARTING_OFFSETS)"),
+    (
+        ("CONCURRENT_STREAM_LOG_UPDATE", "ConcurrentModificationException", "concurrently using"),
+        "another job is writing to checkpoint {checkpoint}; stop it, or give this job its own --checkpoint",
+    ),
+    (
+        ("Some data may have been lost", "partitions are gone", "offset was changed from", "is out of range"),
+        "checkpoint {checkpoint} points at offsets that topic '{topic}' no longer has (was the broker wiped or the topic "
+        "recreated?); start over with a new checkpoint: --checkpoint NEW_DIR, or delete {checkpoint}",
+    ),
+    (
+        (
+            "Log file was malformed",
+            "Incomplete log file",
+            "Unsupported log version",
+            "UNSUPPORTED_LOG_VERSION",
+            "EOFException",
+            "JsonParseException",
+            "JsonMappingException",
+            "MismatchedInputException",
+            "Unexpected end-of-input",
+            "Unrecognized token",
+            "Failed to read",
+            "CANNOT_LOAD_STATE_STORE",
+            "Error reading delta file",
+            "Error reading snapshot file",
+            "INVALID_CHECKPOINT",
+            "checksum",
+        ),
+        "checkpoint {checkpoint} is damaged ({detail}); delete it or use another --checkpoint to start over "
+        "(the new query reads the topic from STARTING_OFFSETS)",
+    ),
     (("InvalidTopicException", "INVALID_TOPIC"), "topic name refused by the broker ({detail})"),
-    (("SaslAuthenticationException", "AuthenticationException", "SslAuthenticationException"),
-     "the broker refused the login ({detail}); check the Kafka security settings"),
+    (
+        ("SaslAuthenticationException", "AuthenticationException", "SslAuthenticationException"),
+        "the broker refused the login ({detail}); check the Kafka security settings",
+    ),
     (("AuthorizationException",), "the broker denied access ({detail}); check the ACLs for this job's user"),
 ]
 
 # Failures that go away by themselves: the query is restarted from its checkpoint.
 _TRANSIENT = (
-    "TimeoutException", "KafkaTimeoutError", "timed out", "Timed out", "NetworkException", "DisconnectException", "NotLeaderOrFollower",
-    "LeaderNotAvailable", "UnknownTopicOrPartition", "BrokerNotAvailable", "Broker may not be available",
-    "NotEnoughReplicas", "CoordinatorNotAvailable", "RetriableException", "Connection refused", "Connection reset",
-    "KafkaStorageException", "NotCoordinator", "UnknownLeaderEpoch", "FencedLeaderEpoch",
+    "TimeoutException",
+    "KafkaTimeoutError",
+    "timed out",
+    "Timed out",
+    "NetworkException",
+    "DisconnectException",
+    "NotLeaderOrFollower",
+    "LeaderNotAvailable",
+    "UnknownTopicOrPartition",
+    "BrokerNotAvailable",
+    "Broker may not be available",
+    "NotEnoughReplicas",
+    "CoordinatorNotAvailable",
+    "RetriableException",
+    "Connection refused",
+    "Connection reset",
+    "KafkaStorageException",
+    "NotCoordinator",
+    "UnknownLeaderEpoch",
+    "FencedLeaderEpoch",
 )
 
 

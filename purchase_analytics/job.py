@@ -4,6 +4,7 @@ dead-letter query, supervised until done, stopped or told to drain.
 Signals: SIGINT/SIGTERM stop at once (the checkpoint stays consistent); SIGUSR1 drains:
 process everything available now, then stop (`make run EVENTS=N` uses it).
 """
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,9 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.errors import StreamingQueryException
 
 from .checkpoint import CheckpointError, CheckpointLock, verify_source
 from .config import AggregatorConfig, load_settings, parse_aggregator_config
@@ -69,7 +70,8 @@ def start_queries(spark: SparkSession, config: AggregatorConfig, publisher: Kafk
         sinks.append(KafkaResultsSink(publisher, config.results_topic))
     checkpoint = config.checkpoint_dir.rstrip("/")
     windows_writer = (
-        windows.writeStream.queryName("windows").outputMode(config.output_mode)
+        windows.writeStream.queryName("windows")
+        .outputMode(config.output_mode)
         .option("checkpointLocation", f"{checkpoint}/windows")
         .foreachBatch(WindowSinks(sinks))
     )
@@ -77,7 +79,8 @@ def start_queries(spark: SparkSession, config: AggregatorConfig, publisher: Kafk
     if config.dlq_topic:
         dlq_writer = (
             dead_letter_records(rejected_messages(parse_events(raw, config.price_max, config.max_future_s)), config.dlq_max_value_bytes)
-            .writeStream.queryName("dead-letters").format("kafka")
+            .writeStream.queryName("dead-letters")
+            .format("kafka")
             .option("kafka.bootstrap.servers", config.bootstrap_servers)
             .options(**config.security.spark_options())
             .option("topic", config.dlq_topic)
@@ -135,7 +138,8 @@ def count_late_events(spark: SparkSession, config: AggregatorConfig, progress: B
     if not end:
         return progress.dropped_late_rows
     raw = (
-        spark.read.format("kafka").option("kafka.bootstrap.servers", config.bootstrap_servers)
+        spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", config.bootstrap_servers)
         .options(**config.security.spark_options())
         .option("subscribe", topic)
         .option("startingOffsets", json.dumps({topic: {p: int(o) for p, o in start.items()}}) if start else "earliest")
@@ -152,7 +156,7 @@ class JobSignals:
         self.stop = threading.Event()
         self.drain = threading.Event()
 
-    def install(self) -> "JobSignals":
+    def install(self) -> JobSignals:
         signal.signal(signal.SIGINT, lambda *_: self.stop.set())
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         signal.signal(signal.SIGUSR1, lambda *_: self.drain.set())
@@ -163,8 +167,7 @@ class ProgressReporter:
     """Folds each new batch of the windows query into the summary, prints its line and
     publishes it to the metrics topic."""
 
-    def __init__(self, spark: SparkSession, config: AggregatorConfig, summary: JobSummary,
-                 publisher: KafkaPublisher | None, out):
+    def __init__(self, spark: SparkSession, config: AggregatorConfig, summary: JobSummary, publisher: KafkaPublisher | None, out):
         self.spark, self.config, self.summary, self.publisher, self.out = spark, config, summary, publisher, out
         self.batches_since_restart = 0
 
@@ -191,8 +194,14 @@ class JobFailed(RuntimeError):
     """A failure that a restart cannot heal: the message names the cause and the fix."""
 
 
-def run_job(config: AggregatorConfig, signals: JobSignals | None = None, out=sys.stderr, *,
-            spark: SparkSession | None = None, spark_config: SparkConfig | None = None) -> JobSummary:
+def run_job(
+    config: AggregatorConfig,
+    signals: JobSignals | None = None,
+    out=sys.stderr,
+    *,
+    spark: SparkSession | None = None,
+    spark_config: SparkConfig | None = None,
+) -> JobSummary:
     """Run the queries until they finish (--available-now), a signal, the timeout or a
     failure that a restart cannot heal. Runs on `spark` when given (and leaves it running),
     else on a session created from `spark_config` and stopped at the end."""
@@ -284,11 +293,19 @@ def _admin(bootstrap_servers: str, timeout_s: float, security: KafkaSecurity, to
 
     with ClientErrorLog() as log:
         try:
-            return KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), bootstrap_timeout_ms=int(timeout_s * 1000),
-                                    request_timeout_ms=int(timeout_s * 1000), **security.kafka_python_kwargs())
+            return KafkaAdminClient(
+                bootstrap_servers=bootstrap_servers.split(","),
+                bootstrap_timeout_ms=int(timeout_s * 1000),
+                request_timeout_ms=int(timeout_s * 1000),
+                **security.kafka_python_kwargs(),
+            )
         except KafkaError as exc:
-            cause = explain_failure(exc, security, bootstrap_servers, topic, "read", log) or diagnose_connection(security, bootstrap_servers)
-            raise BrokerUnreachable(cause or f"cannot reach a Kafka broker at {bootstrap_servers} ({exc}); is it running? try `make kafka`") from None
+            cause = explain_failure(exc, security, bootstrap_servers, topic, "read", log) or diagnose_connection(
+                security, bootstrap_servers
+            )
+            raise BrokerUnreachable(
+                cause or f"cannot reach a Kafka broker at {bootstrap_servers} ({exc}); is it running? try `make kafka`"
+            ) from None
 
 
 def check_broker(bootstrap_servers: str, topic: str, security: KafkaSecurity, timeout_s: float = 10.0) -> None:
@@ -308,8 +325,15 @@ def check_broker(bootstrap_servers: str, topic: str, security: KafkaSecurity, ti
         raise BrokerUnreachable(explain_failure("TopicAuthorizationFailedError", security, bootstrap_servers, topic, "read"))
 
 
-def wait_for_topic(bootstrap_servers: str, topic: str, security: KafkaSecurity, signals: JobSignals | None = None,
-                   timeout_s: float | None = None, poll_s: float = 1.0, out=sys.stderr) -> None:
+def wait_for_topic(
+    bootstrap_servers: str,
+    topic: str,
+    security: KafkaSecurity,
+    signals: JobSignals | None = None,
+    timeout_s: float | None = None,
+    poll_s: float = 1.0,
+    out=sys.stderr,
+) -> None:
     """Return once `topic` exists. A missing topic is waited for, with one line saying so:
     Spark's own source would fail the query at every try."""
     admin = _admin(bootstrap_servers, 15.0, security, topic)
@@ -318,7 +342,9 @@ def wait_for_topic(bootstrap_servers: str, topic: str, security: KafkaSecurity, 
         warned = False
         while topic not in admin.list_topics():
             if not warned:
-                print(f"waiting for topic '{topic}' to exist at {bootstrap_servers} (create it, e.g. with `make kafka`)", file=out, flush=True)
+                print(
+                    f"waiting for topic '{topic}' to exist at {bootstrap_servers} (create it, e.g. with `make kafka`)", file=out, flush=True
+                )
                 warned = True
             if deadline and time.monotonic() > deadline:
                 raise BrokerUnreachable(f"topic '{topic}' did not appear at {bootstrap_servers} within {timeout_s:g}s")
@@ -378,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"aggregating topic '{config.topic}' at {config.bootstrap_servers} on {config.master}: "
                 f"{config.window_duration} windows, watermark {config.watermark_delay}, {config.output_mode} mode, "
                 f"{'available-now' if config.available_now else 'trigger ' + config.trigger_interval}, checkpoint {config.checkpoint_dir}",
-                file=sys.stderr, flush=True,
+                file=sys.stderr,
+                flush=True,
             )
             run_job(config, signals, spark_config=SparkConfig.from_settings(settings))
     except (BrokerUnreachable, CheckpointError, JobFailed) as exc:

@@ -8,6 +8,7 @@ option names from it: `kafka_python_kwargs()`, `confluent_config()` and
 `spark_options()` (the `kafka.`-prefixed options of Spark's Kafka source and sink,
 with PEM trust and key stores). The password is a `Secret`: it prints as `***`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,9 +16,9 @@ import re
 import socket
 import ssl
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -78,7 +79,7 @@ class KafkaSecurity:
         return self.protocol.endswith("SSL")
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, str]) -> "KafkaSecurity":
+    def from_settings(cls, settings: Mapping[str, str]) -> KafkaSecurity:
         protocol = settings.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper()
         if protocol not in PROTOCOLS:
             raise SecurityConfigError(f"KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of {', '.join(PROTOCOLS)}")
@@ -109,8 +110,9 @@ class KafkaSecurity:
     def kafka_python_kwargs(self) -> dict:
         kwargs: dict = {"security_protocol": self.protocol}
         if self.uses_sasl:
-            kwargs.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
-                          sasl_plain_password=self.sasl_password.reveal())
+            kwargs.update(
+                sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username, sasl_plain_password=self.sasl_password.reveal()
+            )
         if self.uses_tls:
             kwargs.update(ssl_check_hostname=True)
             if self.ssl_ca_location:
@@ -122,8 +124,9 @@ class KafkaSecurity:
     def confluent_config(self) -> dict:
         conf: dict = {"security.protocol": self.protocol}
         if self.uses_sasl:
-            conf.update({"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.sasl_username,
-                         "sasl.password": self.sasl_password.reveal()})
+            conf.update(
+                {"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.sasl_username, "sasl.password": self.sasl_password.reveal()}
+            )
         if self.uses_tls:
             if self.ssl_ca_location:
                 conf["ssl.ca.location"] = self.ssl_ca_location
@@ -211,7 +214,7 @@ class ClientErrorLog(logging.Handler):
         logger.handlers = [self]
         return logger
 
-    def __enter__(self) -> "ClientErrorLog":
+    def __enter__(self) -> ClientErrorLog:
         logging.getLogger("kafka").addHandler(self)
         return self
 
@@ -219,8 +222,14 @@ class ClientErrorLog(logging.Handler):
         logging.getLogger("kafka").removeHandler(self)
 
 
-def explain_failure(exc: BaseException | str, security: KafkaSecurity, bootstrap_servers: str, topic: str | None = None,
-                    action: str = "use", log: ClientErrorLog | None = None) -> str | None:
+def explain_failure(
+    exc: BaseException | str,
+    security: KafkaSecurity,
+    bootstrap_servers: str,
+    topic: str | None = None,
+    action: str = "use",
+    log: ClientErrorLog | None = None,
+) -> str | None:
     """One line naming the cause (authentication, TLS, authorization) for a client error,
     or None when it is none of these (e.g. the broker is simply down)."""
     texts = [f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(exc), *(log.messages if log else [])]
@@ -237,8 +246,10 @@ def explain_failure(exc: BaseException | str, security: KafkaSecurity, bootstrap
         # kafka-python, unknown SCRAM user: the broker answered ApiVersions (so TLS worked), then hung up mid-login
         dropped_in_login = security.uses_sasl and "broker_version=(" in lowered and "socket disconnected" in lowered
         if "authentication" in lowered or "invalid credentials" in lowered or dropped_in_login:
-            return (f"authentication failed: {who} could not log in to {bootstrap_servers} with {security.sasl_mechanism} "
-                    f"(wrong password or unknown user)")
+            return (
+                f"authentication failed: {who} could not log in to {bootstrap_servers} with {security.sasl_mechanism} "
+                f"(wrong password or unknown user)"
+            )
     for text in texts:
         lowered = text.lower()
         if "certificate" in lowered or "handshake" in lowered:
@@ -263,11 +274,15 @@ def diagnose_connection(security: KafkaSecurity, bootstrap_servers: str, timeout
     except (OSError, ValueError):
         return None  # nothing listens: the usual "is it running?" message applies
     if speaks_tls and not security.uses_tls:
-        return (f"TLS required: {bootstrap_servers} speaks TLS but this client uses {security.protocol}; "
-                f"set KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SSL) and KAFKA_SSL_CA_LOCATION")
+        return (
+            f"TLS required: {bootstrap_servers} speaks TLS but this client uses {security.protocol}; "
+            f"set KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SSL) and KAFKA_SSL_CA_LOCATION"
+        )
     if not speaks_tls and security.uses_tls:
-        return (f"TLS failed: {bootstrap_servers} does not speak TLS but this client uses {security.protocol}; "
-                f"check KAFKA_SECURITY_PROTOCOL and the port")
+        return (
+            f"TLS failed: {bootstrap_servers} does not speak TLS but this client uses {security.protocol}; "
+            f"check KAFKA_SECURITY_PROTOCOL and the port"
+        )
     return None
 
 

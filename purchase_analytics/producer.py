@@ -6,6 +6,7 @@ loop never calls Faker per field. Two client backends: kafka-python (the default
 the optional confluent-kafka (librdkafka, `pip install confluent-kafka`), several
 times faster per event because batching and delivery reports happen in C.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,15 +16,15 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from faker.providers.color import Provider as ColorProvider
 
 from .config import ProducerConfig
-from .kafka_client import ClientErrorLog, diagnose_connection, explain_failure
 from .events import CUSTOMER_ID_MAX, FURNITURE, PRICE_MIN, PurchaseEvent, event_json_bytes
+from .kafka_client import ClientErrorLog, diagnose_connection, explain_failure
 
 COLORS = tuple(ColorProvider.safe_colors)
 # uuid4 bits, as uuid.UUID(int=..., version=4) sets them, without building a UUID object.
@@ -115,8 +116,9 @@ class SecurityFailure(RuntimeError):
 
 
 def _unreachable(config: ProducerConfig, detail: object, log: ClientErrorLog | None = None) -> RuntimeError:
-    cause = explain_failure(detail, config.security, config.bootstrap_servers, config.topic, "write to", log) \
-        or diagnose_connection(config.security, config.bootstrap_servers)
+    cause = explain_failure(detail, config.security, config.bootstrap_servers, config.topic, "write to", log) or diagnose_connection(
+        config.security, config.bootstrap_servers
+    )
     if cause:
         return SecurityFailure(cause)
     return BrokerUnavailable(f"cannot reach a Kafka broker at {config.bootstrap_servers} ({detail}); is it running? try `make kafka`")
@@ -231,19 +233,21 @@ class ConfluentSender:
             if err.fatal():
                 stats.fatal = stats.fatal or explain(err.str())
 
-        self._producer = Producer({
-            "bootstrap.servers": config.bootstrap_servers,
-            "acks": "all",
-            "enable.idempotence": True,
-            "message.timeout.ms": config.delivery_timeout_ms,
-            "linger.ms": 20,
-            "batch.size": 1024 * 1024,
-            "queue.buffering.max.messages": 500_000,
-            "on_delivery": on_delivery,
-            "error_cb": on_error,
-            "logger": errors.quiet_logger(),  # connection errors surface through list_topics / delivery reports, not stderr noise
-            **config.security.confluent_config(),
-        })
+        self._producer = Producer(
+            {
+                "bootstrap.servers": config.bootstrap_servers,
+                "acks": "all",
+                "enable.idempotence": True,
+                "message.timeout.ms": config.delivery_timeout_ms,
+                "linger.ms": 20,
+                "batch.size": 1024 * 1024,
+                "queue.buffering.max.messages": 500_000,
+                "on_delivery": on_delivery,
+                "error_cb": on_error,
+                "logger": errors.quiet_logger(),  # connection errors surface through list_topics / delivery reports, not stderr noise
+                **config.security.confluent_config(),
+            }
+        )
         try:
             self._producer.list_topics(config.topic, timeout=10)
         except KafkaException as exc:
@@ -284,7 +288,7 @@ class StopFlag:
     def __init__(self):
         self.stopped = threading.Event()
 
-    def install(self) -> "StopFlag":
+    def install(self) -> StopFlag:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stopped.set())
         return self
@@ -303,7 +307,8 @@ def run_producer(config: ProducerConfig, stop: StopFlag | None = None, out=sys.s
         f"producing to topic '{config.topic}' at {config.bootstrap_servers} with {config.backend}: "
         f"{'unbounded' if config.count == 0 else config.count} events, "
         f"{'max speed' if config.rate <= 0 else f'{config.rate:g} events/s'}",
-        file=out, flush=True,
+        file=out,
+        flush=True,
     )
     started = last_report = time.monotonic()
     acked_at_last_report = 0
@@ -327,9 +332,12 @@ def run_producer(config: ProducerConfig, stop: StopFlag | None = None, out=sys.s
                 if now - last_report >= config.progress_interval_s:
                     print(_progress_line(stats, now - started), file=out, flush=True)
                     if stats.pending and stats.acked == acked_at_last_report:
-                        print(f"no acknowledgement for {now - last_report:.0f}s: is the broker at {config.bootstrap_servers} down? "
-                              f"{stats.pending:,} events pending, retried for up to {config.delivery_timeout_ms / 1000:.0f}s",
-                              file=out, flush=True)
+                        print(
+                            f"no acknowledgement for {now - last_report:.0f}s: is the broker at {config.bootstrap_servers} down? "
+                            f"{stats.pending:,} events pending, retried for up to {config.delivery_timeout_ms / 1000:.0f}s",
+                            file=out,
+                            flush=True,
+                        )
                     last_report, acked_at_last_report = now, stats.acked
     finally:
         flushed = sender.flush(config.delivery_timeout_ms / 1000)
@@ -339,17 +347,27 @@ def run_producer(config: ProducerConfig, stop: StopFlag | None = None, out=sys.s
             _write_summary(config.summary_file, stats, elapsed, flushed)
         print(
             f"done: sent {stats.sent}, acknowledged {stats.acked}, failed {stats.failed}, "
-            f"pending {stats.pending}{'' if flushed else ' (flush timed out)'} in {elapsed:.1f}s ({stats.sent / max(elapsed, 1e-9):,.0f} events/s)"
+            f"pending {stats.pending}{'' if flushed else ' (flush timed out)'} "
+            f"in {elapsed:.1f}s ({stats.sent / max(elapsed, 1e-9):,.0f} events/s)"
             + (f"; last error: {stats.last_error}" if stats.last_error else ""),
-            file=out, flush=True,
+            file=out,
+            flush=True,
         )
     return stats
 
 
 def _write_summary(path: str, stats: DeliveryStats, elapsed_s: float, flushed: bool) -> None:
     """The run's figures as JSON, for programs (the benchmark) rather than people."""
-    summary = {"sent": stats.sent, "acked": stats.acked, "failed": stats.failed, "pending": stats.pending, "flushed": flushed,
-               "elapsed_s": round(elapsed_s, 3), "events_per_s": round(stats.sent / max(elapsed_s, 1e-9), 1), "last_error": stats.last_error}
+    summary = {
+        "sent": stats.sent,
+        "acked": stats.acked,
+        "failed": stats.failed,
+        "pending": stats.pending,
+        "flushed": flushed,
+        "elapsed_s": round(elapsed_s, 3),
+        "events_per_s": round(stats.sent / max(elapsed_s, 1e-9), 1),
+        "last_error": stats.last_error,
+    }
     Path(path).write_text(json.dumps(summary) + "\n")
 
 
@@ -375,7 +393,8 @@ def _wait_for_room(sender, send, payload: bytes, config: ProducerConfig, stop: S
 
 
 def _progress_line(stats: DeliveryStats, elapsed_s: float) -> str:
-    return f"sent {stats.sent:,} events ({stats.sent / max(elapsed_s, 1e-9):,.0f} events/s), acknowledged {stats.acked:,}, failed {stats.failed}"
+    rate = stats.sent / max(elapsed_s, 1e-9)
+    return f"sent {stats.sent:,} events ({rate:,.0f} events/s), acknowledged {stats.acked:,}, failed {stats.failed}"
 
 
 def main(argv: list[str] | None = None) -> int:

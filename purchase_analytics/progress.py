@@ -2,6 +2,7 @@
 own progress report. It is the one source for the job's console lines and summary, the
 metrics topic (the dashboard), the benchmark and the tests; nothing parses prose back.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,7 +54,7 @@ class BatchProgress:
         return self.input_rows == 0 and self.dropped_late_rows == 0
 
     @classmethod
-    def from_spark(cls, progress: dict) -> "BatchProgress":
+    def from_spark(cls, progress: dict) -> BatchProgress:
         quality = progress.get("observedMetrics", {}).get(QUALITY_METRICS, {})
         operators = progress.get("stateOperators", [])
         sources = progress.get("sources") or [{}]

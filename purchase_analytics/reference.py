@@ -1,10 +1,11 @@
 """Window totals computed in plain Python, independent of Spark: the yardstick the tests,
 `make test-docker` and the benchmark compare the Spark job against."""
+
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Iterable
 
 from .events import window_start_s
 from .kafka_client import KafkaSecurity
@@ -14,8 +15,9 @@ def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 60, securi
     """Every record of `topic`, from the beginning to the end offsets seen at the start."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers.split(","), enable_auto_commit=False,
-                             **(security or KafkaSecurity()).kafka_python_kwargs())
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers.split(","), enable_auto_commit=False, **(security or KafkaSecurity()).kafka_python_kwargs()
+    )
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         if not partitions:

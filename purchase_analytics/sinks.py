@@ -4,15 +4,17 @@
 All sinks are safe to replay: after a crash Spark re-runs the last batch with the same
 batch id and the same rows, and each sink makes that a no-op or an identical rewrite.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import sqlite3
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol, Sequence, TextIO
+from typing import Protocol, TextIO
 from zoneinfo import ZoneInfo
 
 from pyspark.sql import DataFrame
@@ -60,9 +62,9 @@ class ConsoleSink:
         widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(WINDOW_COLUMNS)]
         rule = "+" + "+".join("-" * w for w in widths) + "+"
         lines = ["-------------------------------------------", f"Batch: {batch_id}", "-------------------------------------------", rule]
-        lines.append("|" + "|".join(h.rjust(w) for h, w in zip(WINDOW_COLUMNS, widths)) + "|")
+        lines.append("|" + "|".join(h.rjust(w) for h, w in zip(WINDOW_COLUMNS, widths, strict=True)) + "|")
         lines.append(rule)
-        lines += ["|" + "|".join(c.rjust(w) for c, w in zip(row, widths)) + "|" for row in cells]
+        lines += ["|" + "|".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) + "|" for row in cells]
         lines.append(rule)
         print("\n".join(lines) + "\n", file=self._out, flush=True)
 
@@ -92,8 +94,11 @@ class JsonLinesSink:
 def window_record(row: WindowRow, batch_id: int) -> dict:
     """A window as the JSON-lines files and the results topic carry it."""
     return {
-        "window_start": _iso_utc(row.window_start), "window_end": _iso_utc(row.window_end),
-        "total_purchase": int(row.total_purchase), "orders": int(row.orders), "batch_id": batch_id,
+        "window_start": _iso_utc(row.window_start),
+        "window_end": _iso_utc(row.window_end),
+        "total_purchase": int(row.total_purchase),
+        "orders": int(row.orders),
+        "batch_id": batch_id,
     }
 
 
@@ -104,8 +109,9 @@ class KafkaPublisher:
     def __init__(self, bootstrap_servers: str, security: KafkaSecurity):
         from kafka import KafkaProducer
 
-        self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), acks="all", linger_ms=5, retries=10,
-                                       **security.kafka_python_kwargs())
+        self._producer = KafkaProducer(
+            bootstrap_servers=bootstrap_servers.split(","), acks="all", linger_ms=5, retries=10, **security.kafka_python_kwargs()
+        )
 
     def send(self, topic: str, value: dict, key: str | None = None) -> None:
         self._producer.send(topic, value=json.dumps(value).encode(), key=key.encode() if key is not None else None)
@@ -182,7 +188,8 @@ class SqliteResultsSink:
                 return
             db.executemany(
                 "INSERT INTO window_totals VALUES (?, ?, ?, ?, ?) ON CONFLICT(window_start) DO UPDATE SET "
-                "window_end=excluded.window_end, total_purchase=excluded.total_purchase, orders=excluded.orders, batch_id=excluded.batch_id",
+                "window_end=excluded.window_end, total_purchase=excluded.total_purchase, orders=excluded.orders, "
+                "batch_id=excluded.batch_id",
                 [(_iso_utc(r.window_start), _iso_utc(r.window_end), int(r.total_purchase), int(r.orders), batch_id) for r in rows],
             )
             db.execute("INSERT INTO committed_batches VALUES (?)", (batch_id,))

@@ -12,6 +12,7 @@ Each value is read twice, by two parsers with different jobs:
 An event whose whole VARIANT schema is exactly the canonical one skips the per-field type
 checks (one string comparison instead of six lookups); any other value takes the per-field path.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
@@ -55,8 +56,10 @@ def _type_is(type_col: Column, allowed: tuple[str, ...]) -> Column:
 
 _JSON_SPACE = "[ \\t\\n\\r]*"  # the only whitespace JSON allows around a value
 # A high surrogate escape not followed by a low one, or a low one not preceded by a high one.
-_LONE_SURROGATE = (r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
-                   r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+_LONE_SURROGATE = (
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
 
 
 def _skeleton(text: Column) -> Column:
@@ -105,33 +108,41 @@ def _first(checks: list[tuple[Column, Column]]) -> Column:
     return reason
 
 
-def _rejection_reason(raw_text: Column, variant: Column, schema: Column, fields: dict[str, Column], price_max: int,
-                      max_future_s: int) -> Column:
+def _rejection_reason(
+    raw_text: Column, variant: Column, schema: Column, fields: dict[str, Column], price_max: int, max_future_s: int
+) -> Column:
     """The first rule a message breaks, or NULL for a valid event. `coalesce` and `CASE`
     stop at their first hit, so each group of checks runs only when the ones before pass,
     and the per-field type checks only for values whose schema is not the canonical one."""
     skeleton = _skeleton(raw_text)
-    whole_value = _first([
-        (raw_text.isNull(), F.lit("null message value")),
-        (~F.is_valid_utf8(raw_text), F.lit("value is not valid UTF-8")),
-        (variant.isNull() & (_bracket_walk(skeleton)["max_depth"] > MAX_NESTING_DEPTH),
-         F.lit(f"value is nested too deeply (more than {MAX_NESTING_DEPTH} levels)")),
-        (variant.isNull() & raw_text.rlike(_LONE_SURROGATE), F.lit("value has an invalid Unicode escape (a lone surrogate)")),
-        (variant.isNull(), F.lit("value is not valid JSON")),
-        (~schema.startswith("OBJECT"), F.lit("value is not a JSON object")),
-        (_trailing_content(skeleton), F.lit("value has content after the JSON object")),
-    ])
+    whole_value = _first(
+        [
+            (raw_text.isNull(), F.lit("null message value")),
+            (~F.is_valid_utf8(raw_text), F.lit("value is not valid UTF-8")),
+            (
+                variant.isNull() & (_bracket_walk(skeleton)["max_depth"] > MAX_NESTING_DEPTH),
+                F.lit(f"value is nested too deeply (more than {MAX_NESTING_DEPTH} levels)"),
+            ),
+            (variant.isNull() & raw_text.rlike(_LONE_SURROGATE), F.lit("value has an invalid Unicode escape (a lone surrogate)")),
+            (variant.isNull(), F.lit("value is not valid JSON")),
+            (~schema.startswith("OBJECT"), F.lit("value is not a JSON object")),
+            (_trailing_content(skeleton), F.lit("value has content after the JSON object")),
+        ]
+    )
     type_checks = []
     for f in FIELDS:
         json_type = _field_type(variant, f.name)
         type_checks.append((json_type.isNull(), F.lit(f"missing field {f.name}")))
-        type_checks.append((~_type_is(json_type, f.json_types), F.concat(F.lit(f"{f.name} must be {f.described}, got "), F.lower(json_type))))
+        type_checks.append(
+            (~_type_is(json_type, f.json_types), F.concat(F.lit(f"{f.name} must be {f.described}, got "), F.lower(json_type)))
+        )
     canonical = schema.isin(list(CANONICAL_SCHEMAS)) | schema.rlike(CANONICAL_SCHEMA_PATTERN)
     field_types = F.when(~canonical, _first(type_checks))
     # Both parsers must agree (a key could imitate the schema text), then the value ranges.
-    values = _first([(value.isNull(), F.lit(f"field {name} could not be read")) for name, value in fields.items()] + [
-        (_breaks(rule, fields[rule.field]), F.lit(rule.reason)) for rule in value_rules(price_max, max_future_s)
-    ])
+    values = _first(
+        [(value.isNull(), F.lit(f"field {name} could not be read")) for name, value in fields.items()]
+        + [(_breaks(rule, fields[rule.field]), F.lit(rule.reason)) for rule in value_rules(price_max, max_future_s)]
+    )
     return F.coalesce(whole_value, field_types, values)
 
 
@@ -158,12 +169,16 @@ def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX
     source = [F.col(c) for c in SOURCE_COLUMNS if c in raw.columns]
     text = F.col("value").cast("string")
     parsed = raw.select(
-        F.col("value"), *source, text.alias("_text"),
-        F.try_parse_json(F.when(F.is_valid_utf8(text), text)).alias("_v"), F.from_json(text, EVENT_SCHEMA).alias("_e"),
+        F.col("value"),
+        *source,
+        text.alias("_text"),
+        F.try_parse_json(F.when(F.is_valid_utf8(text), text)).alias("_v"),
+        F.from_json(text, EVENT_SCHEMA).alias("_e"),
     ).withColumn("_schema", F.schema_of_variant("_v"))
     fields = {f.name: F.col("_e")[f.name] for f in FIELDS}
     return parsed.select(
-        F.col("value"), *source,
+        F.col("value"),
+        *source,
         *[fields[name].alias(name) for name in EVENT_COLUMNS if name != "event_time"],
         F.timestamp_seconds(fields["ts"]).alias("event_time"),
         _rejection_reason(F.col("_text"), F.col("_v"), F.col("_schema"), fields, price_max, max_future_s).alias("rejection_reason"),
@@ -184,6 +199,7 @@ def dead_letter_records(rejected: DataFrame, max_value_bytes: int) -> DataFrame:
     A value longer than `max_value_bytes` is cut to that size, with the headers
     `value_truncated` and `original_size`, so that one huge bad message cannot fail the
     dead-letter write (and the whole stream with it, at every restart)."""
+
     def header(name: str, col: Column) -> Column:
         return F.struct(F.lit(name).alias("key"), col.cast("string").cast("binary").alias("value"))
 

@@ -1,6 +1,7 @@
 """Bad input and bad operations, round 2: each case ends in one clear line or a dead letter,
 never a stack trace, a lost message or a stopped stream. Real broker, real Spark: the job's
 own queries in-process, and the command line where the case is about the command line."""
+
 from __future__ import annotations
 
 import io
@@ -40,8 +41,9 @@ def event(order_id: str, price: int, ts: float) -> bytes:
 
 
 def run_cli(argv: list[str], env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, *argv], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})}
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -54,16 +56,20 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
 
 # ------------------------------------------------------------------ settings: one line, no JVM
 
-@pytest.mark.parametrize("args, expected", [
-    (["--window", "ten minutes"], "'ten minutes' is not a duration"),
-    (["--window", "0 seconds"], "'0 seconds' must be more than 0 seconds"),
-    (["--trigger", "banana"], "'banana' is not a duration"),
-    (["--trigger", "banana", "--available-now"], "'banana' is not a duration"),
-    (["--trigger", "1 second", "--available-now"], "--trigger and --available-now exclude each other"),
-    (["--topic", "my topic"], "invalid Kafka topic name 'my topic'"),
-    (["--dlq-topic", "dead letters"], "invalid Kafka topic name 'dead letters'"),
-    (["--max-future-s", "-5"], "must be >= 0"),
-])
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--window", "ten minutes"], "'ten minutes' is not a duration"),
+        (["--window", "0 seconds"], "'0 seconds' must be more than 0 seconds"),
+        (["--trigger", "banana"], "'banana' is not a duration"),
+        (["--trigger", "banana", "--available-now"], "'banana' is not a duration"),
+        (["--trigger", "1 second", "--available-now"], "--trigger and --available-now exclude each other"),
+        (["--topic", "my topic"], "invalid Kafka topic name 'my topic'"),
+        (["--dlq-topic", "dead letters"], "invalid Kafka topic name 'dead letters'"),
+        (["--max-future-s", "-5"], "must be >= 0"),
+    ],
+)
 def test_bad_aggregator_settings_give_one_line_before_spark_starts(args, expected):
     line = one_line_error(run_cli([str(AGGREGATOR), *args]))
     assert expected in line
@@ -74,11 +80,14 @@ def test_bad_setting_from_the_environment_names_the_variable():
     assert "WINDOW_DURATION='soon'" in line
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--topic", "my topic"], "invalid Kafka topic name 'my topic'"),
-    (["--rate", "-1"], "--rate: must be >= 0, got -1"),
-    (["--rate", "fast"], "--rate: must be a number"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--topic", "my topic"], "invalid Kafka topic name 'my topic'"),
+        (["--rate", "-1"], "--rate: must be >= 0, got -1"),
+        (["--rate", "fast"], "--rate: must be a number"),
+    ],
+)
 def test_bad_producer_settings_give_one_line(args, expected):
     assert expected in one_line_error(run_cli([str(PRODUCER), *args]))
 
@@ -96,9 +105,22 @@ def test_unwritable_checkpoint_gives_the_path_and_the_reason(kafka, new_topic):
 
 # ------------------------------------------------------------------ the stream goes on
 
+
 def job_args(kafka: str, topic: str, tmp_path, *extra: str):
-    return job_config("--bootstrap-servers", kafka, "--topic", topic, "--checkpoint", str(tmp_path / "ckpt"),
-                      "--output-dir", str(tmp_path / "out"), "--dlq-topic", "", "--no-console", *extra)
+    return job_config(
+        "--bootstrap-servers",
+        kafka,
+        "--topic",
+        topic,
+        "--checkpoint",
+        str(tmp_path / "ckpt"),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--dlq-topic",
+        "",
+        "--no-console",
+        *extra,
+    )
 
 
 def test_oversized_bad_message_is_dead_lettered_cut_to_fit(spark, kafka, new_topic, tmp_path):
@@ -123,10 +145,30 @@ def test_oversized_bad_message_is_dead_lettered_cut_to_fit(spark, kafka, new_top
 @pytest.mark.spark
 def test_missing_topic_is_waited_for(kafka, tmp_path):
     topic = f"later-{os.getpid()}-{int(time.time())}"
-    job = subprocess.Popen([sys.executable, str(AGGREGATOR), "--master", "local[2]", "--bootstrap-servers", kafka, "--topic", topic,
-                            "--available-now", "--dlq-topic", "", "--checkpoint", str(tmp_path / "ckpt"),
-                            "--output-dir", str(tmp_path / "out"), "--no-console"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            str(AGGREGATOR),
+            "--master",
+            "local[2]",
+            "--bootstrap-servers",
+            kafka,
+            "--topic",
+            topic,
+            "--available-now",
+            "--dlq-topic",
+            "",
+            "--checkpoint",
+            str(tmp_path / "ckpt"),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--no-console",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         time.sleep(4)
         assert job.poll() is None, job.stderr.read()  # still waiting, not failed
@@ -158,6 +200,7 @@ def test_late_drops_are_counted_in_events(spark, kafka, new_topic, tmp_path):
 
 
 # ------------------------------------------------------------------ failures a restart cannot heal
+
 
 def fails_at_once(spark, config) -> str:
     """The job's own loop on the shared session: it must end with JobFailed, no restart."""
@@ -227,9 +270,27 @@ def _recreate(kafka: str, topic: str) -> bool:
 @pytest.mark.slow
 def test_second_job_on_a_checkpoint_is_refused(kafka, new_topic, tmp_path):
     topic, ckpt = new_topic(1), tmp_path / "ckpt"
-    first = subprocess.Popen([sys.executable, str(AGGREGATOR), "--master", "local[2]", "--bootstrap-servers", kafka, "--topic", topic,
-                              "--dlq-topic", "", "--checkpoint", str(ckpt), "--no-console"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            str(AGGREGATOR),
+            "--master",
+            "local[2]",
+            "--bootstrap-servers",
+            kafka,
+            "--topic",
+            topic,
+            "--dlq-topic",
+            "",
+            "--checkpoint",
+            str(ckpt),
+            "--no-console",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     try:
         wait_until(lambda: (ckpt / ".lock").exists() and (ckpt / ".lock").read_text().strip() == str(first.pid), 60, "the first job's lock")
         proc = run_cli([str(AGGREGATOR), "--bootstrap-servers", kafka, "--topic", topic, "--checkpoint", str(ckpt)])

@@ -11,9 +11,15 @@ from purchase_analytics.checkpoint import CheckpointError, CheckpointLock, local
 
 def test_a_second_holder_is_refused_with_the_owner_pid(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from purchase_analytics.checkpoint import CheckpointLock\n"
-         "with CheckpointLock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)", str(tmp_path / "ckpt")],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from purchase_analytics.checkpoint import CheckpointLock\n"
+            "with CheckpointLock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)",
+            str(tmp_path / "ckpt"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -2,6 +2,7 @@
 min.insync.replicas=2: one broker SIGKILLed mid-stream while the producer (acks=all,
 idempotence) and the Spark job run. Nothing fails, every acknowledged event is in the topic
 exactly once, the window totals are exact, and nobody restarts the job."""
+
 from __future__ import annotations
 
 import os
@@ -12,13 +13,14 @@ import time
 import uuid
 
 import pytest
+from test_faults import committed_batches
 
-from conftest import AGGREGATOR, PRODUCER, ROOT, expected_totals, produced_events
 from purchase_analytics.producer import EventGenerator
 from purchase_analytics.runtime.kafka_broker import KafkaCluster, create_topics
 from purchase_analytics.runtime.processes import free_port, wait_until
 from purchase_analytics.sinks import read_results_db
-from test_faults import committed_batches
+
+from conftest import AGGREGATOR, PRODUCER, ROOT, expected_totals, produced_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.kafka, pytest.mark.spark]
 
@@ -47,19 +49,60 @@ def test_brokers_killed_mid_stream_lose_and_double_nothing(cluster, tmp_path):
     create_topics(cluster.bootstrap_servers, {topic: PARTITIONS}, cluster.replication_factor)
     assert describe(cluster, topic) == {"replicas": 3, "min.insync.replicas": "2"}
     common = ["--bootstrap-servers", cluster.bootstrap_servers, "--topic", topic]
-    subprocess.run([sys.executable, str(PRODUCER), *common, "--rate", "0", "--count", "100", "--seed", "7"], cwd=ROOT, check=True,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        [sys.executable, str(PRODUCER), *common, "--rate", "0", "--count", "100", "--seed", "7"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     ids = order_ids(7, 100)
     db = tmp_path / "results.db"
-    job = subprocess.Popen([sys.executable, str(AGGREGATOR), "--master", "local[2]", "--no-console", "--dlq-topic", "", *common,
-                            "--checkpoint", str(tmp_path / "ckpt"), "--results-db", str(db), "--trigger", "1 second"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            str(AGGREGATOR),
+            "--master",
+            "local[2]",
+            "--no-console",
+            "--dlq-topic",
+            "",
+            *common,
+            "--checkpoint",
+            str(tmp_path / "ckpt"),
+            "--results-db",
+            str(db),
+            "--trigger",
+            "1 second",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     try:
         wait_until(lambda: committed_batches(db) >= 1, 240, "the job's first batch")
         for seed, victim in ((8, "follower"), (9, "leader")):
-            producer = subprocess.Popen([sys.executable, str(PRODUCER), *common, "--rate", str(RATE), "--count", str(EVENTS),
-                                         "--seed", str(seed), "--progress-interval-s", "1"],
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+            producer = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(PRODUCER),
+                    *common,
+                    "--rate",
+                    str(RATE),
+                    "--count",
+                    str(EVENTS),
+                    "--seed",
+                    str(seed),
+                    "--progress-interval-s",
+                    "1",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=ROOT,
+            )
             try:
                 time.sleep(2)
                 before = leaders(cluster, topic)
@@ -77,11 +120,13 @@ def test_brokers_killed_mid_stream_lose_and_double_nothing(cluster, tmp_path):
             stored = produced_events(cluster.bootstrap_servers, topic)
             assert sorted(e["order_id"] for e in stored) == sorted(ids)  # every acknowledged event, exactly once
             expected = expected_totals(stored)
-            wait_until(lambda: read_results_db(db) == expected, 180, "exact window totals while a broker is down")
+            wait_until(lambda expected=expected: read_results_db(db) == expected, 180, "exact window totals while a broker is down")
             assert job.poll() is None  # the same job, never restarted by hand
-            print(f"{victim} (node {node}) SIGKILLed: producer acknowledged {EVENTS} of {EVENTS}, failed 0; "
-                  f"topic holds {len(stored)} events, {len(set(e['order_id'] for e in stored))} distinct; "
-                  f"job counted {sum(n for _, n in read_results_db(db).values())} in {len(expected)} window(s)")
+            print(
+                f"{victim} (node {node}) SIGKILLed: producer acknowledged {EVENTS} of {EVENTS}, failed 0; "
+                f"topic holds {len(stored)} events, {len(set(e['order_id'] for e in stored))} distinct; "
+                f"job counted {sum(n for _, n in read_results_db(db).values())} in {len(expected)} window(s)"
+            )
             cluster.start()  # the killed node rejoins from its data directory
             wait_until(lambda: cluster.in_sync(topic), 60, "the restarted broker to catch up")
     finally:

@@ -1,12 +1,12 @@
 """The secured and the three-broker compose variants (docs/cluster.md) resolve over the
 two base files with .env, and say what the local runtime does: SASL_SSL listeners,
 StandardAuthorizer, mounted certificates; three nodes in one quorum, replication factor 3."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
 from test_compose_config import COMPOSE, COMPOSE_FILES, resolved
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,8 +28,9 @@ def test_secured_variant_adds_tls_scram_and_acls():
 
 
 def test_cluster_variant_runs_three_nodes_in_one_quorum():
-    services = resolved(*COMPOSE_FILES, ROOT / "docker" / "compose-kafka-cluster.yml",
-                        overrides={"KAFKA_2_HOST_PORT": "9102", "KAFKA_3_HOST_PORT": "9112"})["services"]
+    services = resolved(
+        *COMPOSE_FILES, ROOT / "docker" / "compose-kafka-cluster.yml", overrides={"KAFKA_2_HOST_PORT": "9102", "KAFKA_3_HOST_PORT": "9112"}
+    )["services"]
     nodes = [services[n]["environment"] for n in ("kafka", "kafka-2", "kafka-3")]
     assert {e["KAFKA_NODE_ID"] for e in nodes} == {"1", "2", "3"}
     assert len({e["KAFKA_CONTROLLER_QUORUM_VOTERS"] for e in nodes}) == 1 and len({e["CLUSTER_ID"] for e in nodes}) == 1

@@ -52,8 +52,9 @@ def test_python_rules_agree_with_the_job_on_every_payload():
     import json
     import time
 
-    from malformed import MALFORMED, VALID_UNUSUAL
     from purchase_analytics.events import DEFAULT_MAX_FUTURE_S, rejection_reason
+
+    from malformed import MALFORMED, VALID_UNUSUAL
 
     now = time.time()
     for payload, expected in MALFORMED:

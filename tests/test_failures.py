@@ -17,7 +17,8 @@ class Captured(Exception):
 
 def test_a_broker_away_or_a_leader_moving_is_restarted():
     for text in (
-        "org.apache.kafka.common.errors.TimeoutException: Timeout of 60000ms expired before the position for partition purchases-0 could be determined",
+        "org.apache.kafka.common.errors.TimeoutException: Timeout of 60000ms expired before the position for partition purchases-0 "
+        "could be determined",
         "Job aborted due to stage failure",  # with the cause in the JVM trace
     ):
         stack = "Caused by: org.apache.kafka.common.errors.NotLeaderOrFollowerException" if "stage" in text else ""
@@ -35,7 +36,9 @@ def test_offsets_the_broker_no_longer_has_name_a_new_checkpoint():
 
 
 def test_a_damaged_checkpoint_names_the_fix():
-    message = classify_failure(Captured("Log file was malformed: failed to read correct log version from /data/ckpt/windows/offsets/3"), CONFIG)
+    message = classify_failure(
+        Captured("Log file was malformed: failed to read correct log version from /data/ckpt/windows/offsets/3"), CONFIG
+    )
     assert message.startswith("checkpoint /data/ckpt is damaged (Log file was malformed")
 
 

@@ -49,8 +49,21 @@ def test_spark_job_killed_three_times_loses_and_doubles_nothing(spark, kafka, ne
     topic = new_topic(3)
     common = ["--bootstrap-servers", kafka, "--topic", topic]
     results = f"results-{tmp_path.name}"
-    job_args = [*common, "--checkpoint", str(tmp_path / "ckpt"), "--output-dir", str(tmp_path / "out"), "--results-topic", results,
-                "--results-db", str(tmp_path / "results.db"), "--max-offsets-per-trigger", "1500", "--trigger", "0 seconds"]
+    job_args = [
+        *common,
+        "--checkpoint",
+        str(tmp_path / "ckpt"),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--results-topic",
+        results,
+        "--results-db",
+        str(tmp_path / "results.db"),
+        "--max-offsets-per-trigger",
+        "1500",
+        "--trigger",
+        "0 seconds",
+    ]
     run_producer(*common, "--rate", "0", "--count", "20000", "--seed", "21", "--late-fraction", "0.2", "--max-lateness-s", "600")
     db = tmp_path / "results.db"
     for kill in range(3):

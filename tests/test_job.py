@@ -6,15 +6,15 @@ from __future__ import annotations
 import json
 import random
 import time
-
 from dataclasses import replace
+
+from test_progress import spark_progress
 
 from purchase_analytics.job import JobSummary
 from purchase_analytics.progress import BatchProgress
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db
 
 from conftest import expected_totals, job_config, read_topic, run_queries, send_raw
-from test_progress import spark_progress
 from malformed import MALFORMED, VALID
 
 NOW = int(time.time())

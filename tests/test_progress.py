@@ -45,7 +45,9 @@ def test_record_and_line_report_events_not_spark_rows():
     record = p.to_record("t")
     assert record["dropped_late"] == 25 and "dropped_late_rows" not in record
     assert record["end_offsets"] == {"0": 15, "1": 12} and record["topic"] == "t" and record["valid"] == 7
-    assert p.line() == "batch 0: 10 messages, 3 rejected, 25 dropped as late, 7 state rows, watermark 2026-01-01T00:00:00.000Z, 1,234 rows/s"
+    assert (
+        p.line() == "batch 0: 10 messages, 3 rejected, 25 dropped as late, 7 state rows, watermark 2026-01-01T00:00:00.000Z, 1,234 rows/s"
+    )
 
 
 def test_an_idle_batch_only_moved_the_watermark():

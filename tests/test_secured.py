@@ -2,6 +2,7 @@
 with ACLs. The producer and the Spark job run as different users through the real entry
 points; denied operations fail with one line naming the cause, allowed ones work, and no
 password shows up in any output, log, checkpoint or results file."""
+
 from __future__ import annotations
 
 import json
@@ -13,14 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AGGREGATOR, PRODUCER, ROOT, expected_totals
-from malformed import MALFORMED
 from purchase_analytics.kafka_client import KafkaSecurity
 from purchase_analytics.reference import read_topic
 from purchase_analytics.runtime import kafka_security
 from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
 from purchase_analytics.runtime.processes import free_port
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db
+
+from conftest import AGGREGATOR, PRODUCER, ROOT, expected_totals
+from malformed import MALFORMED
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.kafka, pytest.mark.spark]
 
@@ -31,8 +33,9 @@ EVENTS = 2000
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory):
     data = tmp_path_factory.mktemp("kafka-secured")
-    broker = KafkaBroker(ROOT / ".cache" / "jars" / "kafka", data, free_port(), free_port(), heap="512m",
-                         tls_dir=data / "tls", internal_port=free_port())
+    broker = KafkaBroker(
+        ROOT / ".cache" / "jars" / "kafka", data, free_port(), free_port(), heap="512m", tls_dir=data / "tls", internal_port=free_port()
+    )
     broker.start()
     try:
         create_topics(broker.admin_bootstrap, {TOPIC: 3, DLQ: 1, RESULTS: 1, METRICS: 1}, security=broker.admin_security())
@@ -45,15 +48,27 @@ def secured(tmp_path_factory):
 
 def client_env(broker: KafkaBroker, user: str, password_file: Path | None = None) -> dict[str, str]:
     """What a user exports: the password goes by file, never on a command line."""
-    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": user,
-            "KAFKA_SASL_PASSWORD_FILE": str(password_file or kafka_security.user_password(broker.tls_dir, user)),
-            "KAFKA_SSL_CA_LOCATION": str(broker.tls_dir / "ca.pem")}
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": user,
+        "KAFKA_SASL_PASSWORD_FILE": str(password_file or kafka_security.user_password(broker.tls_dir, user)),
+        "KAFKA_SSL_CA_LOCATION": str(broker.tls_dir / "ca.pem"),
+    }
 
 
 def start(script: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, str(script), *args], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     proc.started_at = time.monotonic()
     return proc
 
@@ -68,8 +83,6 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str,
     return proc.returncode, out, err, time.monotonic() - proc.started_at
 
 
-
-
 def test_producer_and_job_as_different_users_with_acls_both_ways(secured, tmp_path):
     broker = secured
     wrong = tmp_path / "wrong.password"
@@ -78,29 +91,59 @@ def test_producer_and_job_as_different_users_with_acls_both_ways(secured, tmp_pa
     # Allowed: the producer writes the purchase topic (real events, then malformed bytes for the dead letters).
     produced = finish(start(PRODUCER, producer_env, "--topic", TOPIC, "--rate", "0", "--count", str(EVENTS), "--seed", "41"))
     assert produced[0] == 0 and f"done: sent {EVENTS}, acknowledged {EVENTS}, failed 0" in produced[1], produced
-    send_as(kafka_security.client_security(broker.tls_dir, "producer"), broker.bootstrap_servers,
-            [payload for payload, _ in MALFORMED if payload is not None])
+    send_as(
+        kafka_security.client_security(broker.tls_dir, "producer"),
+        broker.bootstrap_servers,
+        [payload for payload, _ in MALFORMED if payload is not None],
+    )
 
     out_dir, db, ckpt = tmp_path / "out", tmp_path / "results.db", tmp_path / "ckpt"
-    job = start(AGGREGATOR, job_env, "--master", "local[2]", "--topic", TOPIC, "--dlq-topic", DLQ, "--available-now",
-                "--checkpoint", str(ckpt), "--output-dir", str(out_dir), "--results-db", str(db), "--no-console")
+    job = start(
+        AGGREGATOR,
+        job_env,
+        "--master",
+        "local[2]",
+        "--topic",
+        TOPIC,
+        "--dlq-topic",
+        DLQ,
+        "--available-now",
+        "--checkpoint",
+        str(ckpt),
+        "--output-dir",
+        str(out_dir),
+        "--results-db",
+        str(db),
+        "--no-console",
+    )
     # Denied, while the job runs: each one line naming the cause, a non-zero exit within 15 s.
     denied = {
         "wrong password": start(PRODUCER, client_env(broker, "producer", wrong), "--topic", TOPIC, "--count", "10"),
         "unknown user": start(PRODUCER, client_env(broker, "mallory", wrong), "--topic", TOPIC, "--count", "10"),
-        "plaintext client": start(PRODUCER, {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-                                              "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}, "--topic", TOPIC, "--count", "10"),
+        "plaintext client": start(
+            PRODUCER,
+            {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"},
+            "--topic",
+            TOPIC,
+            "--count",
+            "10",
+        ),
         "job writes purchases": start(PRODUCER, job_env, "--topic", TOPIC, "--count", "10", "--rate", "0"),
         "ui writes purchases": start(PRODUCER, ui_env, "--topic", TOPIC, "--count", "10", "--rate", "0"),
         "producer writes dead letters": start(PRODUCER, producer_env, "--topic", DLQ, "--count", "10", "--rate", "0"),
-        "job with a wrong password": start(AGGREGATOR, client_env(broker, "job", wrong), "--topic", TOPIC, "--available-now",
-                                           "--checkpoint", str(tmp_path / "denied-ckpt")),
+        "job with a wrong password": start(
+            AGGREGATOR, client_env(broker, "job", wrong), "--topic", TOPIC, "--available-now", "--checkpoint", str(tmp_path / "denied-ckpt")
+        ),
     }
-    expected_cause = {"wrong password": "error: authentication failed: user 'producer'", "unknown user": "error: authentication failed: user 'mallory'",
-                      "plaintext client": "error: TLS required:", "job writes purchases": "error: authorization failed: user 'job' may not write to topic",
-                      "ui writes purchases": "error: authorization failed: user 'ui' may not write to topic",
-                      "producer writes dead letters": f"error: authorization failed: user 'producer' may not write to topic '{DLQ}'",
-                      "job with a wrong password": "error: authentication failed: user 'job'"}
+    expected_cause = {
+        "wrong password": "error: authentication failed: user 'producer'",
+        "unknown user": "error: authentication failed: user 'mallory'",
+        "plaintext client": "error: TLS required:",
+        "job writes purchases": "error: authorization failed: user 'job' may not write to topic",
+        "ui writes purchases": "error: authorization failed: user 'ui' may not write to topic",
+        "producer writes dead letters": f"error: authorization failed: user 'producer' may not write to topic '{DLQ}'",
+        "job with a wrong password": "error: authentication failed: user 'job'",
+    }
     outputs = [produced[1], produced[2]]
     for name, proc in denied.items():
         code, out, err, seconds = finish(proc, 60)

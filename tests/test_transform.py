@@ -6,10 +6,10 @@ from datetime import datetime, timezone
 import pytest
 from pyspark.sql import functions as F
 
-from malformed import MALFORMED, VALID, VALID_UNUSUAL
 from purchase_analytics.transform import aggregate_purchases, parse_events, rejected_messages, valid_events
 
 from conftest import SETTINGS
+from malformed import MALFORMED, VALID, VALID_UNUSUAL
 
 PRICE_MAX = int(SETTINGS["PRICE_MAX"])
 

@@ -5,6 +5,7 @@
 The jars come from Maven Central (`make jars`); the storage is formatted with Kafka's own
 StorageTool. Used by `make kafka` (RUNTIME=local), `make run`, the tests and the benchmark.
 """
+
 from __future__ import annotations
 
 import base64
@@ -105,8 +106,11 @@ class KafkaBroker:
                     f"share.coordinator.state.topic.min.isr={min(2, self.replication_factor)}",
                     "group.initial.rebalance.delay.ms=0",
                     # Several nodes on one host: notice a dead node in seconds, not the production 9-30 s.
-                    *(["broker.session.timeout.ms=4000", "broker.heartbeat.interval.ms=1000", "replica.lag.time.max.ms=5000"]
-                      if self.replication_factor > 1 else []),
+                    *(
+                        ["broker.session.timeout.ms=4000", "broker.heartbeat.interval.ms=1000", "replica.lag.time.max.ms=5000"]
+                        if self.replication_factor > 1
+                        else []
+                    ),
                     *([] if self.tls_dir else ["auto.create.topics.enable=true"]),
                     "",
                 ]
@@ -132,9 +136,14 @@ class KafkaBroker:
 
     def _java(self, *args: str) -> list[str]:
         return [
-            ensure_java(), f"-Xmx{self.heap}", "-Xms256m", "-XX:+UseG1GC",
+            ensure_java(),
+            f"-Xmx{self.heap}",
+            "-Xms256m",
+            "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
-            "-cp", self._classpath(), *args,
+            "-cp",
+            self._classpath(),
+            *args,
         ]
 
     def is_running(self) -> bool:
@@ -166,14 +175,18 @@ class KafkaBroker:
             fmt = subprocess.run(
                 # `--cluster-id=ID`: an id that starts with "-" (1 in 64) would be read as an option
                 self._java(STORAGE_TOOL, "format", f"--cluster-id={cluster_id}", "-c", str(props), "--ignore-formatted"),
-                capture_output=True, text=True,
+                capture_output=True,
+                text=True,
             )
             if fmt.returncode != 0:
                 raise RuntimeError(f"formatting Kafka storage failed: {(fmt.stderr or fmt.stdout).strip()[-500:]}")
         with open(self.data_dir / "logs" / "kafka.out", "ab") as out:
             proc = subprocess.Popen(
-                self._java(KAFKA_MAIN, str(props)), stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                self._java(KAFKA_MAIN, str(props)),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         self.pid_file.write_text(str(proc.pid))
         return proc
@@ -207,8 +220,12 @@ def wait_until_ready(bootstrap_servers: str, timeout_s: float, alive, log_file: 
         if not alive():
             raise RuntimeError(f"Kafka exited during start-up; last log lines:\n{log_tail(log_file)}")
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), request_timeout_ms=3000, bootstrap_timeout_ms=3000,
-                                     **(security or KafkaSecurity()).kafka_python_kwargs())
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap_servers.split(","),
+                request_timeout_ms=3000,
+                bootstrap_timeout_ms=3000,
+                **(security or KafkaSecurity()).kafka_python_kwargs(),
+            )
             try:
                 admin.describe_cluster()
                 return
@@ -220,8 +237,13 @@ def wait_until_ready(bootstrap_servers: str, timeout_s: float, alive, log_file: 
     raise RuntimeError(f"Kafka at {bootstrap_servers} not ready after {timeout_s:.0f}s ({last_error}); see {log_file}")
 
 
-def create_topics(bootstrap_servers: str, topics: dict[str, int], replication_factor: int = 1,
-                  security: KafkaSecurity | None = None, configs: dict[str, dict[str, str]] | None = None) -> list[str]:
+def create_topics(
+    bootstrap_servers: str,
+    topics: dict[str, int],
+    replication_factor: int = 1,
+    security: KafkaSecurity | None = None,
+    configs: dict[str, dict[str, str]] | None = None,
+) -> list[str]:
     """Create the topics that do not exist yet (name -> partitions, name -> topic configs).
     Returns the created names. Replicated topics get min.insync.replicas=2, so acks=all
     means two copies."""
@@ -233,8 +255,11 @@ def create_topics(bootstrap_servers: str, topics: dict[str, int], replication_fa
     replicated = {"min.insync.replicas": "2"} if replication_factor >= 3 else {}
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(name, partitions, replication_factor, topic_configs={**replicated, **(configs or {}).get(name, {})})
-                   for name, partitions in topics.items() if name not in existing]
+        missing = [
+            NewTopic(name, partitions, replication_factor, topic_configs={**replicated, **(configs or {}).get(name, {})})
+            for name, partitions in topics.items()
+            if name not in existing
+        ]
         deadline = time.monotonic() + 30
         while missing:
             try:
@@ -259,20 +284,40 @@ class KafkaCluster:
     brokers: tuple[KafkaBroker, ...]
 
     @classmethod
-    def create(cls, jars_dir: Path, data_dir: Path, ports: list[tuple[int, int, int | None]], default_partitions: int = 3,
-               heap: str = "512m", tls_dir: Path | None = None) -> "KafkaCluster":
+    def create(
+        cls,
+        jars_dir: Path,
+        data_dir: Path,
+        ports: list[tuple[int, int, int | None]],
+        default_partitions: int = 3,
+        heap: str = "512m",
+        tls_dir: Path | None = None,
+    ) -> KafkaCluster:
         """`ports`: (client, controller, internal) per node; internal only when secured."""
         data_dir.mkdir(parents=True, exist_ok=True)
         id_file = data_dir / "cluster.id"
         if not id_file.exists():
             id_file.write_text(new_cluster_id())
         voters = ",".join(f"{i}@localhost:{controller}" for i, (_, controller, _) in enumerate(ports, 1))
-        return cls(tuple(
-            KafkaBroker(jars_dir, data_dir / f"node-{i}", port, controller, default_partitions, heap, node_id=i, voters=voters,
-                        cluster_id=id_file.read_text().strip(), replication_factor=min(3, len(ports)), tls_dir=tls_dir,
-                        internal_port=internal)
-            for i, (port, controller, internal) in enumerate(ports, 1)
-        ))
+        return cls(
+            tuple(
+                KafkaBroker(
+                    jars_dir,
+                    data_dir / f"node-{i}",
+                    port,
+                    controller,
+                    default_partitions,
+                    heap,
+                    node_id=i,
+                    voters=voters,
+                    cluster_id=id_file.read_text().strip(),
+                    replication_factor=min(3, len(ports)),
+                    tls_dir=tls_dir,
+                    internal_port=internal,
+                )
+                for i, (port, controller, internal) in enumerate(ports, 1)
+            )
+        )
 
     @property
     def bootstrap_servers(self) -> str:

@@ -9,6 +9,7 @@ Layout of `tls_dir` (under the broker's data folder, git-ignored, keys mode 0600
     users/<name>.password         each SCRAM user's password
     <role>.env                    client settings per role (producer, job, ui), for `make`
 """
+
 from __future__ import annotations
 
 import secrets
@@ -31,13 +32,44 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 
 def _issue(tls_dir: Path, name: str, common_name: str) -> None:
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", f"{name}.key",
-             "-out", f"{name}.csr", "-subj", f"/CN={common_name}", cwd=tls_dir)
+    _openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        "-subj",
+        f"/CN={common_name}",
+        cwd=tls_dir,
+    )
     ext = tls_dir / f"{name}.ext"
-    ext.write_text("subjectAltName=DNS:localhost,DNS:kafka,DNS:kafka-2,DNS:kafka-3,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
-                   "basicConstraints=CA:FALSE\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", f"{name}.pem", "-days", "825", "-extfile", ext.name, cwd=tls_dir)
+    ext.write_text(
+        "subjectAltName=DNS:localhost,DNS:kafka,DNS:kafka-2,DNS:kafka-3,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
+        "basicConstraints=CA:FALSE\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        f"{name}.pem",
+        "-days",
+        "825",
+        "-extfile",
+        ext.name,
+        cwd=tls_dir,
+    )
     (tls_dir / f"{name}.csr").unlink()
     ext.unlink()
     (tls_dir / f"{name}.key").chmod(0o600)
@@ -47,9 +79,28 @@ def ensure_tls_material(tls_dir: Path) -> Path:
     """Create the CA and the broker and admin certificates once; later calls reuse them."""
     tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not (tls_dir / "ca.pem").exists():
-        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                 "-keyout", "ca.key", "-out", "ca.pem", "-days", "825", "-subj", "/CN=purchase-analytics local CA",
-                 "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=tls_dir)
+        _openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "825",
+            "-subj",
+            "/CN=purchase-analytics local CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            cwd=tls_dir,
+        )
         (tls_dir / "ca.key").chmod(0o600)
     for name, cn in (("broker", BROKER_PRINCIPAL), ("admin", ADMIN_PRINCIPAL)):
         if not (tls_dir / f"{name}.pem").exists():
@@ -83,7 +134,8 @@ def prepare_docker(tls_dir: Path, host_bootstrap: str) -> None:
     ensure_passwords(tls_dir)
     (tls_dir / "admin.properties").write_text(
         "security.protocol=SSL\nssl.keystore.type=PEM\nssl.keystore.location=/etc/kafka/secrets/admin.keystore.pem\n"
-        "ssl.truststore.type=PEM\nssl.truststore.location=/etc/kafka/secrets/ca.pem\n")
+        "ssl.truststore.type=PEM\nssl.truststore.location=/etc/kafka/secrets/ca.pem\n"
+    )
     write_role_env_files(tls_dir, host_bootstrap)
     for path in [tls_dir, tls_dir / "users"]:
         path.chmod(0o755)
@@ -103,7 +155,8 @@ def broker_properties(tls_dir: Path) -> list[str]:
         "ssl.client.auth=required",
         "listener.name.client.ssl.client.auth=none",
         f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
-        f"listener.name.client.{SCRAM_MECHANISM.lower()}.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        f"listener.name.client.{SCRAM_MECHANISM.lower()}.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;",
         "ssl.principal.mapping.rules=RULE:^CN=([^,]+)$/$1/,DEFAULT",
         "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
         f"super.users=User:{BROKER_PRINCIPAL};User:{ADMIN_PRINCIPAL}",
@@ -114,8 +167,12 @@ def broker_properties(tls_dir: Path) -> list[str]:
 
 def admin_security(tls_dir: Path) -> KafkaSecurity:
     """The super user: mutual TLS with the admin certificate, on the INTERNAL listener."""
-    return KafkaSecurity(protocol="SSL", ssl_ca_location=str(tls_dir / "ca.pem"),
-                         ssl_cert_location=str(tls_dir / "admin.pem"), ssl_key_location=str(tls_dir / "admin.key"))
+    return KafkaSecurity(
+        protocol="SSL",
+        ssl_ca_location=str(tls_dir / "ca.pem"),
+        ssl_cert_location=str(tls_dir / "admin.pem"),
+        ssl_key_location=str(tls_dir / "admin.key"),
+    )
 
 
 def user_password(tls_dir: Path, user: str) -> Path:
@@ -123,9 +180,13 @@ def user_password(tls_dir: Path, user: str) -> Path:
 
 
 def client_security(tls_dir: Path, user: str) -> KafkaSecurity:
-    return KafkaSecurity(protocol="SASL_SSL", sasl_mechanism=SCRAM_MECHANISM, sasl_username=user,
-                         sasl_password=Secret(user_password(tls_dir, user).read_text().strip()),
-                         ssl_ca_location=str(tls_dir / "ca.pem"))
+    return KafkaSecurity(
+        protocol="SASL_SSL",
+        sasl_mechanism=SCRAM_MECHANISM,
+        sasl_username=user,
+        sasl_password=Secret(user_password(tls_dir, user).read_text().strip()),
+        ssl_ca_location=str(tls_dir / "ca.pem"),
+    )
 
 
 def create_users(admin_bootstrap: str, tls_dir: Path, users: tuple[str, ...] = ROLES) -> None:
@@ -134,8 +195,10 @@ def create_users(admin_bootstrap: str, tls_dir: Path, users: tuple[str, ...] = R
     from kafka import KafkaAdminClient
     from kafka.admin import UserScramCredentialUpsertion
 
-    upserts = [UserScramCredentialUpsertion(user, SCRAM_MECHANISM, path.read_text().strip())
-               for user, path in ensure_passwords(tls_dir, users).items()]
+    upserts = [
+        UserScramCredentialUpsertion(user, SCRAM_MECHANISM, path.read_text().strip())
+        for user, path in ensure_passwords(tls_dir, users).items()
+    ]
     admin = KafkaAdminClient(bootstrap_servers=admin_bootstrap, **admin_security(tls_dir).kafka_python_kwargs())
     try:
         errors = {u: e for u, e in admin.alter_user_scram_credentials(upserts).items() if e}
@@ -166,8 +229,13 @@ def create_acls(admin_bootstrap: str, tls_dir: Path, topic: str, write_topics: l
     from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern, ResourceType
 
     acls = [
-        ACL(f"User:{user}", "*", ACLOperation[op], ACLPermissionType.ALLOW,
-            ResourcePattern(ResourceType[rtype], name, ACLResourcePatternType[pattern]))
+        ACL(
+            f"User:{user}",
+            "*",
+            ACLOperation[op],
+            ACLPermissionType.ALLOW,
+            ResourcePattern(ResourceType[rtype], name, ACLResourcePatternType[pattern]),
+        )
         for user, rules in role_acls(topic, write_topics).items()
         for rtype, name, pattern, op in rules
     ]

@@ -1,6 +1,7 @@
 """RUNTIME=local: the Makefile's targets as local processes, no Docker.
 
-    python -m purchase_analytics.runtime.local kafka-start | kafka-stop | client-env ROLE | docker-tls   (kafka-start also starts the Kafka UI)
+    python -m purchase_analytics.runtime.local kafka-start | kafka-stop | client-env ROLE | docker-tls
+        (kafka-start also starts the Kafka UI)
     python -m purchase_analytics.runtime.local kafka-ui-start | kafka-ui-stop | dashboard-start | dashboard-stop
     python -m purchase_analytics.runtime.local spark-start | spark-stop | spark-master-url
     python -m purchase_analytics.runtime.local run [--events N | --duration S] [--rate R]
@@ -69,14 +70,21 @@ def local_broker(settings: dict[str, str]) -> KafkaBroker | KafkaCluster:
     secure = security == "sasl_ssl"
     if nodes == 1:
         data_dir = DATA_DIR / "kafka"
-        return KafkaBroker(jars_dir=KAFKA_JARS, data_dir=data_dir, port=port, controller_port=controller,
-                           default_partitions=partitions,
-                           tls_dir=data_dir / "tls" if secure else None, internal_port=controller + 1 if secure else None)
+        return KafkaBroker(
+            jars_dir=KAFKA_JARS,
+            data_dir=data_dir,
+            port=port,
+            controller_port=controller,
+            default_partitions=partitions,
+            tls_dir=data_dir / "tls" if secure else None,
+            internal_port=controller + 1 if secure else None,
+        )
     step = int_setting(settings, "KAFKA_CLUSTER_PORT_STEP")
     ports = [(port + i * step, controller + i * step, controller + 1 + i * step if secure else None) for i in range(nodes)]
     data_dir = DATA_DIR / "kafka-cluster"
-    return KafkaCluster.create(KAFKA_JARS, data_dir, ports, partitions,
-                               settings.get("KAFKA_CLUSTER_HEAP", "512m"), data_dir / "tls" if secure else None)
+    return KafkaCluster.create(
+        KAFKA_JARS, data_dir, ports, partitions, settings.get("KAFKA_CLUSTER_HEAP", "512m"), data_dir / "tls" if secure else None
+    )
 
 
 def _nodes(kafka: KafkaBroker | KafkaCluster) -> tuple[KafkaBroker, ...]:
@@ -111,16 +119,22 @@ def kafka_start(settings: dict[str, str]) -> bool:
     created = create_topics(kafka.admin_bootstrap, topics, replication, kafka.admin_security(), configs)
     nodes = len(_nodes(kafka))
     state = f"started in {time.monotonic() - started_at:.1f}s" if started else "already running"
-    print(f"Kafka {settings.get('KAFKA_VERSION', '')} (KRaft, {nodes} local JVM{'s' if nodes > 1 else ''}) {state} at {kafka.bootstrap_servers}; "
-          f"topics {', '.join(topics)} (replication factor {replication}){' (created ' + ', '.join(created) + ')' if created else ''}; "
-          f"log {_nodes(kafka)[0].log_file}")
+    print(
+        f"Kafka {settings.get('KAFKA_VERSION', '')} (KRaft, {nodes} local JVM{'s' if nodes > 1 else ''}) {state} "
+        f"at {kafka.bootstrap_servers}; "
+        f"topics {', '.join(topics)} (replication factor {replication}){' (created ' + ', '.join(created) + ')' if created else ''}; "
+        f"log {_nodes(kafka)[0].log_file}"
+    )
     if tls_dir:
         kafka_security.create_users(kafka.admin_bootstrap, tls_dir)
-        acls = kafka_security.create_acls(kafka.admin_bootstrap, tls_dir, settings["KAFKA_TOPIC_NAME"],
-                                          [t for t in topics if t != settings["KAFKA_TOPIC_NAME"]])
+        acls = kafka_security.create_acls(
+            kafka.admin_bootstrap, tls_dir, settings["KAFKA_TOPIC_NAME"], [t for t in topics if t != settings["KAFKA_TOPIC_NAME"]]
+        )
         env_files = kafka_security.write_role_env_files(tls_dir, kafka.bootstrap_servers)
-        print(f"secured: SASL_SSL ({kafka_security.SCRAM_MECHANISM}) with the local CA {tls_dir / 'ca.pem'}; users "
-              f"{', '.join(kafka_security.ROLES)} ({acls} ACLs); client settings per role in {env_files['producer'].parent}/<role>.env")
+        print(
+            f"secured: SASL_SSL ({kafka_security.SCRAM_MECHANISM}) with the local CA {tls_dir / 'ca.pem'}; users "
+            f"{', '.join(kafka_security.ROLES)} ({acls} ACLs); client settings per role in {env_files['producer'].parent}/<role>.env"
+        )
         print("note: the Kafka UI and the dashboard speak plaintext only; they are not started for a secured broker", file=sys.stderr)
         return started
     kafka_ui_start(settings)
@@ -341,8 +355,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m purchase_analytics.runtime.local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    commands = ["kafka-start", "kafka-stop", "client-env", "docker-tls", "kafka-ui-start", "kafka-ui-stop", "dashboard-start",
-                "dashboard-stop", "spark-start", "spark-stop", "spark-master-url", "run", "stop-all", "wipe", "status"]
+    commands = [
+        "kafka-start",
+        "kafka-stop",
+        "client-env",
+        "docker-tls",
+        "kafka-ui-start",
+        "kafka-ui-stop",
+        "dashboard-start",
+        "dashboard-stop",
+        "spark-start",
+        "spark-stop",
+        "spark-master-url",
+        "run",
+        "stop-all",
+        "wipe",
+        "status",
+    ]
     parser.add_argument("command", choices=commands)
     parser.add_argument("--events", type=int, default=0, help="run: stop after producing this many events")
     parser.add_argument("--duration", type=float, default=0, help="run: stop after this many seconds")
