@@ -98,12 +98,19 @@ def test_dashboard_shows_the_totals_of_the_real_job(kafka, new_topic, dashboard,
         "--no-console",
     )
 
-    wait_for(lambda: page_windows(browser) == expected, 15, f"the page to show {expected}")
-    assert chart_windows(browser) == expected
-    assert text(browser, "kpi-dead-letters") == str(len(bad))
-    assert text(browser, "kpi-lag") == "0"  # the job read everything up to the end offsets
     latest = max((json.loads(r.value) for r in read_topic(kafka, metrics)), key=lambda m: m["batch_id"])
-    assert text(browser, "kpi-batch") == str(latest["batch_id"])
+    # Each panel has its own callback: wait until all of them show the finished run.
+    wait_for(
+        lambda: (
+            page_windows(browser) == expected
+            and text(browser, "kpi-dead-letters") == str(len(bad))
+            and text(browser, "kpi-lag") == "0"  # the job read everything up to the end offsets
+            and text(browser, "kpi-batch") == str(latest["batch_id"])
+        ),
+        30,
+        f"the page to show {expected}, {len(bad)} dead letters, lag 0 and batch {latest['batch_id']}",
+    )
+    assert chart_windows(browser) == expected
     assert text(browser, "kpi-watermark") == (latest["watermark"] or "-").replace("T", " ").replace(".000Z", "Z")
     reasons = browser.execute_script(
         "return Array.from(document.querySelectorAll('#dead-letters tbody tr')).map(r => r.cells[1].innerText)"
@@ -117,7 +124,7 @@ def test_dashboard_shows_the_totals_of_the_real_job(kafka, new_topic, dashboard,
 def test_dashboard_follows_a_new_batch_within_2_s(kafka, new_topic, dashboard, browser):  # noqa: F811
     purchases, dlq = new_topic(1), new_topic(1)
     results, metrics = names()
-    create_topics(kafka, {results: 1, metrics: 1}, {results: {"cleanup.policy": "compact"}})  # as `make kafka` does
+    create_topics(kafka, {results: 1, metrics: 1}, configs={results: {"cleanup.policy": "compact"}})  # as `make kafka` does
     service = dashboard(kafka, purchases, dlq, results, metrics)
     browser.get(f"{service.url}/")
     wait_for(lambda: "connected" in text(browser, "broker-status"), 30, "the dashboard to connect")
@@ -175,7 +182,7 @@ def test_make_kafka_creates_the_results_topic_compacted_and_the_metrics_topic(ka
         "KAFKA_METRICS_TOPIC_NAME": metrics,
     }
     topics, configs = pipeline_topics(settings)
-    assert sorted(create_topics(kafka, topics, configs)) == sorted([f"p-{results}", f"d-{results}", results, metrics])
+    assert sorted(create_topics(kafka, topics, configs=configs)) == sorted([f"p-{results}", f"d-{results}", results, metrics])
     admin = AdminClient({"bootstrap.servers": kafka})
     described = {
         r.name: f.result()

@@ -36,6 +36,8 @@ def test_ui_lists_the_topics_and_shows_the_dead_letters_headers(ui, kafka, new_t
 
     browser.get(f"{ui.url}/")
     admin = wait_for_text(browser, [purchases, dead_letters], 30, "both topics on the admin page")
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert loaded and all(url.startswith(ui.url) for url in loaded), loaded  # nothing from a CDN
     assert all(column in admin for column in ("Partitions", "Records", "Lag"))
     screenshot(browser, tmp_path, "kafka-ui.png")
 

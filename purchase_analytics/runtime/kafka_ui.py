@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import aiohttp_jinja2
+import jinja2
 from aiohttp import web
 from textual_serve.server import Server
 
@@ -36,6 +37,15 @@ def kaskade_command(bootstrap_servers: str, topic: str | None = None) -> str:
     if topic is None:
         return f"exec {kaskade} admin {common} --refresh-interval 5"
     return f"exec {kaskade} consumer {common} -t {shlex.quote(topic)} --earliest -k string -v string --fallback encoding=escaped"
+
+
+class _OfflineTemplates(jinja2.FileSystemLoader):
+    """textual-serve's page template without its one external link (a web font from a CDN,
+    which fails offline anyway): the page loads only what the wheels ship."""
+
+    def get_source(self, environment, template):
+        source, filename, uptodate = super().get_source(environment, template)
+        return re.sub(r'<link[^>]*href="https?://[^"]*"[^>]*>', "", source, flags=re.S), filename, uptodate
 
 
 class KafkaUiServer(Server):
@@ -61,6 +71,7 @@ class KafkaUiServer(Server):
 
     async def _make_app(self) -> web.Application:
         app = await super()._make_app()
+        aiohttp_jinja2.get_env(app).loader = _OfflineTemplates(self.templates_path)
         app.router.add_get("/topic/{topic}", self.handle_index)
         app.router.add_get("/ws/topic/{topic}", self.handle_websocket)
         return app
