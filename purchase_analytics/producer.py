@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import resource
 import signal
 import sys
 import threading
@@ -365,6 +366,7 @@ def _write_summary(path: str, stats: DeliveryStats, elapsed_s: float, flushed: b
         "pending": stats.pending,
         "flushed": flushed,
         "elapsed_s": round(elapsed_s, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # the kernel's own peak (Linux: kB)
         "events_per_s": round(stats.sent / max(elapsed_s, 1e-9), 1),
         "last_error": stats.last_error,
     }
