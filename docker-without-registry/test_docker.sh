@@ -117,7 +117,7 @@ timed "images" "${make_cmd[@]}" --no-print-directory docker-images "${overrides[
 timed "make kafka" "${make_cmd[@]}" --no-print-directory kafka "${overrides[@]}"
 timed "make spark" "${make_cmd[@]}" --no-print-directory spark "${overrides[@]}"
 : "${KAFKA_DLQ_TOPIC_NAME:=$(env_value KAFKA_DLQ_TOPIC_NAME)}"
-pages=("$PY" docker/check_pages.py --bootstrap-servers "localhost:$kafka_port" --topic "$KAFKA_TOPIC_NAME" --dlq-topic "$KAFKA_DLQ_TOPIC_NAME")
+pages=(env PYTHONPATH=tests "$PY" docker/check_pages.py --bootstrap-servers "localhost:$kafka_port" --topic "$KAFKA_TOPIC_NAME" --dlq-topic "$KAFKA_DLQ_TOPIC_NAME")
 timed "Kafka UI in the browser" "${pages[@]}" --kafka-ui "http://127.0.0.1:$ui_port/"
 mkdir -p "$results_dir"
 timed "make spark-produce" "${make_cmd[@]}" --no-print-directory spark-produce "${overrides[@]}" EVENTS="$EVENTS" \

@@ -3,7 +3,8 @@
 the kafka-ui service lists the purchase and dead-letter topics; the dashboard service shows
 the windowed totals computed from the topic on the host.
 
-Used by docker/test_docker.sh; exits non-zero, with one line, on any difference.
+Used by docker-without-registry/test_docker.sh, with tests/ on PYTHONPATH (for tests/browser.py);
+exits non-zero, with one line, on any difference.
 """
 
 from __future__ import annotations
@@ -13,12 +14,9 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from browser import chart_windows, missing_browser, page_windows, start_chromium, text, wait_for, wait_for_text
 
-from browser import chart_windows, missing_browser, page_windows, start_chromium, text, wait_for, wait_for_text  # noqa: E402
-
-from purchase_analytics.reference import read_topic, window_totals  # noqa: E402
+from purchase_analytics.reference import read_topic, window_totals
 
 
 def main() -> int:
