@@ -89,6 +89,26 @@ def job_config(*args: str) -> AggregatorConfig:
     return parse_aggregator_config([*args, "--available-now"], SETTINGS)
 
 
+def job_args(kafka: str, topic: str, tmp_path, *extra: str):
+    """The aggregator's configuration for `topic`: checkpoint and JSON lines under tmp_path,
+    no console table, no dead-letter query unless `extra` names one."""
+    checkpoint, out = str(tmp_path / "ckpt"), str(tmp_path / "out")
+    return job_config(
+        "--bootstrap-servers",
+        kafka,
+        "--topic",
+        topic,
+        "--checkpoint",
+        checkpoint,
+        "--output-dir",
+        out,
+        "--dlq-topic",
+        "",
+        "--no-console",
+        *extra,
+    )
+
+
 def run_queries(spark, config: AggregatorConfig, timeout_s: float = 180) -> JobSummary:
     """The job's own queries (`job.start_queries`, available-now trigger) on the shared
     session: wait until all available input is processed, stop them in any case, and fold
@@ -121,6 +141,19 @@ def run_aggregator(*args: str, timeout: float = 300, check: bool = True) -> subp
     if check and proc.returncode != 0:
         raise AssertionError(f"aggregator exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc
+
+
+def start_streaming_job(*args: str) -> subprocess.Popen:
+    """The aggregator command line in the background, in its own process group (kill it with
+    os.killpg), without the console table and the dead-letter query; stderr is piped."""
+    return subprocess.Popen(
+        [sys.executable, str(AGGREGATOR), "--master", "local[2]", "--no-console", "--dlq-topic", "", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
 
 
 def run_producer(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:

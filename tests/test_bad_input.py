@@ -19,7 +19,7 @@ from purchase_analytics.runtime.kafka_broker import create_topics
 from purchase_analytics.runtime.processes import wait_until
 from purchase_analytics.sinks import read_json_lines_totals
 
-from conftest import AGGREGATOR, PRODUCER, ROOT, expected_totals, job_config, read_topic, run_queries
+from conftest import AGGREGATOR, PRODUCER, ROOT, expected_totals, job_args, read_topic, run_queries, start_streaming_job
 from malformed import VALID
 
 NOW = int(time.time())
@@ -106,23 +106,6 @@ def test_unwritable_checkpoint_gives_the_path_and_the_reason(kafka, new_topic):
 # ------------------------------------------------------------------ the stream goes on
 
 
-def job_args(kafka: str, topic: str, tmp_path, *extra: str):
-    return job_config(
-        "--bootstrap-servers",
-        kafka,
-        "--topic",
-        topic,
-        "--checkpoint",
-        str(tmp_path / "ckpt"),
-        "--output-dir",
-        str(tmp_path / "out"),
-        "--dlq-topic",
-        "",
-        "--no-console",
-        *extra,
-    )
-
-
 def test_oversized_bad_message_is_dead_lettered_cut_to_fit(spark, kafka, new_topic, tmp_path):
     """A bad message just under the broker's limit: its dead letter (value + key + headers)
     would be over it. It is cut to DLQ_MAX_VALUE_BYTES with headers saying so."""
@@ -145,30 +128,10 @@ def test_oversized_bad_message_is_dead_lettered_cut_to_fit(spark, kafka, new_top
 @pytest.mark.spark
 def test_missing_topic_is_waited_for(kafka, tmp_path):
     topic = f"later-{os.getpid()}-{int(time.time())}"
-    job = subprocess.Popen(
-        [
-            sys.executable,
-            str(AGGREGATOR),
-            "--master",
-            "local[2]",
-            "--bootstrap-servers",
-            kafka,
-            "--topic",
-            topic,
-            "--available-now",
-            "--dlq-topic",
-            "",
-            "--checkpoint",
-            str(tmp_path / "ckpt"),
-            "--output-dir",
-            str(tmp_path / "out"),
-            "--no-console",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    job = start_streaming_job(
+        "--bootstrap-servers", kafka, "--topic", topic, "--available-now", "--checkpoint", str(tmp_path / "ckpt"),
+        "--output-dir", str(tmp_path / "out"),
+    )  # fmt: skip
     try:
         time.sleep(4)
         assert job.poll() is None, job.stderr.read()  # still waiting, not failed
@@ -270,27 +233,7 @@ def _recreate(kafka: str, topic: str) -> bool:
 @pytest.mark.slow
 def test_second_job_on_a_checkpoint_is_refused(kafka, new_topic, tmp_path):
     topic, ckpt = new_topic(1), tmp_path / "ckpt"
-    first = subprocess.Popen(
-        [
-            sys.executable,
-            str(AGGREGATOR),
-            "--master",
-            "local[2]",
-            "--bootstrap-servers",
-            kafka,
-            "--topic",
-            topic,
-            "--dlq-topic",
-            "",
-            "--checkpoint",
-            str(ckpt),
-            "--no-console",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=ROOT,
-        start_new_session=True,
-    )
+    first = start_streaming_job("--bootstrap-servers", kafka, "--topic", topic, "--checkpoint", str(ckpt))
     try:
         wait_until(lambda: (ckpt / ".lock").exists() and (ckpt / ".lock").read_text().strip() == str(first.pid), 60, "the first job's lock")
         proc = run_cli([str(AGGREGATOR), "--bootstrap-servers", kafka, "--topic", topic, "--checkpoint", str(ckpt)])

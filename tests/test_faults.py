@@ -17,20 +17,19 @@ from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
 from purchase_analytics.runtime.processes import free_port, wait_until
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db, read_results_topic
 
-from conftest import AGGREGATOR, KAFKA_JARS, PRODUCER, ROOT, expected_totals, job_config, produced_events, run_producer, run_queries
+from conftest import (
+    KAFKA_JARS,
+    PRODUCER,
+    ROOT,
+    expected_totals,
+    job_config,
+    produced_events,
+    run_producer,
+    run_queries,
+    start_streaming_job,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.spark]
-
-
-def start_streaming_job(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(AGGREGATOR), "--master", "local[2]", "--no-console", "--dlq-topic", "", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        start_new_session=True,
-    )
 
 
 def committed_batches(db) -> int:

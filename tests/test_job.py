@@ -14,7 +14,7 @@ from purchase_analytics.job import JobSummary
 from purchase_analytics.progress import BatchProgress
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db
 
-from conftest import expected_totals, job_config, read_topic, run_queries, send_raw
+from conftest import expected_totals, job_args, read_topic, run_queries, send_raw
 from malformed import MALFORMED, VALID
 
 NOW = int(time.time())
@@ -27,26 +27,6 @@ def iso(epoch_s: float) -> str:
 
 def event(price: int, ts: float, order_id: str = "o") -> bytes:
     return json.dumps({**VALID, "order_id": order_id, "price": price, "ts": ts}).encode()
-
-
-def job_args(kafka: str, topic: str, tmp_path, *extra: str):
-    """The aggregator's configuration for `topic`: checkpoint and JSON lines under tmp_path,
-    no console table, no dead-letter query unless `extra` names one."""
-    checkpoint, out = str(tmp_path / "ckpt"), str(tmp_path / "out")
-    return job_config(
-        "--bootstrap-servers",
-        kafka,
-        "--topic",
-        topic,
-        "--checkpoint",
-        checkpoint,
-        "--output-dir",
-        out,
-        "--dlq-topic",
-        "",
-        "--no-console",
-        *extra,
-    )
 
 
 def progress(batch_id: int, rows: int, messages: int, rejected: int = 0, dropped: int = 0, run_id: str = "r1") -> BatchProgress:
