@@ -13,12 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+from browser import browser, wait_for_text  # noqa: F401
 
+from purchase_analytics.dashboard.feed import FeedTopics, KafkaFeed
 from purchase_analytics.kafka_client import KafkaSecurity
 from purchase_analytics.reference import read_topic
 from purchase_analytics.runtime import kafka_security
 from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
-from purchase_analytics.runtime.processes import free_port
+from purchase_analytics.runtime.processes import free_port, wait_until
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db
 
 from conftest import AGGREGATOR, PRODUCER, ROOT, expected_totals
@@ -165,6 +167,14 @@ def test_producer_and_job_as_different_users_with_acls_both_ways(secured, tmp_pa
     assert len(events) == EVENTS
     assert read_json_lines_totals(out_dir) == expected_totals(events) == read_results_db(db)
     assert len(read_topic(broker.bootstrap_servers, DLQ, security=ui)) == len([p for p, _ in MALFORMED if p is not None])
+    # The dashboard's feed reads as the UI user, over SASL_SSL: the job's results, exact.
+    feed = KafkaFeed(broker.bootstrap_servers, FeedTopics(TOPIC, DLQ, RESULTS, METRICS), ui).start()
+    try:
+        wait_until(lambda: {w["window_start"]: (w["total_purchase"], w["orders"]) for w in feed.snapshot(100)["windows"]}
+                   == expected_totals(events), 60, "the dashboard feed to show the job's windows")  # fmt: skip
+        assert feed.snapshot(100)["broker_error"] is None
+    finally:
+        feed.stop()
     # Denied reads: the producer may not read its own topic.
     with pytest.raises(Exception) as denied_read:
         read_topic(broker.bootstrap_servers, TOPIC, timeout_s=10, security=kafka_security.client_security(broker.tls_dir, "producer"))
@@ -188,3 +198,23 @@ def send_as(security: KafkaSecurity, bootstrap: str, values: list[bytes]) -> Non
         producer.send(TOPIC, value=value, key=f"m{i}".encode(), partition=i % 3)
     producer.flush()
     producer.close()
+
+
+def test_kafka_ui_reads_the_secured_broker_as_the_ui_user(secured, browser, tmp_path):  # noqa: F811
+    """kaskade gets the same client settings (TLS, SCRAM) through a private config file:
+    the admin page lists the topics; the password is on no command line."""
+    from purchase_analytics.runtime import kafka_ui
+    from purchase_analytics.runtime.web_service import WebService, group_members
+
+    broker = secured
+    service = WebService("kafka-ui", free_port(), tmp_path / "web")
+    service.start(kafka_ui.MODULE, kafka_ui.start_args(broker.bootstrap_servers, service.port), env=client_env(broker, "ui"))
+    try:
+        browser.get(f"{service.url}/")
+        wait_for_text(browser, [TOPIC, DLQ], 60, "the secured broker's topics on the admin page")
+        password = kafka_security.user_password(broker.tls_dir, "ui").read_text().strip()
+        pid = int(service.pid_file.read_text())
+        command_lines = [Path(f"/proc/{p}/cmdline").read_bytes() for p in group_members(pid) if Path(f"/proc/{p}/cmdline").exists()]
+        assert command_lines and not any(password.encode() in line for line in command_lines)
+    finally:
+        service.stop()

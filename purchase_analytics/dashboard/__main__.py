@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from ..config import SettingsParser, positive_int
+from ..config import SettingsParser, parse_security, positive_int
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     from .app import create_app
     from .feed import FeedTopics, KafkaFeed
 
-    feed = KafkaFeed(a.bootstrap_servers, FeedTopics(a.topic, a.dlq_topic or None, a.results_topic, a.metrics_topic)).start()
+    security = parse_security(p)
+    feed = KafkaFeed(a.bootstrap_servers, FeedTopics(a.topic, a.dlq_topic or None, a.results_topic, a.metrics_topic), security).start()
     app = create_app(feed, a.windows)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     print(f"dashboard on http://{a.host}:{a.port}/ reading Kafka at {a.bootstrap_servers}", flush=True)

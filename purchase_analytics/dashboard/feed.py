@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
+from ..kafka_client import KafkaSecurity
 from .state import PipelineState
 
 METADATA_INTERVAL_S = 1.0
@@ -30,9 +31,10 @@ class FeedTopics:
 
 
 class KafkaFeed:
-    def __init__(self, bootstrap_servers: str, topics: FeedTopics):
+    def __init__(self, bootstrap_servers: str, topics: FeedTopics, security: KafkaSecurity | None = None):
         self.bootstrap_servers = bootstrap_servers
         self.topics = topics
+        self.security = security or KafkaSecurity()
         self.state = PipelineState()
         self.lock = threading.Lock()
         self.broker_error: str | None = "not connected yet"
@@ -70,6 +72,7 @@ class KafkaFeed:
                 "auto.offset.reset": "earliest",
                 "log_level": 0,  # a down broker is shown on the page, not logged every second
                 "reconnect.backoff.max.ms": 1000,
+                **self.security.confluent_config(),  # TLS and SASL settings: the same object as every client
             }
         )
         next_metadata = 0.0

@@ -17,7 +17,9 @@ import argparse
 import contextvars
 import re
 import shlex
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import aiohttp_jinja2
@@ -25,15 +27,17 @@ import jinja2
 from aiohttp import web
 from textual_serve.server import Server
 
+from ..kafka_client import KafkaSecurity, load_security
+
 MODULE = "purchase_analytics.runtime.kafka_ui"
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")  # Kafka's legal topic names
 _command = contextvars.ContextVar("kaskade_command")
 
 
-def kaskade_command(bootstrap_servers: str, topic: str | None = None) -> str:
+def kaskade_command(bootstrap_servers: str, topic: str | None = None, config_file: Path | None = None) -> str:
     """The shell command textual-serve runs for one tab: admin mode, or consumer mode for a topic."""
     kaskade = shlex.quote(str(Path(sys.executable).parent / "kaskade"))
-    common = f"-b {shlex.quote(bootstrap_servers)}"
+    common = f"-b {shlex.quote(bootstrap_servers)}" + (f" --config-file {shlex.quote(str(config_file))}" if config_file else "")
     if topic is None:
         return f"exec {kaskade} admin {common} --refresh-interval 5"
     return f"exec {kaskade} consumer {common} -t {shlex.quote(topic)} --earliest -k string -v string --fallback encoding=escaped"
@@ -48,12 +52,32 @@ class _OfflineTemplates(jinja2.FileSystemLoader):
         return re.sub(r'<link[^>]*href="https?://[^"]*"[^>]*>', "", source, flags=re.S), filename, uptodate
 
 
+def write_client_config(security: KafkaSecurity) -> Path | None:
+    """kaskade's client settings (TLS, SASL) as an INI file only this user can read, in a
+    private folder; None for a plaintext broker. The password never goes on a command line."""
+    settings = security.confluent_config()
+    if settings == {"security.protocol": "PLAINTEXT"}:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="kafka-ui-"))  # mode 0700
+    path = folder / "client.ini"
+    path.touch(mode=0o600)
+    path.write_text("[kafka]\n" + "".join(f"{key} = {value}\n" for key, value in settings.items()))
+    return path
+
+
 class KafkaUiServer(Server):
     """textual-serve with one route per view; the view's command is chosen per request."""
 
-    def __init__(self, bootstrap_servers: str, host: str, port: int, public_url: str | None = None):
-        super().__init__(kaskade_command(bootstrap_servers), host=host, port=port, title="Kafka UI (kaskade)", public_url=public_url)
+    def __init__(self, bootstrap_servers: str, host: str, port: int, public_url: str | None = None, config_file: Path | None = None):
+        super().__init__(
+            kaskade_command(bootstrap_servers, config_file=config_file),
+            host=host,
+            port=port,
+            title="Kafka UI (kaskade)",
+            public_url=public_url,
+        )
         self.bootstrap_servers = bootstrap_servers
+        self.config_file = config_file
 
     @property
     def command(self) -> str:
@@ -88,7 +112,7 @@ class KafkaUiServer(Server):
     async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
         topic = self._topic(request)
         if topic is not None:
-            _command.set(kaskade_command(self.bootstrap_servers, topic))  # this request's task only
+            _command.set(kaskade_command(self.bootstrap_servers, topic, self.config_file))  # this request's task only
         return await super().handle_websocket(request)
 
 
@@ -105,11 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--public-url", default=None, help="the URL browsers use, when it differs from http://HOST:PORT (Docker)")
     args = parser.parse_args(argv)
+    config_file = write_client_config(load_security())  # KAFKA_SECURITY_PROTOCOL and friends, as every client reads them
     try:
-        KafkaUiServer(args.bootstrap_servers, args.host, args.port, args.public_url).serve()
+        KafkaUiServer(args.bootstrap_servers, args.host, args.port, args.public_url, config_file).serve()
     except OSError as exc:
         print(f"error: Kafka UI cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    finally:
+        if config_file:
+            shutil.rmtree(config_file.parent, ignore_errors=True)
     return 0
 
 

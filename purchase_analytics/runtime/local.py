@@ -23,6 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from dotenv import dotenv_values
+
 from ..config import PROJECT_ROOT, load_settings
 from . import kafka_security, kafka_ui
 from .kafka_broker import KafkaBroker, KafkaCluster, create_topics
@@ -135,7 +137,7 @@ def kafka_start(settings: dict[str, str]) -> bool:
             f"secured: SASL_SSL ({kafka_security.SCRAM_MECHANISM}) with the local CA {tls_dir / 'ca.pem'}; users "
             f"{', '.join(kafka_security.ROLES)} ({acls} ACLs); client settings per role in {env_files['producer'].parent}/<role>.env"
         )
-        print("note: the Kafka UI and the dashboard speak plaintext only; they are not started for a secured broker", file=sys.stderr)
+        kafka_ui_start(settings, dict(dotenv_values(env_files["ui"])))  # the read-only user
         return started
     kafka_ui_start(settings)
     return started
@@ -149,11 +151,11 @@ def dashboard_service(settings: dict[str, str]) -> WebService:
     return WebService("dashboard", int_setting(settings, "DASHBOARD_PORT"), WEB_DIR)
 
 
-def _start_web(service: WebService, module: str, args: list[str], what: str) -> bool:
+def _start_web(service: WebService, module: str, args: list[str], what: str, env: dict[str, str] | None = None) -> bool:
     """Start a web server unless it runs; True if it runs now. A failure is one line on stderr
     and never stops the broker or the pipeline."""
     try:
-        started = service.start(module, args)
+        started = service.start(module, args, env=env)
     except (RuntimeError, OSError) as exc:
         print(f"warning: {what} not started: {exc}", file=sys.stderr)
         return False
@@ -161,13 +163,16 @@ def _start_web(service: WebService, module: str, args: list[str], what: str) -> 
     return True
 
 
-def kafka_ui_start(settings: dict[str, str]) -> bool:
+def kafka_ui_start(settings: dict[str, str], client_env: dict[str, str] | None = None) -> bool:
+    """The Kafka UI next to the broker; `client_env`: the client settings it connects with
+    (a secured broker's `ui` role), else the ones of .env and the environment."""
     service = kafka_ui_service(settings)
     bootstrap = settings["KAFKA_BOOTSTRAP_SERVERS"]
     if not port_open(_port_of(bootstrap), bootstrap.split(",")[0].rsplit(":", 1)[0]):
         print(f"warning: Kafka UI not started: no broker answers at {bootstrap} (run `make kafka`)", file=sys.stderr)
         return False
-    running = _start_web(service, kafka_ui.MODULE, kafka_ui.start_args(bootstrap, service.port), "Kafka UI")
+    env = {**os.environ, **client_env} if client_env else None
+    running = _start_web(service, kafka_ui.MODULE, kafka_ui.start_args(bootstrap, service.port), "Kafka UI", env)
     if running:
         topics = [settings["KAFKA_TOPIC_NAME"], settings.get("KAFKA_DLQ_TOPIC_NAME")]
         print("  messages: " + "  ".join(f"{service.running_url()}/topic/{t}" for t in topics if t))

@@ -83,7 +83,7 @@ class WebService:
         except FileNotFoundError:
             return self.url
 
-    def start(self, module: str, args: list[str], ready_timeout_s: float = 30.0) -> bool:
+    def start(self, module: str, args: list[str], ready_timeout_s: float = 30.0, env: dict[str, str] | None = None) -> bool:
         """`python -m module args` in a new session; return once the port answers.
         True if started here, False if it already ran; RuntimeError (one line) if it cannot start."""
         if self.is_running():
@@ -98,6 +98,7 @@ class WebService:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env=env,
             )
         self.pid_file.write_text(str(proc.pid))
         self.url_file.write_text(self.url)
