@@ -146,6 +146,8 @@ def describe(cluster: KafkaCluster, topic: str) -> dict:
 
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers.split(","))
     try:
+        # A new topic reaches every broker's metadata a moment after its creation returns.
+        wait_until(lambda: admin.describe_topics([topic])[0]["partitions"], 30, f"topic {topic}'s partitions in the metadata")
         (info,) = admin.describe_topics([topic])
         configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, ["min.insync.replicas"])])
     finally:
