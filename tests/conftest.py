@@ -156,6 +156,11 @@ def start_streaming_job(*args: str) -> subprocess.Popen:
     )
 
 
+def start_producer(*args: str) -> subprocess.Popen:
+    """The producer command line in the background; stdout and stderr together in one pipe."""
+    return subprocess.Popen([sys.executable, str(PRODUCER), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+
+
 def run_producer(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, str(PRODUCER), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     if check and proc.returncode != 0:

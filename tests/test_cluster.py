@@ -20,7 +20,7 @@ from purchase_analytics.runtime.kafka_broker import KafkaCluster, create_topics
 from purchase_analytics.runtime.processes import free_port, wait_until
 from purchase_analytics.sinks import read_results_db
 
-from conftest import AGGREGATOR, PRODUCER, ROOT, expected_totals, produced_events
+from conftest import PRODUCER, ROOT, expected_totals, produced_events, start_producer, start_streaming_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.kafka, pytest.mark.spark]
 
@@ -58,50 +58,28 @@ def test_brokers_killed_mid_stream_lose_and_double_nothing(cluster, tmp_path):
     )
     ids = order_ids(7, 100)
     db = tmp_path / "results.db"
-    job = subprocess.Popen(
-        [
-            sys.executable,
-            str(AGGREGATOR),
-            "--master",
-            "local[2]",
-            "--no-console",
-            "--dlq-topic",
-            "",
-            *common,
-            "--checkpoint",
-            str(tmp_path / "ckpt"),
-            "--results-db",
-            str(db),
-            "--trigger",
-            "1 second",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        start_new_session=True,
+    job = start_streaming_job(
+        *common,
+        "--checkpoint",
+        str(tmp_path / "ckpt"),
+        "--results-db",
+        str(db),
+        "--trigger",
+        "1 second",
     )
     try:
         wait_until(lambda: committed_batches(db) >= 1, 240, "the job's first batch")
         for seed, victim in ((8, "follower"), (9, "leader")):
-            producer = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(PRODUCER),
-                    *common,
-                    "--rate",
-                    str(RATE),
-                    "--count",
-                    str(EVENTS),
-                    "--seed",
-                    str(seed),
-                    "--progress-interval-s",
-                    "1",
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                cwd=ROOT,
+            producer = start_producer(
+                *common,
+                "--rate",
+                str(RATE),
+                "--count",
+                str(EVENTS),
+                "--seed",
+                str(seed),
+                "--progress-interval-s",
+                "1",
             )
             try:
                 time.sleep(2)

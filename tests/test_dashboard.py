@@ -21,6 +21,11 @@ from malformed import MALFORMED
 DASHBOARD = "purchase_analytics.dashboard"
 
 
+def topic_options(purchases: str, dlq: str, results: str, metrics: str) -> list[str]:
+    """The four topics, as the dashboard and the aggregator both take them."""
+    return ["--topic", purchases, "--dlq-topic", dlq, "--results-topic", results, "--metrics-topic", metrics]
+
+
 @pytest.fixture
 def dashboard(tmp_path):
     """Factory: serve the dashboard for the given topics on a free port; stopped after the test."""
@@ -37,14 +42,7 @@ def dashboard(tmp_path):
                 bootstrap,
                 "--port",
                 str(service.port),
-                "--topic",
-                purchases,
-                "--dlq-topic",
-                dlq,
-                "--results-topic",
-                results,
-                "--metrics-topic",
-                metrics,
+                *topic_options(purchases, dlq, results, metrics),
             ],
         )
         print(f"dashboard listening {time.monotonic() - started_at:.2f}s after start")
@@ -84,14 +82,7 @@ def test_dashboard_shows_the_totals_of_the_real_job(kafka, new_topic, dashboard,
     run_aggregator(
         "--bootstrap-servers",
         kafka,
-        "--topic",
-        purchases,
-        "--dlq-topic",
-        dlq,
-        "--results-topic",
-        results,
-        "--metrics-topic",
-        metrics,
+        *topic_options(purchases, dlq, results, metrics),
         "--available-now",
         "--checkpoint",
         str(tmp_path / "ckpt"),

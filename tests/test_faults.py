@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -19,13 +17,12 @@ from purchase_analytics.sinks import read_json_lines_totals, read_results_db, re
 
 from conftest import (
     KAFKA_JARS,
-    PRODUCER,
-    ROOT,
     expected_totals,
     job_config,
     produced_events,
     run_producer,
     run_queries,
+    start_producer,
     start_streaming_job,
 )
 
@@ -96,24 +93,16 @@ def test_broker_killed_mid_stream_loses_no_acknowledged_event(tmp_path):
         producer = None
         try:
             wait_until(lambda: committed_batches(db) >= 1, 240, "the job to commit its first batch")  # the job is up
-            producer = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(PRODUCER),
-                    *common,
-                    "--rate",
-                    "400",
-                    "--count",
-                    str(count),
-                    "--seed",
-                    "99",
-                    "--progress-interval-s",
-                    "1",
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                cwd=ROOT,
+            producer = start_producer(
+                *common,
+                "--rate",
+                "400",
+                "--count",
+                str(count),
+                "--seed",
+                "99",
+                "--progress-interval-s",
+                "1",
             )
             time.sleep(4)
             broker.kill()  # SIGKILL mid-stream: no controlled shutdown

@@ -31,14 +31,14 @@ def _openssl(*args: str, cwd: Path) -> None:
         raise RuntimeError(f"openssl {args[0]} failed: {(proc.stderr or proc.stdout).strip()[-300:]}")
 
 
+# A new P-256 key, unencrypted on disk (the files are 0600 in a 0700 folder).
+_NEW_EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+
+
 def _issue(tls_dir: Path, name: str, common_name: str) -> None:
     _openssl(
         "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
+        *_NEW_EC_KEY,
         "-keyout",
         f"{name}.key",
         "-out",
@@ -82,11 +82,7 @@ def ensure_tls_material(tls_dir: Path) -> Path:
         _openssl(
             "req",
             "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
+            *_NEW_EC_KEY,
             "-keyout",
             "ca.key",
             "-out",
