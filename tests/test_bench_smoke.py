@@ -53,7 +53,7 @@ def test_smoke_run_measures_every_figure(tmp_path):
     assert plain["messages"] == traffic["events"]
     assert plain["rejected"] == traffic["invalid"] and plain["dropped_late"] == traffic["late"]
     assert sum(orders for _, orders in plain["windows"].values()) == traffic["on_time"]
-    assert plain["windows_compared"] >= 100
+    assert plain["windows_compared"] >= 2  # the smoke traffic spans a few windows (the full run: 145)
 
     measured = systems(results)
     assert len(measured) >= 4  # the plain consumer, the job with and without dead letters, from_json alone
