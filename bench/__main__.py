@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         def run_phase(name: str) -> None:
             t0 = time.monotonic()
             print(f"[{time.monotonic() - started:6.0f}s] {name} ...", file=sys.stderr, flush=True)
-            results[name] = steps[name]()
+            results[name] = run.attempt(steps[name])
             results["phases"][name] = {"seconds": round(time.monotonic() - t0, 1), "loadavg_1min_after": round(os.getloadavg()[0], 2)}
 
         ordered = [name for name in PHASES if name in phases]

@@ -6,6 +6,12 @@ from __future__ import annotations
 
 GB_MB = 1024
 NOT_MEASURED = "not measured"
+SPARK_LABELS = {
+    "default": "Spark default job (dead-letter query on)",
+    "no_dlq": "Spark, dead-letter query off",
+    "from_json": "from_json alone, no validation",
+    "before": "Spark default job, before",  # and the revision
+}
 
 
 def systems(results: dict) -> dict[str, dict]:
@@ -16,23 +22,18 @@ def systems(results: dict) -> dict[str, dict]:
     spark = results.get("spark") or {}
     for key, label in SPARK_LABELS.items():
         if key in spark:
-            out[label] = spark[key]
+            out[label if key != "before" else f"{label} ({(results.get('settings') or {}).get('before')})"] = spark[key]
     for peer in (results.get("peers") or {}).values():
-        out[peer.get("label", "peer")] = peer
+        if isinstance(peer, dict):  # not the phase's own error
+            out[peer.get("label", "peer")] = peer
     return out
-
-
-SPARK_LABELS = {
-    "default": "Spark default job (dead-letter query on)",
-    "no_dlq": "Spark, dead-letter query off",
-    "from_json": "from_json alone, no validation",
-    "before": "Spark default job, before",
-}
 
 
 def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
     """(figure, value, ratio, target, met)"""
-    out = []
+    failed = [name for name in PHASES_WITH_ONE_RESULT if name in results and not _ok(results[name])]
+    out = [(f"{name} phase", _failure(results[name]), "", "", NOT_MEASURED) for name in failed]
+    results = {k: v for k, v in results.items() if k not in failed}
     ceil = results.get("ceiling") or {}
     perf_p = ceil.get("producer", {}).get("events_per_s")
     perf_c = ceil.get("consumer", {}).get("events_per_s")
@@ -71,6 +72,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
     return out
 
 
+PHASES_WITH_ONE_RESULT = ("ceiling", "producer", "traffic", "spark", "peers", "stream", "memory")  # the plain consumer is a system
 PRODUCER_TARGETS = {"kafka-python": 50_000, "confluent": 150_000}
 SPARK_TARGET_ROWS_S = 250_000
 
@@ -136,6 +138,8 @@ def _system_rows(results: dict, perf_c: float | None) -> list[tuple]:
                 )
             )
     for name, peer in (results.get("peers") or {}).items():
+        if not isinstance(peer, dict):
+            continue
         label = peer.get("label", name)
         ratio = _net(default) / _net(peer) if _net(default) and _net(peer) else None
         if "flink" in name.lower():

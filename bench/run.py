@@ -102,10 +102,10 @@ def measure_all(runs: dict, together: bool) -> dict:
 
 
 def attempt(measure) -> dict:
-    """One system's figures, or why there are none: a failing system does not stop the run."""
+    """One phase's or system's figures, or why there are none: a failure does not stop the run."""
     try:
         return measure()
-    except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
+    except (RuntimeError, OSError, ValueError, KeyError, subprocess.SubprocessError) as exc:
         print(f"  failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}", file=sys.stderr, flush=True)
         return {"error": str(exc)[-3000:]}
 

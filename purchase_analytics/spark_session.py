@@ -34,8 +34,8 @@ class SparkConfig:
         if driver_memory:
             try:
                 driver_memory = memory_size(driver_memory)
-            except ValueError as exc:
-                raise ValueError(f"SPARK_DRIVER_MEMORY: {exc}") from None
+            except ValueError as exc:  # one line, like a bad option of any entry point
+                raise SystemExit(f"error: SPARK_DRIVER_MEMORY (from the environment or .env): {exc}") from None
         return cls(
             driver_memory=driver_memory or None,
             log_level=settings.get("SPARK_LOG_LEVEL", "WARN"),
