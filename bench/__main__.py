@@ -90,6 +90,9 @@ def parse_args(argv: list[str] | None):
     setting("--memory-rate", "BENCH_MEMORY_RATE", positive_int, "events/s during the memory run")
     setting("--memory-window", "BENCH_MEMORY_WINDOW", str, "window and watermark during the memory run")
     p.add_setting("--before", None, str, None, help="also run the default job with the aggregator of this git revision")
+    p.add_argument(
+        "--profile-spark", action="store_true", help="run the default job once more under Java Flight Recorder (where its CPU goes)"
+    )
     p.add_setting("--results-dir", None, str, str(PROJECT_ROOT / "results"), help="where the JSON goes")
     args = p.parse_args(argv)
     if args.smoke:
@@ -188,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                 bench, args.spark_events, interval_seconds(args.event_span), args.event_jitter_s, args.invalid_fraction, args.late_fraction
             ),
             "baseline": lambda: run.phase_baseline(bench),
-            "spark": lambda: run.phase_spark(bench, args.before, profile=not args.smoke, together=args.smoke),
+            "spark": lambda: run.phase_spark(bench, args.before, profile=args.profile_spark, together=args.smoke),
             "peers": lambda: run.phase_peers(bench, together=args.smoke),
             "stream": lambda: run.phase_stream(
                 bench, args.latency_rate, args.latency_s, [int(r) for r in args.step_rates.split(",")], args.step_s, args.warmup_batches
@@ -206,14 +209,19 @@ def main(argv: list[str] | None = None) -> int:
         beside = [name for name in ordered if args.smoke and name in SMOKE_ALONGSIDE]
         groups: list[list[str]] = []
         for name in (name for name in ordered if name not in beside):
-            together = args.smoke and groups and name in SMOKE_TOGETHER and groups[-1][-1] in SMOKE_TOGETHER
-            groups[-1].append(name) if together else groups.append([name])
-        with ThreadPoolExecutor(max_workers=1 + len(SMOKE_TOGETHER)) as pool:
-            background = pool.submit(lambda: [run_phase(name) for name in beside])
-            for group in groups:
-                for running in [pool.submit(run_phase, name) for name in group]:
-                    running.result()
-            background.result()
+            if args.smoke and groups and name in SMOKE_TOGETHER and groups[-1][-1] in SMOKE_TOGETHER:
+                groups[-1].append(name)
+            else:
+                groups.append([name])
+        with ThreadPoolExecutor(max_workers=len(SMOKE_TOGETHER)) as pool:  # a full run keeps to the main thread (Ctrl-C stops its process)
+            background = pool.submit(lambda: [run_phase(name) for name in beside]) if beside else None
+            for first, *others in groups:
+                running = [pool.submit(run_phase, name) for name in others]
+                run_phase(first)
+                for phase in running:
+                    phase.result()
+            if background:
+                background.result()
     finally:
         broker.stop()
         whole_run.__exit__()

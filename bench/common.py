@@ -184,6 +184,9 @@ def run_checked(cmd: list[str], timeout_s: float, what: str, env: dict | None = 
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
             raise RuntimeError(f"{what} took longer than {timeout_s:.0f}s:\n{err[-2000:]}") from None
+        except BaseException:  # Ctrl-C: its own session does not get the SIGINT, so nothing would stop it
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
         wall_s = time.monotonic() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{what} exited {proc.returncode}:\n{(err or out)[-2000:]}")

@@ -68,9 +68,11 @@ def phase_baseline(bench: Bench) -> dict:
 def phase_spark(bench: Bench, before: str | None, profile: bool, together: bool = False) -> dict:
     """The job with its dead-letter query (as users run it), without it, `from_json` alone,
     and optionally the job of revision `before`, one after the other over the same topic
-    (`together`: all at once, for --smoke)."""
+    (`together`: all at once, for --smoke). With `profile`, the default job runs once more
+    under Java Flight Recorder: where its CPU goes, apart from the figures (the recording
+    costs the job about a third more CPU)."""
     runs = {
-        "default": lambda: systems.spark_default(bench, TRAFFIC_TOPIC, profile=profile),
+        "default": lambda: systems.spark_default(bench, TRAFFIC_TOPIC),
         "no_dlq": lambda: systems.spark_no_dlq(bench, TRAFFIC_TOPIC),
         "from_json": lambda: systems.from_json_only(bench, TRAFFIC_TOPIC),
     }
@@ -78,7 +80,11 @@ def phase_spark(bench: Bench, before: str | None, profile: bool, together: bool 
         runs["before"] = lambda: systems.spark_at_revision(bench, TRAFFIC_TOPIC, before)
     if together:
         systems.create_output_topics(bench, TRAFFIC_TOPIC)  # not by several jobs at once
-    return measure_all(runs, together)
+    results = measure_all(runs, together)
+    if profile:
+        profiled = attempt(lambda: systems.spark_default(bench, TRAFFIC_TOPIC, name="spark-profiled", profile=True))
+        results["profile"] = {k: profiled.get(k) for k in ("profile", "cpu_s_per_million", "events_per_s_busy", "error") if k in profiled}
+    return results
 
 
 def phase_peers(bench: Bench, together: bool = False) -> dict:

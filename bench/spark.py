@@ -80,7 +80,7 @@ def available_now(
     the topic holds, then stops) over the whole topic, in micro-batches of
     max-offsets-per-trigger: wall time, Spark's own batch durations, CPU and memory of the
     process tree, and the windows it wrote. With `profile`, Java Flight Recorder samples the
-    JVM during the run (about 1% overhead)."""
+    JVM during the run, which costs it CPU: a profiled run is not a figure."""
     checkpoint, out_dir, progress = bench.path(f"ckpt-{name}"), bench.path(f"out-{name}"), bench.path(f"progress-{name}.jsonl")
     recording = bench.path(f"{name}.jfr")
     batches = ("--max-offsets-per-trigger", bench.max_offsets_per_trigger, "--output-dir", out_dir, "--progress-file", progress)
