@@ -3,7 +3,9 @@
 No session is created and no I/O happens here, so every function works the same on a
 streaming DataFrame and on a static one built in a test.
 
-Each value is read twice, by two parsers with different jobs:
+A value in the producer's wire form takes a fast path: one regex recognises it and
+substring searches read its fields, so only the value rules are left (see `parse_events`). Every other
+value is read twice, by two parsers with different jobs:
 - Spark's VARIANT (`try_parse_json`) keeps every JSON value's own type, so `"price": "100"`,
   `12.5`, `true` and `1e3` are told apart from `100` (a `from_json` schema would coerce them
   or null them silently). It decides validity and gives the reason.
@@ -18,7 +20,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from .events import DEFAULT_MAX_FUTURE_S, FIELDS, MAX_NESTING_DEPTH, ValueRule, value_rules
+from .events import DEFAULT_MAX_FUTURE_S, FIELDS, MAX_NESTING_DEPTH, WIRE_PATTERN, EventField, ValueRule, value_rules
 
 # The event's columns after parsing: its fields, with `ts` (epoch seconds) as `event_time`.
 EVENT_COLUMNS = tuple(f.name for f in FIELDS if f.name != "ts") + ("event_time",)
@@ -138,12 +140,16 @@ def _rejection_reason(
         )
     canonical = schema.isin(list(CANONICAL_SCHEMAS)) | schema.rlike(CANONICAL_SCHEMA_PATTERN)
     field_types = F.when(~canonical, _first(type_checks))
-    # Both parsers must agree (a key could imitate the schema text), then the value ranges.
-    values = _first(
+    return F.coalesce(whole_value, field_types, _value_reason(fields, price_max, max_future_s))
+
+
+def _value_reason(fields: dict[str, Column], price_max: int, max_future_s: int) -> Column:
+    """The first value rule (events.value_rules) an event with the right JSON types breaks.
+    Both parsers must agree first (a key could imitate the schema text)."""
+    return _first(
         [(value.isNull(), F.lit(f"field {name} could not be read")) for name, value in fields.items()]
         + [(_breaks(rule, fields[rule.field]), F.lit(rule.reason)) for rule in value_rules(price_max, max_future_s)]
     )
-    return F.coalesce(whole_value, field_types, values)
 
 
 def _breaks(rule: ValueRule, value: Column) -> Column:
@@ -163,26 +169,55 @@ def _breaks(rule: ValueRule, value: Column) -> Column:
     raise ValueError(f"unknown rule kind {rule.kind!r}")
 
 
-def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX_FUTURE_S) -> DataFrame:
+def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX_FUTURE_S, fast_path: bool = True) -> DataFrame:
     """Kafka rows (binary `value`, plus topic/partition/offset when present) -> one row per
-    message with the typed event columns and `rejection_reason` (NULL for a valid event)."""
+    message with the typed event columns and `rejection_reason` (NULL for a valid event).
+
+    A value in the producer's wire form (events.WIRE_PATTERN) is recognised by one regex
+    scan, its fields read by plain substring searches and checked by the value rules alone: it is JSON
+    with the right types by construction. Only other values are parsed into a VARIANT for the
+    full checks. `fast_path=False` sends every value the full way (the tests compare both)."""
     source = [F.col(c) for c in SOURCE_COLUMNS if c in raw.columns]
     text = F.col("value").cast("string")
-    parsed = raw.select(
-        F.col("value"),
-        *source,
-        text.alias("_text"),
-        F.try_parse_json(F.when(F.is_valid_utf8(text), text)).alias("_v"),
-        F.from_json(text, EVENT_SCHEMA).alias("_e"),
+    wire = text.rlike(WIRE_PATTERN) if fast_path else F.lit(False)
+    # One projection per step, so that each expensive expression runs once per row and
+    # only for the rows that need it: Spark keeps a projection apart when merging it into
+    # the next would repeat a costly expression (here the regex, the parsers, the fields).
+    checked = raw.select(F.col("value"), *source, text.alias("_text"), wire.alias("_wire"))
+    full = ~F.col("_wire")
+    parsed = checked.select(
+        "*",
+        F.when(full, F.try_parse_json(F.when(F.is_valid_utf8("_text"), F.col("_text")))).alias("_v"),
+        F.when(full, F.from_json("_text", EVENT_SCHEMA)).alias("_e"),
     ).withColumn("_schema", F.schema_of_variant("_v"))
-    fields = {f.name: F.col("_e")[f.name] for f in FIELDS}
-    return parsed.select(
+    typed = parsed.select(
+        "*",
+        *[
+            F.when(F.col("_wire"), _wire_field(F.col("_text"), f, i)).otherwise(F.col("_e")[f.name]).alias(f.name)
+            for i, f in enumerate(FIELDS)
+        ],
+    )
+    fields = {f.name: F.col(f.name) for f in FIELDS}
+    reason = F.when(F.col("_wire"), _value_reason(fields, price_max, max_future_s)).otherwise(
+        _rejection_reason(F.col("_text"), F.col("_v"), F.col("_schema"), fields, price_max, max_future_s)
+    )
+    return typed.select(
         F.col("value"),
         *source,
-        *[fields[name].alias(name) for name in EVENT_COLUMNS if name != "event_time"],
+        *[fields[name] for name in EVENT_COLUMNS if name != "event_time"],
         F.timestamp_seconds(fields["ts"]).alias("event_time"),
-        _rejection_reason(F.col("_text"), F.col("_v"), F.col("_schema"), fields, price_max, max_future_s).alias("rejection_reason"),
+        reason.alias("rejection_reason"),
     )
+
+
+def _wire_field(text: Column, field: EventField, index: int) -> Column:
+    """One field of a value in the wire form: the text between its key and the next quote
+    (a string), comma or closing brace (a number). Exact for a value that matches
+    WIRE_PATTERN, where no string holds a quote; two `indexOf` scans, no regex."""
+    quoted = field.spark_type == "string"
+    after_key = F.substring_index(text, f'"{field.name}":' + ('"' if quoted else ""), -1)
+    end = '"' if quoted else ("}" if index == len(FIELDS) - 1 else ",")
+    return F.substring_index(after_key, end, 1).cast(field.spark_type)
 
 
 def valid_events(parsed: DataFrame) -> DataFrame:
