@@ -255,17 +255,25 @@ def dead_letter_records(rejected: DataFrame, max_value_bytes: int) -> DataFrame:
     )
 
 
-def aggregate_purchases(events: DataFrame, window_duration: str, watermark_delay: str) -> DataFrame:
-    """Sum prices per tumbling event-time window. Windows are [start, end): an event exactly
-    on a boundary belongs to the later window. The watermark bounds the state kept."""
-    return (
-        events.withWatermark("event_time", watermark_delay)
-        .groupBy(F.window("event_time", window_duration).alias("window"))
-        .agg(F.sum("price").alias("total_purchase"), F.count(F.lit(1)).alias("orders"))
-        .select(
-            F.col("window.start").alias("window_start"),
-            F.col("window.end").alias("window_end"),
-            "total_purchase",
-            "orders",
-        )
+def batch_rows(parsed: DataFrame) -> DataFrame:
+    """What a micro-batch keeps of each parsed message: the event time, price and reason
+    for every row, plus the original bytes and source coordinates of a rejected one (all
+    the dead-letter topic needs), so that a batch held in memory stays small."""
+    rejected = F.col("rejection_reason").isNotNull()
+    kept = [c for c in ("value", *SOURCE_COLUMNS) if c in parsed.columns]
+    return parsed.select("event_time", "price", "rejection_reason", *[F.when(rejected, F.col(c)).alias(c) for c in kept])
+
+
+def window_partials(batch: DataFrame, window_us: int) -> DataFrame:
+    """One batch's valid events summed per tumbling window: `window_start_us` (epoch
+    microseconds; a window is [start, start + window), so an event on a boundary opens the
+    later one), `total_purchase`, `orders` and the latest event time `max_event_us`. The
+    rejected messages make one more row, with `window_start_us` NULL and their number as
+    `orders`. Folded into the open windows by window_state.WindowState."""
+    micros = F.unix_micros("event_time")
+    valid = F.col("rejection_reason").isNull()
+    return batch.groupBy(F.when(valid, micros - F.pmod(micros, F.lit(window_us))).alias("window_start_us")).agg(
+        F.sum(F.when(valid, F.col("price"))).alias("total_purchase"),
+        F.count(F.lit(1)).alias("orders"),
+        F.max(F.when(valid, micros)).alias("max_event_us"),
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from purchase_analytics.config import AggregatorConfig, load_settings, parse_aggregator_config
-from purchase_analytics.job import JobSummary, ProgressReporter, ensure_output_topics, start_queries
+from purchase_analytics.job import BatchHandler, JobSummary, ProgressReporter, ensure_output_topics, start_queries, window_sinks
 from purchase_analytics.reference import read_topic, window_totals
 from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
 from purchase_analytics.runtime.processes import free_port
@@ -110,7 +110,7 @@ def job_args(kafka: str, topic: str, tmp_path, *extra: str):
 
 
 def run_queries(spark, config: AggregatorConfig, timeout_s: float = 180) -> JobSummary:
-    """The job's own queries (`job.start_queries`, available-now trigger) on the shared
+    """The job's own query (`job.start_queries`, available-now trigger) on the shared
     session: wait until all available input is processed, stop them in any case, and fold
     their progress into a JobSummary with the job's own reporter (results and metrics
     topics and the progress file included)."""
@@ -118,8 +118,9 @@ def run_queries(spark, config: AggregatorConfig, timeout_s: float = 180) -> JobS
     ensure_output_topics(config)
     publisher = KafkaPublisher(config.bootstrap_servers, config.security) if (config.results_topic or config.metrics_topic) else None
     summary = JobSummary()
-    reporter = ProgressReporter(spark, config, summary, publisher, io.StringIO())
-    queries = start_queries(spark, config, publisher)
+    handler = BatchHandler(spark, config, window_sinks(config, publisher))
+    reporter = ProgressReporter(handler, config, summary, publisher, io.StringIO())
+    queries = start_queries(spark, config, handler)
     try:
         for query in queries:
             query.processAllAvailable()

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from purchase_analytics.checkpoint import CheckpointLock
+from purchase_analytics.checkpoint import QUERY_DIR, CheckpointLock
 from purchase_analytics.job import JobFailed, run_job
 from purchase_analytics.runtime.kafka_broker import create_topics
 from purchase_analytics.runtime.processes import wait_until
@@ -178,7 +178,7 @@ def test_damaged_checkpoint_fails_at_once_with_the_fix(spark, kafka, new_topic, 
     topic, ckpt = new_topic(1), tmp_path / "ckpt"
     send(kafka, topic, [event("a", 100, T0)])
     run_queries(spark, job_args(kafka, topic, tmp_path))
-    offsets = sorted((ckpt / "windows" / "offsets").glob("[0-9]*"))[-1]
+    offsets = sorted((ckpt / QUERY_DIR / "offsets").glob("[0-9]*"))[-1]
     offsets.write_text(offsets.read_text()[:20])  # truncated mid-record
     send(kafka, topic, [event("b", 100, T0)])
     message = fails_at_once(spark, job_args(kafka, topic, tmp_path))

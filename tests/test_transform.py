@@ -7,8 +7,11 @@ from datetime import datetime, timezone
 import pytest
 from pyspark.sql import functions as F
 
+from purchase_analytics.config import interval_seconds
 from purchase_analytics.events import WIRE_PATTERN
-from purchase_analytics.transform import aggregate_purchases, parse_events, rejected_messages, valid_events
+from purchase_analytics.job import fold_batch
+from purchase_analytics.transform import batch_rows, parse_events, rejected_messages, valid_events
+from purchase_analytics.window_state import US, WindowState
 
 from conftest import SETTINGS
 from malformed import MALFORMED, VALID, VALID_UNUSUAL, WIRE_FORM
@@ -27,8 +30,11 @@ def event(price, ts, **kw):
 
 
 def totals(spark, values, window="10 minutes"):
-    rows = aggregate_purchases(valid_events(parse_events(raw_frame(spark, values), PRICE_MAX)), window, "10 minutes").collect()
-    return {iso(r.window_start.timestamp()): (r.total_purchase, r.orders) for r in rows}
+    """One batch through the job's own fold (job.fold_batch) into a new window state."""
+    state = WindowState(round(interval_seconds(window) * US), 600 * US)
+    outcome = fold_batch(batch_rows(parse_events(raw_frame(spark, values), PRICE_MAX)), state, 0, append=False)
+    assert outcome.messages == len(values)
+    return {iso(w.window_start.timestamp()): (w.total_purchase, w.orders) for w in outcome.windows}
 
 
 def iso(epoch_s):
