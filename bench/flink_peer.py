@@ -21,7 +21,7 @@ from pathlib import Path
 from purchase_analytics.config import PROJECT_ROOT, positive_int
 
 from . import flink_sql
-from .peer_common import PeerArgs, PeerError, PeerResult, parse_peer_args, run_peer
+from .peer_common import PeerArgs, PeerError, PeerResult, divert_stdout, parse_peer_args, run_peer
 
 # What Flink's JSON format (with 'json.ignore-parse-errors') lets through that the job's
 # rules reject, each one seen on Flink 2.2.1 with a crafted message (tests/test_peers.py
@@ -140,6 +140,7 @@ def run(argv: list[str] | None) -> PeerResult:
     ends = end_offsets(args.bootstrap_servers, args.topic)
     result.messages = sum(end - begin for begin, end in ends.values())
     result.extra.update(partitions=len(ends), parallelism=extra.parallelism, notes=JSON_FORMAT_NOTES)
+    result.stdout = divert_stdout()  # the gateway JVM writes to fd 1 too (log4j's own errors at shutdown)
     with tempfile.TemporaryDirectory(prefix="flink-peer-logs-") as log_dir:
         os.environ["FLINK_LOG_DIR"] = log_dir  # the gateway JVM's log, instead of inside the venv
         try:

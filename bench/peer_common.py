@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TextIO
 
 from purchase_analytics.config import SettingsParser, interval_seconds, non_negative_int, positive_int, topic_name
 
@@ -75,6 +77,7 @@ class PeerResult:
     dropped_late: int = 0
     windows: dict[int, list[int]] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    stdout: TextIO | None = None  # where the JSON goes when the peer diverted fd 1 (divert_stdout)
 
     def since_start(self) -> float:
         return time.monotonic() - self.started
@@ -104,12 +107,24 @@ class PeerResult:
         }
 
 
+def divert_stdout() -> TextIO:
+    """From here on, what writes to file descriptor 1 (a JVM child inherits it) goes to
+    stderr; the returned stream is the original stdout, for the JSON result alone."""
+    sys.stdout.flush()
+    original = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    return original
+
+
 def run_peer(main_body, argv: list[str] | None) -> int:
-    """Print the result as one JSON line; a PeerError as one `error:` line on stderr, exit 1."""
+    """Print the result as one JSON line on stdout (`result.stdout` if the peer diverted
+    it); a PeerError as one `error:` line on stderr, exit 1."""
     try:
         result = main_body(argv)
     except PeerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(result.to_json()))
+    out = result.stdout or sys.stdout
+    out.write(json.dumps(result.to_json()) + "\n")
+    out.flush()
     return 0
