@@ -246,9 +246,9 @@ def event_json_bytes(*values) -> bytes:
 # value (whitespace, another key order, escapes, exponents, extra fields) takes the full
 # checks. The same rules apply either way.
 _WIRE_VALUE = {
-    "string": '"([ !#-\\[\\]-~]*)"',
-    "bigint": "(-?(?:0|[1-9][0-9]{0,17}))",
-    "double": "(-?(?:0|[1-9][0-9]{0,17})(?:\\.[0-9]{1,17})?)",
+    "string": '"[ !#-\\[\\]-~]*"',
+    "bigint": "-?(?:0|[1-9][0-9]{0,17})",
+    "double": "-?(?:0|[1-9][0-9]{0,17})(?:\\.[0-9]{1,17})?",
 }
 WIRE_PATTERN = "^\\{" + ",".join(f'"{f.name}":{_WIRE_VALUE[f.spark_type]}' for f in FIELDS) + "\\}$"
 

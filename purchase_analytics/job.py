@@ -112,7 +112,7 @@ class BatchHandler:
         state = self.log.load_before(batch_id)
         keep = bool(self.config.dlq_topic)  # read twice: kept in memory between the two
         if keep:
-            batch.persist(StorageLevel.MEMORY_AND_DISK)
+            batch.persist(StorageLevel.MEMORY_AND_DISK_DESER)
         try:
             outcome = fold_batch(batch, state, batch_id, self.config.output_mode == "append")
             if outcome.rejected and self.config.dlq_topic:

@@ -51,6 +51,9 @@ def create_spark_session(
         .config("spark.ui.enabled", str(config.ui_enabled).lower())
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
         .config("spark.sql.adaptive.enabled", "false")  # not supported by stateful streaming anyway
+        # A micro-batch is held in memory for one batch only (job.BatchHandler): compressing
+        # it cost 7% of the job's CPU in a profile and saved nothing that matters.
+        .config("spark.sql.inMemoryColumnarStorage.compressed", "false")
     )
     if master:
         builder = builder.master(master)

@@ -3,9 +3,9 @@
 No session is created and no I/O happens here, so every function works the same on a
 streaming DataFrame and on a static one built in a test.
 
-A value in the producer's wire form takes a fast path: one regex recognises it and
-substring searches read its fields, so only the value rules are left (see `parse_events`). Every other
-value is read twice, by two parsers with different jobs:
+A value in the producer's wire form takes a fast path: one regex recognises it, `from_json`
+reads it, and only the value rules are left (see `parse_events`). Every other value is
+read twice, by two parsers with different jobs:
 - Spark's VARIANT (`try_parse_json`) keeps every JSON value's own type, so `"price": "100"`,
   `12.5`, `true` and `1e3` are told apart from `100` (a `from_json` schema would coerce them
   or null them silently). It decides validity and gives the reason.
@@ -17,10 +17,12 @@ checks (one string comparison instead of six lookups); any other value takes the
 
 from __future__ import annotations
 
+import string
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from .events import DEFAULT_MAX_FUTURE_S, FIELDS, MAX_NESTING_DEPTH, WIRE_PATTERN, EventField, ValueRule, value_rules
+from .events import DEFAULT_MAX_FUTURE_S, FIELDS, MAX_NESTING_DEPTH, WIRE_PATTERN, ValueRule, value_rules
 
 # The event's columns after parsing: its fields, with `ts` (epoch seconds) as `event_time`.
 EVENT_COLUMNS = tuple(f.name for f in FIELDS if f.name != "ts") + ("event_time",)
@@ -50,6 +52,12 @@ CANONICAL_SCHEMAS, CANONICAL_SCHEMA_PATTERN = _canonical_schemas()
 def _field_type(variant: Column, name: str) -> Column:
     """The JSON type of one field (e.g. BIGINT, STRING, DECIMAL(3,1), VOID for null), or NULL when absent."""
     return F.schema_of_variant(F.try_variant_get(variant, f"$.{name}", "variant"))
+
+
+def _ascii_lower(text: Column) -> Column:
+    """`lower` for VARIANT type names, which are ASCII: Spark's `lower` loads ICU's case
+    tables on first use, a second of CPU in every job for a few rejection reasons."""
+    return F.translate(text, string.ascii_uppercase, string.ascii_lowercase)
 
 
 def _type_is(type_col: Column, allowed: tuple[str, ...]) -> Column:
@@ -136,7 +144,7 @@ def _rejection_reason(
         json_type = _field_type(variant, f.name)
         type_checks.append((json_type.isNull(), F.lit(f"missing field {f.name}")))
         type_checks.append(
-            (~_type_is(json_type, f.json_types), F.concat(F.lit(f"{f.name} must be {f.described}, got "), F.lower(json_type)))
+            (~_type_is(json_type, f.json_types), F.concat(F.lit(f"{f.name} must be {f.described}, got "), _ascii_lower(json_type)))
         )
     canonical = schema.isin(list(CANONICAL_SCHEMAS)) | schema.rlike(CANONICAL_SCHEMA_PATTERN)
     field_types = F.when(~canonical, _first(type_checks))
@@ -174,50 +182,33 @@ def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX
     message with the typed event columns and `rejection_reason` (NULL for a valid event).
 
     A value in the producer's wire form (events.WIRE_PATTERN) is recognised by one regex
-    scan, its fields read by plain substring searches and checked by the value rules alone: it is JSON
-    with the right types by construction. Only other values are parsed into a VARIANT for the
+    scan; it is JSON with the right types by construction, so `from_json` reads it and only
+    the value rules are checked. Only other values are parsed into a VARIANT for the
     full checks. `fast_path=False` sends every value the full way (the tests compare both)."""
     source = [F.col(c) for c in SOURCE_COLUMNS if c in raw.columns]
     text = F.col("value").cast("string")
     wire = text.rlike(WIRE_PATTERN) if fast_path else F.lit(False)
     # One projection per step, so that each expensive expression runs once per row and
     # only for the rows that need it: Spark keeps a projection apart when merging it into
-    # the next would repeat a costly expression (here the regex, the parsers, the fields).
+    # the next would repeat a costly expression (here the regex and the parsers).
     checked = raw.select(F.col("value"), *source, text.alias("_text"), wire.alias("_wire"))
     full = ~F.col("_wire")
     parsed = checked.select(
         "*",
+        F.from_json("_text", EVENT_SCHEMA).alias("_e"),
         F.when(full, F.try_parse_json(F.when(F.is_valid_utf8("_text"), F.col("_text")))).alias("_v"),
-        F.when(full, F.from_json("_text", EVENT_SCHEMA)).alias("_e"),
     ).withColumn("_schema", F.schema_of_variant("_v"))
-    typed = parsed.select(
-        "*",
-        *[
-            F.when(F.col("_wire"), _wire_field(F.col("_text"), f, i)).otherwise(F.col("_e")[f.name]).alias(f.name)
-            for i, f in enumerate(FIELDS)
-        ],
-    )
-    fields = {f.name: F.col(f.name) for f in FIELDS}
+    fields = {f.name: F.col("_e")[f.name] for f in FIELDS}
     reason = F.when(F.col("_wire"), _value_reason(fields, price_max, max_future_s)).otherwise(
         _rejection_reason(F.col("_text"), F.col("_v"), F.col("_schema"), fields, price_max, max_future_s)
     )
-    return typed.select(
+    return parsed.select(
         F.col("value"),
         *source,
-        *[fields[name] for name in EVENT_COLUMNS if name != "event_time"],
+        *[fields[name].alias(name) for name in EVENT_COLUMNS if name != "event_time"],
         F.timestamp_seconds(fields["ts"]).alias("event_time"),
         reason.alias("rejection_reason"),
     )
-
-
-def _wire_field(text: Column, field: EventField, index: int) -> Column:
-    """One field of a value in the wire form: the text between its key and the next quote
-    (a string), comma or closing brace (a number). Exact for a value that matches
-    WIRE_PATTERN, where no string holds a quote; two `indexOf` scans, no regex."""
-    quoted = field.spark_type == "string"
-    after_key = F.substring_index(text, f'"{field.name}":' + ('"' if quoted else ""), -1)
-    end = '"' if quoted else ("}" if index == len(FIELDS) - 1 else ",")
-    return F.substring_index(after_key, end, 1).cast(field.spark_type)
 
 
 def valid_events(parsed: DataFrame) -> DataFrame:
