@@ -3,27 +3,40 @@ to results/. `--smoke` runs every phase on tiny inputs in about a minute (for th
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from purchase_analytics.config import PROJECT_ROOT, SettingsParser, positive_int
+from purchase_analytics.config import (
+    PROJECT_ROOT,
+    SettingsParser,
+    fraction,
+    interval_seconds,
+    load_settings,
+    non_negative_float,
+    positive_int,
+    positive_interval,
+)
 from purchase_analytics.runtime.kafka_broker import KafkaBroker
-from purchase_analytics.runtime.processes import free_port
+from purchase_analytics.runtime.processes import ensure_java, free_port
 
-from . import report, run
-from .common import KAFKA_JARS, Bench
+from . import report, run, systems
+from .common import KAFKA_JARS, Bench, Rules, TreeSampler
 
-PHASES = ("ceiling", "producer", "spark", "baseline", "stream", "memory")
+PHASES = ("ceiling", "producer", "traffic", "baseline", "spark", "peers", "stream", "memory")
+NEEDS_TRAFFIC = ("baseline", "spark", "peers")
 SMOKE = {
     "producer_events": 20_000,
-    "spark_events": 60_000,
-    "max_offsets_per_trigger": 20_000,
+    "spark_events": 30_000,
+    "max_offsets_per_trigger": 10_000,
     "payload_lines": 5_000,
     "step_rates": "1000",
     "step_s": 4.0,
@@ -34,6 +47,13 @@ SMOKE = {
     "memory_rate": 1000,
     "profile_events": 0,
 }
+# --smoke checks that every figure is measured, not what it is: the phases that mostly wait
+# (for a rate, a duration, batches) run beside the others, the systems over the traffic topic
+# run at the same time, and every JVM compiles with C1 only (much less compile work for a
+# run of seconds).
+SMOKE_ALONGSIDE = ("stream", "memory")
+SMOKE_TOGETHER = ("spark", "peers")
+SMOKE_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"
 
 
 def parse_args(argv: list[str] | None):
@@ -49,7 +69,13 @@ def parse_args(argv: list[str] | None):
     p.add_setting("--phases", None, str, ",".join(PHASES), help="comma-separated subset of " + ",".join(PHASES))
     setting("--producer-events", "BENCH_PRODUCER_EVENTS", positive_int, "events per producer run")
     setting("--profile-events", "BENCH_PROFILE_EVENTS", int, "events per py-spy profiled producer run; 0 = no profile")
-    setting("--spark-events", "BENCH_SPARK_EVENTS", positive_int, "events pre-filled for --available-now and the baseline")
+    setting(
+        "--spark-events", "BENCH_SPARK_EVENTS", positive_int, "events in the traffic topic every system reads (and the perf tools send)"
+    )
+    setting("--event-span", "BENCH_EVENT_SPAN", positive_interval, "event time the traffic spans, ending a minute before now")
+    setting("--event-jitter-s", "BENCH_EVENT_JITTER_S", non_negative_float, "how much older than the newest event an on-time event may be")
+    setting("--invalid-fraction", "BENCH_INVALID_FRACTION", fraction, "share of invalid messages in the traffic")
+    setting("--late-fraction", "BENCH_LATE_FRACTION", fraction, "share of very late events (every system drops them)")
     setting("--payload-lines", "BENCH_PAYLOAD_LINES", positive_int, "distinct events in the perf tool's payload file")
     setting("--max-offsets-per-trigger", "BENCH_MAX_OFFSETS_PER_TRIGGER", positive_int, "micro-batch size for --available-now")
     setting("--partitions", "BENCH_TOPIC_PARTITIONS", positive_int, "partitions of the bench topics (one Spark task each)")
@@ -63,10 +89,14 @@ def parse_args(argv: list[str] | None):
     setting("--memory-s", "BENCH_MEMORY_S", float, "duration of the steady run watched for state and memory")
     setting("--memory-rate", "BENCH_MEMORY_RATE", positive_int, "events/s during the memory run")
     setting("--memory-window", "BENCH_MEMORY_WINDOW", str, "window and watermark during the memory run")
+    p.add_setting("--before", None, str, None, help="also run the default job with the aggregator of this git revision")
     p.add_setting("--results-dir", None, str, str(PROJECT_ROOT / "results"), help="where the JSON goes")
     args = p.parse_args(argv)
     if args.smoke:
-        for key, value in SMOKE.items():
+        # The traffic keeps the full run's density of events in time (a shorter span), so
+        # a system that reads a partition in chunks sees the same event-time skew as in the full run.
+        span_s = interval_seconds(args.event_span) * SMOKE["spark_events"] / args.spark_events
+        for key, value in {**SMOKE, "event_span": f"{max(60, round(span_s))} seconds"}.items():
             setattr(args, key, value)
     unknown = set(args.phases.split(",")) - set(PHASES)
     if unknown:
@@ -84,50 +114,120 @@ def machine() -> dict:
         "cpu": cpu,
         "memory_gb": round(mem_kb / 2**20, 1),
         "os": platform.platform(),
-        "python": platform.python_version(),
         "loadavg_at_start": os.getloadavg(),
     }
 
 
+def versions(settings: dict) -> dict:
+    import confluent_kafka
+    import kafka
+    import pyspark
+
+    java = subprocess.run([ensure_java(), "-version"], capture_output=True, text=True).stderr.splitlines()
+    return {
+        "python": platform.python_version(),
+        "java": java[0] if java else "?",
+        "spark": pyspark.__version__,
+        "kafka": settings.get("KAFKA_VERSION", "?"),
+        "kafka-python": kafka.__version__,
+        "confluent-kafka": confluent_kafka.version(),
+        "spark.driver.memory": settings.get("SPARK_DRIVER_MEMORY") or "Spark's default",
+    }
+
+
+def rules(settings: dict) -> Rules:
+    """The job's own defaults: every system over the traffic topic applies them."""
+    try:
+        return Rules(
+            window_s=int(interval_seconds(settings.get("WINDOW_DURATION", "10 minutes"))),
+            watermark_s=int(interval_seconds(settings.get("WATERMARK_DELAY", "10 minutes"))),
+            price_max=int(settings.get("PRICE_MAX", "150000")),
+            max_future_s=int(settings.get("EVENT_MAX_FUTURE_S", "300")),
+        )
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise SystemExit(f"error: the job's settings (WINDOW_DURATION, WATERMARK_DELAY, PRICE_MAX, EVENT_MAX_FUTURE_S): {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    phases = args.phases.split(",")
-    results: dict = {"machine": machine(), "settings": {k: v for k, v in vars(args).items() if k != "results_dir"}, "phases": {}}
+    settings = load_settings()
+    phases = set(args.phases.split(","))
+    if phases & set(NEEDS_TRAFFIC):
+        phases.add("traffic")
+    if args.before:
+        systems.check_revision(args.before)  # a typo fails now, not after twenty minutes
+    results: dict = {
+        "machine": machine(),
+        "versions": versions(settings),
+        "settings": {k: v for k, v in vars(args).items() if k != "results_dir"},
+        "phases": {},
+    }
+    if args.smoke:  # inherited by every JVM this run starts: the broker, the perf tools, Spark, peers
+        os.environ["JAVA_TOOL_OPTIONS"] = f"{os.environ.get('JAVA_TOOL_OPTIONS', '')} {SMOKE_JAVA_OPTIONS}".strip()
     work_dir = Path(tempfile.mkdtemp(prefix="bench-"))
     broker = KafkaBroker(KAFKA_JARS, work_dir / "kafka", free_port(), free_port())
     print(f"starting a broker at {broker.bootstrap_servers} (data in {work_dir})", file=sys.stderr, flush=True)
     broker.start()
-    bench = Bench(broker.bootstrap_servers, work_dir, args.partitions, args.master, args.shuffle_partitions)
+    bench = Bench(
+        broker.bootstrap_servers,
+        work_dir,
+        args.partitions,
+        args.master,
+        args.shuffle_partitions,
+        args.max_offsets_per_trigger,
+        rules(settings),
+    )
+    results["rules"] = bench.rules.as_dict()
     started = time.monotonic()
+    whole_run = TreeSampler(os.getpid(), interval_s=1.0).__enter__()  # every process this run starts, the broker included
     try:
         steps = {
             "ceiling": lambda: run.phase_ceiling(bench, args.spark_events, args.payload_lines),
             "producer": lambda: run.phase_producer(bench, args.producer_events, args.profile_events),
-            "spark": lambda: run.phase_spark(bench, args.max_offsets_per_trigger, profile=not args.smoke),
-            "baseline": lambda: run.phase_baseline(bench, results.get("spark", {}).get("output_dir")),
+            "traffic": lambda: run.phase_traffic(
+                bench, args.spark_events, interval_seconds(args.event_span), args.event_jitter_s, args.invalid_fraction, args.late_fraction
+            ),
+            "baseline": lambda: run.phase_baseline(bench),
+            "spark": lambda: run.phase_spark(bench, args.before, profile=not args.smoke, together=args.smoke),
+            "peers": lambda: run.phase_peers(bench, together=args.smoke),
             "stream": lambda: run.phase_stream(
                 bench, args.latency_rate, args.latency_s, [int(r) for r in args.step_rates.split(",")], args.step_s, args.warmup_batches
             ),
             "memory": lambda: run.phase_memory(bench, args.memory_rate, args.memory_s, args.memory_window, args.warmup_batches),
         }
-        for name in PHASES:
-            if name in phases:
-                if name in ("spark", "baseline") and "ceiling" not in phases:
-                    raise SystemExit(f"error: the {name} phase reads the topic the ceiling phase fills; add ceiling to --phases")
-                t0 = time.monotonic()
-                print(f"[{time.monotonic() - started:6.0f}s] {name} ...", file=sys.stderr, flush=True)
-                results[name] = steps[name]()
-                results["phases"][name] = {"seconds": round(time.monotonic() - t0, 1), "loadavg_1min_after": round(os.getloadavg()[0], 2)}
+
+        def run_phase(name: str) -> None:
+            t0 = time.monotonic()
+            print(f"[{time.monotonic() - started:6.0f}s] {name} ...", file=sys.stderr, flush=True)
+            results[name] = run.attempt(steps[name])
+            results["phases"][name] = {"seconds": round(time.monotonic() - t0, 1), "loadavg_1min_after": round(os.getloadavg()[0], 2)}
+
+        ordered = [name for name in PHASES if name in phases]
+        beside = [name for name in ordered if args.smoke and name in SMOKE_ALONGSIDE]
+        groups: list[list[str]] = []
+        for name in (name for name in ordered if name not in beside):
+            together = args.smoke and groups and name in SMOKE_TOGETHER and groups[-1][-1] in SMOKE_TOGETHER
+            groups[-1].append(name) if together else groups.append([name])
+        with ThreadPoolExecutor(max_workers=1 + len(SMOKE_TOGETHER)) as pool:
+            background = pool.submit(lambda: [run_phase(name) for name in beside])
+            for group in groups:
+                for running in [pool.submit(run_phase, name) for name in group]:
+                    running.result()
+            background.result()
     finally:
         broker.stop()
+        whole_run.__exit__()
         results["machine"]["loadavg_at_end"] = os.getloadavg()
-        table = report.rows(results)
-        results["table"] = table
+        results["machine"]["bench_cpu_s"] = whole_run.cpu_s
+        results["machine"]["bench_seconds"] = round(time.monotonic() - started, 1)
+        systems.compare_totals(report.systems(results), results.get("baseline"))
+        results["table"] = report.rows(results)
+        results["systems_table"] = report.system_rows(results)
         out = Path(args.results_dir)
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"bench-{'smoke-' if args.smoke else ''}{time.strftime('%Y%m%d-%H%M%S')}.json"
         path.write_text(json.dumps(results, indent=2, default=str))
-        print(report.markdown(table))
+        print(report.markdown(results))
         print(f"\nresults: {path}", file=sys.stderr)
         shutil.rmtree(work_dir, ignore_errors=True)
     return 0

@@ -1,6 +1,14 @@
 """The plain alternative: one Python process with kafka-python reading the topic from the
-start and keeping the same windowed sums (same validation rules, tumbling windows, a
-watermark that drops windows behind it). Run as `python -m bench.baseline ...`; prints JSON."""
+start and keeping the same windowed sums (the job's validation rules, tumbling windows, a
+watermark that drops events whose window it has passed). Run as `python -m bench.baseline
+...`; prints one JSON object: the windows {start epoch s: [total_purchase, orders]}, the
+message counts and its start-up (`first_record_s`, seconds from process start).
+
+It reads in rounds of `--round-records`, the same number from each partition, and moves
+its watermark between rounds (max event time seen minus the delay), as Spark does between
+micro-batches: a partition fetched ahead of the others cannot push the watermark past
+events the others have not delivered yet.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +17,13 @@ import json
 import sys
 import time
 
-from purchase_analytics.config import load_settings
+from purchase_analytics.config import load_settings, positive_int
 from purchase_analytics.events import DEFAULT_MAX_FUTURE_S, DEFAULT_PRICE_MAX, rejection_reason, window_start_s
 from purchase_analytics.kafka_client import KafkaSecurity, load_security
 
+from .common import process_age_s
 
-def valid_event(e, price_max: int = DEFAULT_PRICE_MAX, max_future_s: int = DEFAULT_MAX_FUTURE_S) -> bool:
-    """The job's rules (events.py), in Python: the right JSON types and ranges."""
-    return rejection_reason(e, price_max, max_future_s, time.time()) is None
+STALL_S = 60  # no record for this long while some are left: the topic changed under us
 
 
 def consume(
@@ -24,7 +31,9 @@ def consume(
     topic: str,
     window_s: int,
     watermark_s: int,
+    round_records: int = 100_000,
     price_max: int = DEFAULT_PRICE_MAX,
+    max_future_s: int = DEFAULT_MAX_FUTURE_S,
     security: KafkaSecurity | None = None,
 ) -> dict:
     from kafka import KafkaConsumer, TopicPartition
@@ -40,15 +49,32 @@ def consume(
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
     end = consumer.end_offsets(partitions)
-    open_windows: dict[int, list[int]] = {}  # window start -> [total, orders]
-    closed: dict[int, list[int]] = {}
+    windows: dict[int, list[int]] = {}  # window start -> [total, orders]
+    closed: set[int] = set()
     messages = rejected = dropped = 0
     max_ts = watermark = float("-inf")
-    loads = json.loads
+    loads, reason = json.loads, rejection_reason
+    first_record_s = None
     started = time.monotonic()
-    remaining = {tp for tp in partitions if end[tp] > 0}
-    while remaining:
-        for tp, records in consumer.poll(timeout_ms=500, max_records=100_000).items():
+    buffered = {tp: [] for tp in partitions}
+    left = {tp: end[tp] for tp in partitions}  # records not yet processed
+    per_round = max(1, round_records // max(1, len(partitions)))
+    while any(left.values()):
+        # Fill: the next round's records of every partition.
+        last_record = time.monotonic()
+        while any(len(buffered[tp]) < min(per_round, left[tp]) for tp in partitions):
+            for tp, records in consumer.poll(timeout_ms=500, max_records=100_000).items():
+                buffered[tp].extend(records)
+                last_record = time.monotonic()
+                if first_record_s is None:
+                    first_record_s = process_age_s()
+            if time.monotonic() - last_record > STALL_S:
+                raise SystemExit(f"error: no record from {topic} for {STALL_S} s with {sum(left.values())} left to read")
+        # Process the round with the watermark of the rounds before it.
+        for tp in partitions:
+            take = min(per_round, left[tp])
+            records, buffered[tp] = buffered[tp][:take], buffered[tp][take:]
+            left[tp] -= take
             for record in records:
                 messages += 1
                 try:
@@ -56,7 +82,7 @@ def consume(
                 except ValueError:
                     rejected += 1
                     continue
-                if not valid_event(event, price_max):
+                if reason(event, price_max, max_future_s, time.time()) is not None:  # the job's rules (events.py)
                     rejected += 1
                     continue
                 ts = event["ts"]
@@ -64,42 +90,45 @@ def consume(
                 if start + window_s <= watermark:
                     dropped += 1
                     continue
-                acc = open_windows.get(start)
+                acc = windows.get(start)
                 if acc is None:
-                    acc = open_windows[start] = [0, 0]
+                    acc = windows[start] = [0, 0]
                 acc[0] += event["price"]
                 acc[1] += 1
                 if ts > max_ts:
                     max_ts = ts
-            if records and records[-1].offset + 1 >= end[tp]:
-                remaining.discard(tp)
-        # Like Spark, the watermark moves between batches: max event time seen minus the delay.
         watermark = max(watermark, max_ts - watermark_s)
-        for start in [s for s in open_windows if s + window_s <= watermark]:
-            closed[start] = open_windows.pop(start)
+        closed.update(s for s in windows if s + window_s <= watermark and s not in closed)  # final: a real consumer emits them here
     elapsed = time.monotonic() - started
     consumer.close()
-    totals = {**closed, **open_windows}
     return {
-        "events": messages,
+        "messages": messages,
+        "valid": messages - rejected,
         "rejected": rejected,
         "dropped_late": dropped,
+        "first_record_s": first_record_s,
         "elapsed_s": round(elapsed, 2),
-        "events_per_s": round(messages / elapsed),
-        "windows": {str(k): v for k, v in sorted(totals.items())},
+        "events_per_s": round(messages / max(elapsed, 1e-9)),
+        "windows_closed": len(closed),
+        "windows": {str(k): v for k, v in sorted(windows.items())},
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.baseline", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m bench.baseline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    settings = load_settings()
     p.add_argument("--bootstrap-servers", required=True)
     p.add_argument("--topic", required=True)
-    p.add_argument("--window-s", type=int, default=600)
+    p.add_argument("--window-s", type=positive_int, default=600)
     p.add_argument("--watermark-s", type=int, default=600)
-    settings = load_settings()
-    p.add_argument("--price-max", type=int, default=int(settings.get("PRICE_MAX", DEFAULT_PRICE_MAX)))
+    p.add_argument("--round-records", type=positive_int, default=100_000, help="records per round, over all partitions")
+    p.add_argument("--price-max", type=positive_int, default=int(settings.get("PRICE_MAX", DEFAULT_PRICE_MAX)))
+    p.add_argument("--max-future-s", type=int, default=int(settings.get("EVENT_MAX_FUTURE_S", DEFAULT_MAX_FUTURE_S)))
     a = p.parse_args(argv)
-    print(json.dumps(consume(a.bootstrap_servers, a.topic, a.window_s, a.watermark_s, a.price_max, load_security(settings))))
+    result = consume(
+        a.bootstrap_servers, a.topic, a.window_s, a.watermark_s, a.round_records, a.price_max, a.max_future_s, load_security(settings)
+    )
+    print(json.dumps(result))
     return 0
 
 

@@ -22,7 +22,7 @@ def _java(main: str, *args: object) -> list[str]:
 
 def perf_produce(bench: Bench, topic: str, count: int, payload_file: Path) -> dict:
     """Fill `topic` with `count` records drawn from `payload_file`; also the producer ceiling."""
-    out, _, rss = run_checked(
+    run = run_checked(
         _java(
             PERF_PRODUCER,
             "--topic",
@@ -40,7 +40,7 @@ def perf_produce(bench: Bench, topic: str, count: int, payload_file: Path) -> di
         timeout_s=600,
         what="kafka ProducerPerformance",
     )
-    final = out.strip().splitlines()[-1]  # "N records sent, X records/sec (Y MB/sec), ... ms avg latency, ..."
+    final = run.stdout.strip().splitlines()[-1]  # "N records sent, X records/sec (Y MB/sec), ... ms avg latency, ..."
     m = re.search(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency", final)
     if not m:
         raise RuntimeError(f"unexpected ProducerPerformance output: {final}")
@@ -49,16 +49,16 @@ def perf_produce(bench: Bench, topic: str, count: int, payload_file: Path) -> di
         "events_per_s": float(m[2]),
         "mb_per_s": float(m[3]),
         "avg_latency_ms": float(m[4]),
-        "peak_rss_mb": rss.peak_mb_by_name(),
+        "peak_rss_mb": run.sampler.peak_mb_by_name(),
     }
 
 
 def perf_consume(bench: Bench, topic: str, count: int) -> dict:
-    out, _, _ = run_checked(
+    out = run_checked(
         _java(PERF_CONSUMER, "--bootstrap-server", bench.bootstrap_servers, "--topic", topic, "--messages", count, "--timeout", 60_000),
         timeout_s=600,
         what="kafka ConsumerPerformance",
-    )
+    ).stdout
     header, row = [line for line in out.strip().splitlines() if "," in line][-2:]
     values = dict(zip([h.strip() for h in header.split(",")], [v.strip() for v in row.split(",")], strict=True))
     return {

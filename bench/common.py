@@ -1,10 +1,11 @@
-"""What every phase shares: the broker and paths, subprocess runs with peak-RSS sampling,
-topic offsets and Spark checkpoint offsets (for lag), and the payload file of real events."""
+"""What every phase shares: the broker, paths and rules, subprocess runs with memory and CPU
+sampling, topic offsets and Spark checkpoint offsets (for lag), and the payload file of real events."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -22,14 +23,30 @@ KAFKA_JARS = PROJECT_ROOT / ".cache" / "jars" / "kafka"
 
 
 @dataclass(frozen=True)
+class Rules:
+    """What every system over the traffic topic applies: the job's windows, watermark and
+    validation limits, read from the settings the job itself reads (.env, environment)."""
+
+    window_s: int
+    watermark_s: int
+    price_max: int
+    max_future_s: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"window_s": self.window_s, "watermark_s": self.watermark_s, "price_max": self.price_max, "max_future_s": self.max_future_s}
+
+
+@dataclass(frozen=True)
 class Bench:
-    """Where this run's broker listens and where its files go."""
+    """Where this run's broker listens, where its files go, and the job's shape."""
 
     bootstrap_servers: str
     work_dir: Path  # temporary: checkpoints, payload file, sink output
     partitions: int
     master: str
     shuffle_partitions: int
+    max_offsets_per_trigger: int
+    rules: Rules
     seed: int = 6
 
     def path(self, name: str) -> Path:
@@ -40,19 +57,26 @@ def mb(n_bytes: float) -> float:
     return round(n_bytes / 2**20, 1)
 
 
-class RssSampler:
-    """Samples a process tree every `interval_s`: the kernel's own peak (VmHWM) per
-    process, so a short spike between samples is still seen, and the current RSS."""
+CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, pid: int, interval_s: float = 0.5):
+
+class TreeSampler:
+    """Samples a process tree (the process, its children, grandchildren, ...) from /proc
+    every `interval_s`: per process the kernel's own peak RSS (VmHWM), so a short spike
+    between samples is still seen, the current RSS, and its CPU time (utime + stime of all
+    its threads). A process's last sample before it exits is what counts for it, so the CPU
+    it spends after that sample (at most `interval_s` per process) is missed."""
+
+    def __init__(self, pid: int, interval_s: float = 0.25):
         self.pid = pid
         self.interval_s = interval_s
         self.peak_kb: dict[int, tuple[str, int]] = {}  # pid -> (name, VmHWM kB)
+        self.cpu_ticks: dict[tuple[int, int], int] = {}  # (pid, start time) -> utime + stime, clock ticks
         self.series: list[tuple[float, int]] = []  # (monotonic time, total RSS kB)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> TreeSampler:
         self._thread.start()
         return self
 
@@ -68,7 +92,8 @@ class RssSampler:
 
     def sample(self) -> None:
         total = 0
-        for pid in _tree(self.pid):
+        for pid, (start, cpu) in _tree(self.pid).items():
+            self.cpu_ticks[(pid, start)] = cpu
             status = _status(pid)
             if status and (status[0] == "java" or status[0].startswith("python")):
                 name, hwm, rss = status
@@ -76,6 +101,11 @@ class RssSampler:
                     self.peak_kb[pid] = (name, hwm)
                 total += rss
         self.series.append((time.monotonic(), total))
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds of the whole tree, user and system."""
+        return round(sum(self.cpu_ticks.values()) / CLOCK_TICKS_PER_S, 2)
 
     def peak_mb_by_name(self) -> dict[str, float]:
         """Peak RSS of the largest java and python process. Other names are short-lived
@@ -97,19 +127,25 @@ def _status(pid: int) -> tuple[str, int, int] | None:
         return None
 
 
-def _tree(root: int) -> list[int]:
+def _tree(root: int) -> dict[int, tuple[int, int]]:
+    """pid -> (start time, utime + stime in clock ticks) for `root` and all its descendants,
+    from one pass over /proc/<pid>/stat."""
     children: dict[int, list[int]] = {}
+    stats: dict[int, tuple[int, int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                ppid, utime, stime, start = int(fields[1]), int(fields[11]), int(fields[12]), int(fields[19])
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [root]
+            stats[int(entry.name)] = (start, utime + stime)
+    found, todo = {}, [root]
     while todo:
         pid = todo.pop()
-        found.append(pid)
+        if pid in stats:
+            found[pid] = stats[pid]
         todo.extend(children.get(pid, []))
     return found
 
@@ -118,8 +154,20 @@ def python_cmd(script: Path, *args: object) -> list[str]:
     return [sys.executable, str(script), *map(str, args)]
 
 
-def run_checked(cmd: list[str], timeout_s: float, what: str, env: dict | None = None) -> tuple[str, str, RssSampler]:
-    """Run to completion while sampling its memory; stdout, stderr and the sampler."""
+@dataclass(frozen=True)
+class Finished:
+    """A process run to completion: its output, its tree's memory and CPU, and its wall time."""
+
+    stdout: str
+    stderr: str
+    sampler: TreeSampler
+    started_at_s: float  # epoch seconds, just before the process was started
+    wall_s: float  # from start to exit
+
+
+def run_checked(cmd: list[str], timeout_s: float, what: str, env: dict | None = None) -> Finished:
+    """Run to completion while sampling its process tree; RuntimeError when it fails."""
+    started_at, t0 = time.time(), time.monotonic()
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,
@@ -129,16 +177,43 @@ def run_checked(cmd: list[str], timeout_s: float, what: str, env: dict | None = 
         env={**os.environ, **(env or {})},
         start_new_session=True,
     )
-    with RssSampler(proc.pid) as rss:
+    with TreeSampler(proc.pid) as sampler:
         try:
             out, err = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
             raise RuntimeError(f"{what} took longer than {timeout_s:.0f}s:\n{err[-2000:]}") from None
+        wall_s = time.monotonic() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{what} exited {proc.returncode}:\n{(err or out)[-2000:]}")
-    return out, err, rss
+    return Finished(out, err, sampler, started_at, round(wall_s, 2))
+
+
+def system_result(run: Finished, counts: dict, startup_s: float | None, windows: dict[int, tuple[int, int]]) -> dict:
+    """One system's run over the traffic topic, in the form all of them are compared in:
+    rates from process start to exit (wall) and from the start of processing to exit (net
+    of start-up), CPU seconds of the process tree per million events, peak RSS, windows."""
+    messages, rejected = counts["messages"], counts.get("rejected")
+    cpu_s = run.sampler.cpu_s
+    return {
+        "messages": messages,
+        "valid": None if rejected is None else messages - rejected,
+        "rejected": rejected,
+        "dropped_late": counts.get("dropped_late"),
+        "wall_s": run.wall_s,
+        "startup_s": startup_s,
+        "events_per_s_wall": per_s(messages, run.wall_s),
+        "events_per_s_net": per_s(messages, None if startup_s is None else run.wall_s - startup_s),
+        "cpu_s": cpu_s,
+        "cpu_s_per_million": round(cpu_s * 1e6 / messages, 2) if messages else None,
+        "peak_rss_mb": run.sampler.peak_mb_by_name(),
+        "windows": windows,
+    }
+
+
+def per_s(count: int, seconds: float | None) -> int | None:
+    return round(count / seconds) if seconds and seconds > 0 else None
 
 
 def write_payload_file(path: Path, count: int, seed: int) -> int:
@@ -184,3 +259,11 @@ def create_topic(bootstrap_servers: str, topic: str, partitions: int) -> None:
     from purchase_analytics.runtime.kafka_broker import create_topics
 
     create_topics(bootstrap_servers, {topic: partitions})
+
+
+def process_age_s() -> float:
+    """Seconds since this process was started (the kernel's start time, so interpreter
+    start-up and imports count): what a program over the traffic topic reports as its
+    start-up when it reads its first record."""
+    start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])  # since boot
+    return round(float(Path("/proc/uptime").read_text().split()[0]) - start_ticks / CLOCK_TICKS_PER_S, 2)

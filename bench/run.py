@@ -3,25 +3,25 @@ that goes into the results JSON as is."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from concurrent.futures import ThreadPoolExecutor
 
 from purchase_analytics.config import PROJECT_ROOT
 
-from . import ceiling, latency, memory, producer, spark
-from .common import Bench, RssSampler, create_topic, end_offsets, write_payload_file
+from . import ceiling, latency, memory, producer, spark, systems, traffic
+from .common import Bench, create_topic, end_offsets, write_payload_file
 
-FILL_TOPIC = "bench-fill"
+FILL_TOPIC = "bench-fill"  # the perf tools' own
+TRAFFIC_TOPIC = "bench-traffic"  # what every system reads
 
 
 def phase_ceiling(bench: Bench, events: int, payload_lines: int) -> dict:
     payload = bench.path("payload.txt")
     record_bytes = write_payload_file(payload, payload_lines, bench.seed)
     create_topic(bench.bootstrap_servers, FILL_TOPIC, bench.partitions)
-    produced = ceiling.perf_produce(bench, FILL_TOPIC, events, payload)  # also fills the topic for Spark and the baseline
+    produced = ceiling.perf_produce(bench, FILL_TOPIC, events, payload)
     consumed = ceiling.perf_consume(bench, FILL_TOPIC, events)
     return {"record_bytes": record_bytes, "producer": produced, "consumer": consumed}
 
@@ -37,29 +37,77 @@ def phase_producer(bench: Bench, events: int, profile_events: int) -> dict:
     return results
 
 
-def phase_spark(bench: Bench, max_offsets_per_trigger: int, profile: bool) -> dict:
-    return spark.available_now(bench, FILL_TOPIC, max_offsets_per_trigger, profile)
+def phase_traffic(bench: Bench, events: int, span_s: float, jitter_s: float, invalid_fraction: float, late_fraction: float) -> dict:
+    """Fill the topic every system reads: a day of traffic (bench/traffic.py)."""
+    rules = bench.rules
+    plan = traffic.plan_traffic(
+        events,
+        span_s,
+        jitter_s,
+        invalid_fraction,
+        late_fraction,
+        bench.max_offsets_per_trigger,
+        rules.window_s,
+        rules.watermark_s,
+        bench.partitions,
+        rules.price_max,
+        bench.seed,
+    )
+    create_topic(bench.bootstrap_servers, TRAFFIC_TOPIC, bench.partitions)
+    filled = traffic.fill(bench.bootstrap_servers, TRAFFIC_TOPIC, plan)
+    in_topic = sum(end_offsets(bench.bootstrap_servers, TRAFFIC_TOPIC).values())
+    if in_topic != events:
+        raise RuntimeError(f"the traffic topic holds {in_topic} messages, {events} were sent")
+    return {**filled, "topic": TRAFFIC_TOPIC}
 
 
-def phase_baseline(bench: Bench, spark_output_dir: str | None) -> dict:
-    cmd = [sys.executable, "-m", "bench.baseline", "--bootstrap-servers", bench.bootstrap_servers, "--topic", FILL_TOPIC]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
-    with RssSampler(proc.pid) as rss:
-        out, err = proc.communicate(timeout=3600)
-    if proc.returncode != 0:
-        raise RuntimeError(f"baseline consumer failed:\n{err[-2000:]}")
-    result = json.loads(out)
-    windows = {int(k): tuple(v) for k, v in result.pop("windows").items()}
-    result["peak_rss_mb"] = rss.peak_mb_by_name().get("python")
-    if spark_output_dir:
-        from purchase_analytics.sinks import read_json_lines_totals
+def phase_baseline(bench: Bench) -> dict:
+    return attempt(lambda: systems.plain_consumer(bench, TRAFFIC_TOPIC))
 
-        spark_totals = {
-            int(datetime.strptime(k, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()): v
-            for k, v in read_json_lines_totals(spark_output_dir).items()
-        }
-        result["same_totals_as_spark"] = spark_totals == windows
-    return result
+
+def phase_spark(bench: Bench, before: str | None, profile: bool, together: bool = False) -> dict:
+    """The job with its dead-letter query (as users run it), without it, `from_json` alone,
+    and optionally the job of revision `before`, one after the other over the same topic
+    (`together`: all at once, for --smoke)."""
+    runs = {
+        "default": lambda: systems.spark_default(bench, TRAFFIC_TOPIC, profile=profile),
+        "no_dlq": lambda: systems.spark_no_dlq(bench, TRAFFIC_TOPIC),
+        "from_json": lambda: systems.from_json_only(bench, TRAFFIC_TOPIC),
+    }
+    if before:
+        runs["before"] = lambda: systems.spark_at_revision(bench, TRAFFIC_TOPIC, before)
+    if together:
+        systems.create_output_topics(bench, TRAFFIC_TOPIC)  # not by several jobs at once
+    return measure_all(runs, together)
+
+
+def phase_peers(bench: Bench, together: bool = False) -> dict:
+    names, missing = systems.peer_names()
+
+    def run_peer(name: str) -> dict:
+        return {"error": missing} if missing else systems.run_peer(bench, TRAFFIC_TOPIC, name)
+
+    runs = {name: (lambda name=name: run_peer(name)) for name in names}
+    return {name: {"label": names[name], **result} for name, result in measure_all(runs, together).items()}
+
+
+def measure_all(runs: dict, together: bool) -> dict:
+    """Each system's figures, or why there are none (a failing system does not stop the
+    run); one after the other, or all at once."""
+    if not together:
+        return {name: attempt(measure) for name, measure in runs.items()}
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        futures = {name: pool.submit(attempt, measure) for name, measure in runs.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def attempt(measure) -> dict:
+    """One phase's or system's figures, or why there are none: a failure does not stop the run."""
+    try:
+        return measure()
+    except (RuntimeError, OSError, ValueError, KeyError, subprocess.SubprocessError) as exc:
+        print(f"  failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}", file=sys.stderr, flush=True)
+        return {"error": str(exc)[-3000:]}
 
 
 def phase_stream(bench: Bench, latency_rate: int, latency_s: float, step_rates: list[int], step_s: float, warmup_batches: int) -> dict:

@@ -1,5 +1,5 @@
-"""The Spark job through its real entry point: rows/s with --available-now over a
-pre-filled topic, and as a long-running 1-second-trigger job whose lag we watch."""
+"""The Spark job through its real entry point: --available-now over the pre-filled traffic
+topic, and as a long-running 1-second-trigger job whose lag we watch."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from purchase_analytics.config import PROJECT_ROOT
+from purchase_analytics.sinks import read_json_lines_totals
 
 from . import jfr
-from .common import AGGREGATOR, Bench, RssSampler, checkpoint_offsets, end_offsets, python_cmd, run_checked
+from .common import AGGREGATOR, Bench, Finished, TreeSampler, checkpoint_offsets, end_offsets, python_cmd, run_checked, system_result
 
 
 @dataclass(frozen=True)
@@ -27,11 +29,24 @@ class Batch:
     messages: int
     state_rows: int
     rows_per_s: float
+    rejected: int = 0
+    dropped_late: int = 0
+    started_at_s: float | None = None  # epoch seconds the batch started (Spark's progress timestamp)
 
     @classmethod
     def from_record(cls, line: str, seen_s: float = 0.0) -> Batch:
         r = json.loads(line)
-        return cls(seen_s, r["batch_id"], r["messages"], r["state_rows"], r["processed_rows_per_s"])
+        started = r.get("timestamp")
+        return cls(
+            seen_s,
+            r["batch_id"],
+            r["messages"],
+            r["state_rows"],
+            r["processed_rows_per_s"],
+            r.get("rejected", 0),
+            r.get("dropped_late", 0),
+            datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp() if started else None,
+        )
 
 
 def read_batches(progress_file: Path) -> list[Batch]:
@@ -40,60 +55,72 @@ def read_batches(progress_file: Path) -> list[Batch]:
     return [Batch.from_record(line) for line in progress_file.read_text().splitlines() if line.strip()]
 
 
-def job_args(bench: Bench, topic: str, checkpoint: Path, *extra: object) -> list[str]:
-    return python_cmd(
-        AGGREGATOR,
-        "--bootstrap-servers",
-        bench.bootstrap_servers,
-        "--topic",
-        topic,
-        "--master",
-        bench.master,
-        "--checkpoint",
-        checkpoint,
-        "--shuffle-partitions",
-        bench.shuffle_partitions,
-        "--dlq-topic",
-        "",
-        "--no-console",
-        *extra,
-    )
+def job_args(bench: Bench, topic: str, checkpoint: Path, *extra: object, dlq_topic: str = "", aggregator: Path = AGGREGATOR) -> list[str]:
+    return spark_args(python_cmd(aggregator), bench, topic, checkpoint, "--dlq-topic", dlq_topic, "--no-console", *extra)
 
 
-def available_now(bench: Bench, topic: str, max_offsets_per_trigger: int, profile: bool) -> dict:
-    """processedRowsPerSecond over the whole topic, as Spark reports it per micro-batch.
-    The first batch also pays for JVM warm-up and code generation, so it is shown apart.
-    With `profile`, Java Flight Recorder samples the JVM during the run (about 1% overhead)."""
-    checkpoint, out_dir, recording = bench.path("ckpt-available-now"), bench.path("out-available-now"), bench.path("spark.jfr")
-    progress = bench.path("progress-available-now.jsonl")
-    _, err, rss = run_checked(
-        job_args(
-            bench,
-            topic,
-            checkpoint,
-            "--available-now",
-            "--max-offsets-per-trigger",
-            max_offsets_per_trigger,
-            "--output-dir",
-            out_dir,
-            "--progress-file",
-            progress,
-        ),
-        timeout_s=3600,
-        what="Spark job (--available-now)",
-        env={"JAVA_TOOL_OPTIONS": jfr.java_options(recording)} if profile else None,
-    )
-    batches = [b for b in read_batches(progress) if b.messages]
+def spark_args(program: list[str], bench: Bench, topic: str, checkpoint: Path, *extra: object) -> list[str]:
+    """A Spark program's command line: the job's, or bench/from_json_job.py's (the same options)."""
+    options = ("--bootstrap-servers", bench.bootstrap_servers, "--topic", topic, "--master", bench.master, "--checkpoint", checkpoint)
+    return [*program, *map(str, options), "--shuffle-partitions", str(bench.shuffle_partitions), *map(str, extra)]
+
+
+def available_now(
+    bench: Bench,
+    topic: str,
+    name: str,
+    *,
+    program: list[str] | None = None,
+    dlq_topic: str = "",
+    aggregator: Path = AGGREGATOR,
+    env: dict | None = None,
+    profile: bool = False,
+) -> dict:
+    """The job's command line with --available-now (or another `program` that reads what
+    the topic holds, then stops) over the whole topic, in micro-batches of
+    max-offsets-per-trigger: wall time, Spark's own batch durations, CPU and memory of the
+    process tree, and the windows it wrote. With `profile`, Java Flight Recorder samples the
+    JVM during the run (about 1% overhead)."""
+    checkpoint, out_dir, progress = bench.path(f"ckpt-{name}"), bench.path(f"out-{name}"), bench.path(f"progress-{name}.jsonl")
+    recording = bench.path(f"{name}.jfr")
+    batches = ("--max-offsets-per-trigger", bench.max_offsets_per_trigger, "--output-dir", out_dir, "--progress-file", progress)
+    if program is None:
+        cmd = job_args(bench, topic, checkpoint, "--available-now", *batches, dlq_topic=dlq_topic, aggregator=aggregator)
+    else:
+        cmd = spark_args(program, bench, topic, checkpoint, *batches)
+    if profile:
+        env = {**(env or {}), "JAVA_TOOL_OPTIONS": f"{os.environ.get('JAVA_TOOL_OPTIONS', '')} {jfr.java_options(recording)}".strip()}
+    run = run_checked(cmd, timeout_s=3600, what=f"Spark job ({name})", env=env)
+    result = batches_result(run, read_batches(progress), out_dir)
+    if profile:
+        result["profile"] = jfr.summarize(recording)
+    return result
+
+
+def batches_result(run: Finished, batches: list[Batch], out_dir: Path) -> dict:
+    """A Spark run over the traffic topic as a system result, from its progress records."""
+    batches = [b for b in batches if b.messages]
     if not batches:
-        raise RuntimeError(f"the Spark job reported no batches:\n{err[-2000:]}")
+        raise RuntimeError(f"the Spark job reported no batches:\n{run.stderr[-2000:]}")
+    first_batch = batches[0].started_at_s
+    counts = {
+        "messages": sum(b.messages for b in batches),
+        "rejected": sum(b.rejected for b in batches),
+        "dropped_late": sum(b.dropped_late for b in batches),
+    }
     return {
-        "events": sum(b.messages for b in batches),
-        "rows_per_s": weighted_rate(batches),
-        "rows_per_s_after_first_batch": weighted_rate(batches[1:]) if len(batches) > 1 else None,
+        **system_result(run, counts, round(first_batch - run.started_at_s, 2) if first_batch else None, read_windows(out_dir)),
+        "events_per_s_busy": weighted_rate(batches),
+        "events_per_s_busy_after_first_batch": weighted_rate(batches[1:]) if len(batches) > 1 else None,
         "batches": [{"messages": b.messages, "rows_per_s": b.rows_per_s} for b in batches],
-        "peak_rss_mb": rss.peak_mb_by_name(),
-        "output_dir": str(out_dir),
-        "profile": jfr.summarize(recording) if profile else None,
+    }
+
+
+def read_windows(out_dir: Path) -> dict[int, tuple[int, int]]:
+    """The job's final windows from its JSON-lines output: {start epoch s: (total, orders)}."""
+    return {
+        int(datetime.strptime(k, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()): tuple(v)
+        for k, v in read_json_lines_totals(out_dir).items()
     }
 
 
@@ -120,7 +147,7 @@ class StreamingJob:
             cwd=PROJECT_ROOT,
             start_new_session=True,
         )
-        self.rss = RssSampler(self.proc.pid, interval_s=1.0).__enter__()
+        self.rss = TreeSampler(self.proc.pid, interval_s=1.0).__enter__()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self._follower = threading.Thread(target=self._follow, daemon=True)

@@ -157,6 +157,16 @@ def fraction(text: str) -> float:
     return value
 
 
+_MEMORY_SIZE = re.compile(r"[1-9][0-9]*[kmgt]", re.IGNORECASE)
+
+
+def memory_size(text: str) -> str:
+    """A JVM memory size as Spark's spark.driver.memory takes it: a number and k, m, g or t."""
+    if not _MEMORY_SIZE.fullmatch(text.strip()):
+        raise ValueError(f"{text!r} is not a memory size: write a number and a unit, e.g. 512m or 2g")
+    return text.strip()
+
+
 @dataclass(frozen=True)
 class ProducerConfig:
     bootstrap_servers: str

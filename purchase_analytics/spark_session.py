@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from .config import PROJECT_ROOT
+from .config import PROJECT_ROOT, memory_size
 
 
 @dataclass(frozen=True)
@@ -23,13 +23,21 @@ class SparkConfig:
     connector_jars_dir: Path
     package_zip: Path  # executors on a standalone worker import the package from it (--py-files)
     log4j_config: Path
+    driver_memory: str | None = None  # spark.driver.memory (the driver JVM's heap); None: Spark's default
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str]) -> SparkConfig:
         def path(name: str, default: str) -> Path:  # defaults only cover a missing .env, as in config.py
             return PROJECT_ROOT / settings.get(name, default)  # an absolute value wins over the root
 
+        driver_memory = settings.get("SPARK_DRIVER_MEMORY")
+        if driver_memory:
+            try:
+                driver_memory = memory_size(driver_memory)
+            except ValueError as exc:  # one line, like a bad option of any entry point
+                raise SystemExit(f"error: SPARK_DRIVER_MEMORY (from the environment or .env): {exc}") from None
         return cls(
+            driver_memory=driver_memory or None,
             log_level=settings.get("SPARK_LOG_LEVEL", "WARN"),
             ui_enabled=settings.get("SPARK_UI_ENABLED", "false").lower() == "true",
             connector_jars_dir=path("SPARK_CONNECTOR_JARS_DIR", ".cache/jars/spark-kafka"),
@@ -57,6 +65,8 @@ def create_spark_session(
     )
     if master:
         builder = builder.master(master)
+    if config.driver_memory:  # read when the driver JVM is launched, i.e. by the first session of a process
+        builder = builder.config("spark.driver.memory", config.driver_memory)
     jars = sorted(str(p) for p in config.connector_jars_dir.glob("*.jar"))
     if jars:
         builder = builder.config("spark.jars", ",".join(jars))
