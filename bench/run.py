@@ -8,6 +8,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from purchase_analytics.checkpoint import QUERY_DIR
 from purchase_analytics.config import PROJECT_ROOT
 
 from . import ceiling, latency, memory, producer, spark, systems, traffic
@@ -117,7 +118,7 @@ def phase_stream(bench: Bench, latency_rate: int, latency_s: float, step_rates: 
     create_topic(bench.bootstrap_servers, topic, bench.partitions)
     backend = producer.fastest_backend()
     job = spark.StreamingJob(bench, topic, checkpoint, "--trigger", "1 second", "--output-dir", out_dir)
-    lag = spark.LagProbe(bench, topic, checkpoint / "windows")
+    lag = spark.LagProbe(bench, topic, checkpoint / QUERY_DIR)
     try:
         _warm_up(bench, job, topic, latency_rate, backend, warmup_batches)
         start = end_offsets(bench.bootstrap_servers, topic)
@@ -125,7 +126,7 @@ def phase_stream(bench: Bench, latency_rate: int, latency_s: float, step_rates: 
         end = end_offsets(bench.bootstrap_servers, topic)
         _wait_caught_up(lag, timeout_s=60)
         records = latency.read_timestamps(bench.bootstrap_servers, topic, start, end)
-        values, missing = latency.latencies_s(records, checkpoint / "windows", out_dir)
+        values, missing = latency.latencies_s(records, checkpoint / QUERY_DIR, out_dir)
         result = {
             "backend": backend,
             "rate": latency_rate,

@@ -54,9 +54,10 @@ def _with_trigger(writer, config: AggregatorConfig):
     return writer.trigger(processingTime=config.trigger_interval)
 
 
-def start_queries(spark: SparkSession, config: AggregatorConfig, handler: BatchHandler):
-    """Start the job's query (a list, for the supervisor): Kafka -> parse -> `handler`."""
-    rows = batch_rows(parse_events(read_kafka(spark, config), config.price_max, config.max_future_s))
+def start_queries(spark: SparkSession, config: AggregatorConfig, handler: BatchHandler, parse=parse_events):
+    """Start the job's query (a list, for the supervisor): Kafka -> parse -> `handler`.
+    (`parse` is the benchmark's seam for its from_json-only reference.)"""
+    rows = batch_rows(parse(read_kafka(spark, config), config.price_max, config.max_future_s))
     writer = (
         rows.writeStream.queryName(QUERY_NAME).option("checkpointLocation", query_checkpoint(config.checkpoint_dir)).foreachBatch(handler)
     )
