@@ -182,9 +182,9 @@ def _stream_rows(results: dict, producers: dict) -> list[tuple]:
             _met(st["max_steady_rate"] >= 150_000),
         ),
         (
-            f"p95 send-to-sink latency at {lat['rate']:,} ev/s, 1 s trigger",
+            f"p95 send-to-sink latency at {lat['rate']:,} ev/s, trigger {lat.get('trigger', '1 second')}",
             f"p50 {lat['p50_s']} s, p95 {lat['p95_s']} s ({lat['events']:,} events, max {lat['max_s']} s)",
-            f"p95 = {lat['p95_s'] / 1.0:.2f}x the trigger interval" if lat["p95_s"] is not None else "",
+            "",
             "<= 1.0 s",
             _met(lat["p95_s"] is not None and lat["p95_s"] <= 1.0),
         ),
