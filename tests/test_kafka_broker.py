@@ -26,7 +26,8 @@ def test_one_node_is_broker_and_controller_on_localhost(tmp_path):
     assert props["listeners"] == "PLAINTEXT://localhost:19092,CONTROLLER://localhost:19093"
     assert props["log.dirs"] == str(tmp_path / "kraft-logs") and props["num.partitions"] == "5"
     assert props["offsets.topic.replication.factor"] == "1" and props["min.insync.replicas"] == "1"
-    assert "broker.session.timeout.ms" not in props
+    assert props["broker.session.timeout.ms"] == "4000"  # a restart after a crash waits this long
+    assert "replica.lag.time.max.ms" not in props
     assert (tmp_path / "log4j2.properties").read_text().count(str(tmp_path / "logs" / "kafka.log")) == 1
 
 
@@ -37,7 +38,7 @@ def test_a_cluster_shares_one_quorum_and_one_id_and_replicates_three_times(tmp_p
     assert [n["node.id"] for n in nodes] == ["1", "2", "3"]
     assert {n["controller.quorum.voters"] for n in nodes} == {"1@localhost:29093,2@localhost:29103,3@localhost:29113"}
     assert all(n["default.replication.factor"] == "3" and n["min.insync.replicas"] == "2" for n in nodes)
-    assert all(n["broker.session.timeout.ms"] == "4000" for n in nodes)  # a dead node is noticed in seconds
+    assert all(n["broker.session.timeout.ms"] == "4000" and n["replica.lag.time.max.ms"] == "5000" for n in nodes)  # seconds, not 30
     assert len({b.cluster_id for b in cluster.brokers}) == 1
     assert KafkaCluster.create(KAFKA_JARS, tmp_path, ports).brokers[0].cluster_id == cluster.brokers[0].cluster_id  # kept on disk
     assert cluster.bootstrap_servers == "localhost:29092,localhost:29102,localhost:29112"
