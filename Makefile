@@ -119,7 +119,7 @@ spark-example: setup ## smoke job: Spark + the window transformation on in-memor
 
 # ---------------------------------------------------------------- quality
 test: setup compose-plugin chromium bench-peers ## unit + integration + browser tests (real Kafka broker, real Spark, headless Chromium), compose files validated
-	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder tests
 
 chromium: ## install Debian's chromium and chromium-driver for the browser tests when missing (apt-get, as root)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
