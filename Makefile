@@ -17,6 +17,8 @@ export SPARK_VERSION
 JARS := .cache/jars
 KAFKA_JARS_STAMP := $(JARS)/kafka/.kafka-$(KAFKA_VERSION)
 SPARK_JARS_STAMP := $(JARS)/spark-kafka/.spark-$(SPARK_VERSION)
+FLINK_JARS_STAMP := $(FLINK_CONNECTOR_JARS_DIR)/.flink-kafka-$(FLINK_KAFKA_CONNECTOR_VERSION)
+PEER_VENVS := .venv-quix/.installed .venv-flink/.installed
 LOCAL := $(PY) -m purchase_analytics.runtime.local
 
 # docker when an engine answers, otherwise local processes. `make run` and `make test` are always local.
@@ -26,7 +28,7 @@ DURATION ?=
 ARGS ?=
 
 .PHONY: help setup venv jars package run kafka spark spark-example spark-produce spark-consume-purchase \
-        clean wipe status test test-unit lint chromium bench \
+        clean wipe status test test-unit lint chromium bench bench-peers \
         kafka-ui dashboard kafka-local spark-local spark-produce-local spark-consume-purchase-local clean-local wipe-local
 
 help: ## list the targets
@@ -116,8 +118,8 @@ spark-example: setup ## smoke job: Spark + the window transformation on in-memor
 	@$(PY) spark-scripts/spark-example.py
 
 # ---------------------------------------------------------------- quality
-test: setup compose-plugin chromium ## unit + integration + browser tests (real Kafka broker, real Spark, headless Chromium), compose files validated
-	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder tests
+test: setup compose-plugin chromium bench-peers ## unit + integration + browser tests (real Kafka broker, real Spark, headless Chromium), compose files validated
+	$(PY) -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder tests
 
 chromium: ## install Debian's chromium and chromium-driver for the browser tests when missing (apt-get, as root)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
@@ -132,8 +134,27 @@ lint: venv ## ruff: the linter and the format check (settings in pyproject.toml)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-bench: setup ## benchmark: Kafka's perf tools, producer, Spark job, latency, baseline; table + JSON in results/
+bench: setup bench-peers ## benchmark: Kafka's perf tools, producer, Spark job, latency, baseline, peers; table + JSON in results/
 	$(PY) -m bench $(ARGS)
+
+bench-peers: $(PEER_VENVS) $(FLINK_JARS_STAMP) ## the benchmark's peers: Quix Streams (.venv-quix), Flink SQL (.venv-flink) and Flink's Kafka connector
+
+# Each peer in its own venv (their pins clash with pyspark's and the dev tools'), the project
+# on its path through a .pth file (python -m bench.quix_peer works from any directory).
+.venv-quix/.installed: requirements-bench.txt requirements.txt
+.venv-flink/.installed: requirements-flink.txt requirements.txt
+$(PEER_VENVS):
+	@test -x $(@D)/bin/python || $(PYTHON) -m venv $(@D)
+	$(@D)/bin/python -m pip install -q -r $(word 1,$^)
+	@$(@D)/bin/python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'purchase-analytics.pth').write_text('$(CURDIR)\n')"
+	@touch $@
+
+$(FLINK_JARS_STAMP): build/flink-kafka-pom.xml
+	@command -v mvn >/dev/null || { echo "error: Maven (mvn) is required to fetch the Flink connector jar; apt-get install maven" >&2; exit 1; }
+	@rm -rf $(FLINK_CONNECTOR_JARS_DIR) && mkdir -p $(FLINK_CONNECTOR_JARS_DIR)
+	mvn -q -B -f build/flink-kafka-pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+	  -Dflink.kafka.version=$(FLINK_KAFKA_CONNECTOR_VERSION) -DoutputDirectory=$(abspath $(FLINK_CONNECTOR_JARS_DIR))
+	@touch $@
 
 -include docker/docker.mk
 -include docker-without-registry/without-registry.mk

@@ -83,6 +83,7 @@ def parse_args(argv: list[str] | None):
     setting("--master", "BENCH_SPARK_MASTER", str, "Spark master for the job")
     setting("--latency-rate", "BENCH_LATENCY_RATE", positive_int, "events/s while latency is measured")
     setting("--latency-s", "BENCH_LATENCY_S", float, "seconds of latency measurement")
+    setting("--latency-trigger", "BENCH_LATENCY_TRIGGER", str, "the job's trigger while latency is measured")
     setting("--step-rates", "BENCH_STEP_RATES", str, "input rates tried at a 1 s trigger")
     setting("--step-s", "BENCH_STEP_S", float, "seconds per rate step")
     setting("--warmup-batches", "BENCH_WARMUP_BATCHES", positive_int, "batches a streaming job runs before it is measured")
@@ -194,7 +195,13 @@ def main(argv: list[str] | None = None) -> int:
             "spark": lambda: run.phase_spark(bench, args.before, profile=args.profile_spark, together=args.smoke),
             "peers": lambda: run.phase_peers(bench, together=args.smoke),
             "stream": lambda: run.phase_stream(
-                bench, args.latency_rate, args.latency_s, [int(r) for r in args.step_rates.split(",")], args.step_s, args.warmup_batches
+                bench,
+                args.latency_rate,
+                args.latency_s,
+                args.latency_trigger,
+                [int(r) for r in args.step_rates.split(",")],
+                args.step_s,
+                args.warmup_batches,
             ),
             "memory": lambda: run.phase_memory(bench, args.memory_rate, args.memory_s, args.memory_window, args.warmup_batches),
         }

@@ -8,6 +8,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from purchase_analytics.checkpoint import QUERY_DIR
 from purchase_analytics.config import PROJECT_ROOT
 
 from . import ceiling, latency, memory, producer, spark, systems, traffic
@@ -116,14 +117,16 @@ def attempt(measure) -> dict:
         return {"error": str(exc)[-3000:]}
 
 
-def phase_stream(bench: Bench, latency_rate: int, latency_s: float, step_rates: list[int], step_s: float, warmup_batches: int) -> dict:
-    """One job at a 1-second trigger: end-to-end latency at `latency_rate`, then input rate
-    steps until one leaves a growing lag."""
-    topic, checkpoint, out_dir = "bench-stream", bench.path("ckpt-stream"), bench.path("out-stream")
-    create_topic(bench.bootstrap_servers, topic, bench.partitions)
+def phase_stream(
+    bench: Bench, latency_rate: int, latency_s: float, latency_trigger: str, step_rates: list[int], step_s: float, warmup_batches: int
+) -> dict:
+    """Two long-running jobs: end-to-end latency at `latency_rate` with `latency_trigger`,
+    then, at a 1-second trigger, input rate steps until one leaves a growing lag."""
     backend = producer.fastest_backend()
-    job = spark.StreamingJob(bench, topic, checkpoint, "--trigger", "1 second", "--output-dir", out_dir)
-    lag = spark.LagProbe(bench, topic, checkpoint / "windows")
+    topic, checkpoint, out_dir = "bench-latency", bench.path("ckpt-latency"), bench.path("out-latency")
+    create_topic(bench.bootstrap_servers, topic, bench.partitions)
+    job = spark.StreamingJob(bench, topic, checkpoint, "--trigger", latency_trigger, "--output-dir", out_dir)
+    lag = spark.LagProbe(bench, topic, checkpoint / QUERY_DIR)
     try:
         _warm_up(bench, job, topic, latency_rate, backend, warmup_batches)
         start = end_offsets(bench.bootstrap_servers, topic)
@@ -131,10 +134,11 @@ def phase_stream(bench: Bench, latency_rate: int, latency_s: float, step_rates: 
         end = end_offsets(bench.bootstrap_servers, topic)
         _wait_caught_up(lag, timeout_s=60)
         records = latency.read_timestamps(bench.bootstrap_servers, topic, start, end)
-        values, missing = latency.latencies_s(records, checkpoint / "windows", out_dir)
+        values, missing = latency.latencies_s(records, checkpoint / QUERY_DIR, out_dir)
         result = {
             "backend": backend,
             "rate": latency_rate,
+            "trigger": latency_trigger,
             "duration_s": latency_s,
             "events": len(values),
             "without_output": missing,
@@ -143,6 +147,15 @@ def phase_stream(bench: Bench, latency_rate: int, latency_s: float, step_rates: 
             "p99_s": _round(latency.percentile(values, 99)),
             "max_s": _round(max(values, default=None)),
         }
+    finally:
+        job.stop()
+    topic, checkpoint = "bench-stream", bench.path("ckpt-stream")
+    create_topic(bench.bootstrap_servers, topic, bench.partitions)
+    job = spark.StreamingJob(bench, topic, checkpoint, "--trigger", "1 second")
+    lag = spark.LagProbe(bench, topic, checkpoint / QUERY_DIR)
+    try:
+        _warm_up(bench, job, topic, step_rates[0], backend, warmup_batches)
+        _wait_caught_up(lag, timeout_s=60)
         steps = []
         for rate in step_rates:
             step = _step(bench, topic, lag, rate, step_s, backend)

@@ -60,7 +60,7 @@ def job_args(bench: Bench, topic: str, checkpoint: Path, *extra: object, dlq_top
 
 
 def spark_args(program: list[str], bench: Bench, topic: str, checkpoint: Path, *extra: object) -> list[str]:
-    """A Spark program's command line: the job's, or bench/from_json_job.py's (the same options)."""
+    """A Spark program's command line: the job's, or bench/from_json_job.py's (the job's own options)."""
     options = ("--bootstrap-servers", bench.bootstrap_servers, "--topic", topic, "--master", bench.master, "--checkpoint", checkpoint)
     return [*program, *map(str, options), "--shuffle-partitions", str(bench.shuffle_partitions), *map(str, extra)]
 
@@ -87,7 +87,7 @@ def available_now(
     if program is None:
         cmd = job_args(bench, topic, checkpoint, "--available-now", *batches, dlq_topic=dlq_topic, aggregator=aggregator)
     else:
-        cmd = spark_args(program, bench, topic, checkpoint, *batches)
+        cmd = spark_args(program, bench, topic, checkpoint, "--available-now", "--dlq-topic", "", "--no-console", *batches)
     if profile:
         env = {**(env or {}), "JAVA_TOOL_OPTIONS": f"{os.environ.get('JAVA_TOOL_OPTIONS', '')} {jfr.java_options(recording)}".strip()}
     run = run_checked(cmd, timeout_s=3600, what=f"Spark job ({name})", env=env)

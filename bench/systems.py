@@ -164,6 +164,9 @@ def compare_totals(systems: dict[str, dict], reference: dict | None) -> None:
         result["windows_compared"] = len(keys)
         result["same_totals"] = not differ
         result["differences"] = [{"window_start": k, "plain_consumer": expected.get(k), "this": windows.get(k)} for k in differ[:5]]
+        # For the systems that accept more than the rules (from_json alone, Flink SQL): how many more orders, and where fewer
+        result["orders_more_than_reference"] = sum(w[1] for w in windows.values()) - sum(w[1] for w in expected.values())
+        result["windows_with_fewer_orders"] = sum(1 for k in keys if tuple(windows.get(k, (0, 0)))[1] < tuple(expected.get(k, (0, 0)))[1])
     if reference is not None and expected is not None:
         reference["windows_compared"] = len(expected)
         reference["windows"] = {str(k): list(v) for k, v in sorted(expected.items())}

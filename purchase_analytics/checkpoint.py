@@ -14,6 +14,8 @@ from pathlib import Path
 
 LOCK_NAME = ".lock"
 SOURCE_NAME = "source.json"  # which Kafka cluster and topic the checkpoint's offsets belong to
+QUERY_DIR = "query"  # Spark's checkpoint of the job's one query, and the window state beside its logs
+EARLIER_LAYOUT = "windows"  # before one query did both: a windows query (and a dead-letter query)
 
 
 class CheckpointError(RuntimeError):
@@ -27,6 +29,10 @@ def local_path(checkpoint_dir: str) -> Path | None:
     return None if "://" in checkpoint_dir else Path(checkpoint_dir)
 
 
+def query_checkpoint(checkpoint_dir: str) -> str:
+    return f"{checkpoint_dir.rstrip('/')}/{QUERY_DIR}"
+
+
 def verify_source(checkpoint_dir: str, source: dict[str, str]) -> None:
     """The checkpoint's offsets count in one topic of one cluster. A wiped broker (a new
     cluster id) or a recreated topic (a new topic id) makes them meaningless, even when the
@@ -34,6 +40,12 @@ def verify_source(checkpoint_dir: str, source: dict[str, str]) -> None:
     path = local_path(checkpoint_dir)
     if path is None:
         return  # a remote checkpoint
+    if (path / EARLIER_LAYOUT / "offsets").is_dir() and not (path / QUERY_DIR).exists():
+        raise CheckpointError(
+            f"checkpoint {path} was written by an earlier version of the job (two queries; now one query reads each message "
+            f"once), and its window state cannot be carried over; start over with a new checkpoint: --checkpoint NEW_DIR, "
+            f"or delete {path}"
+        )
     recorded_file = path / SOURCE_NAME
     if recorded_file.exists():
         recorded = json.loads(recorded_file.read_text())
@@ -87,3 +99,71 @@ class CheckpointLock:
             fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
             self._file = None
+
+
+class LocalFiles:
+    """Small files in a local directory, each written whole or not at all."""
+
+    def __init__(self, directory: str | Path):
+        self.dir = Path(directory)
+
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self.dir.iterdir()) if self.dir.is_dir() else []
+
+    def read(self, name: str) -> str:
+        return (self.dir / name).read_text()
+
+    def write(self, name: str, text: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".{name}.tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.dir / name)
+
+    def delete(self, name: str) -> None:
+        (self.dir / name).unlink(missing_ok=True)
+
+
+class HadoopFiles:
+    """The same, in a remote checkpoint (hdfs://, s3a://, ...), through the Hadoop
+    FileSystem of the job's Spark session, which Spark's own checkpoint uses too."""
+
+    def __init__(self, spark, directory: str):
+        jvm = spark._jvm
+        self._path = lambda name=None: jvm.org.apache.hadoop.fs.Path(directory if name is None else f"{directory.rstrip('/')}/{name}")
+        self._fs = self._path().getFileSystem(spark._jsc.hadoopConfiguration())
+        self._charset = jvm.java.nio.charset.StandardCharsets.UTF_8
+
+    def names(self) -> list[str]:
+        if not self._fs.exists(self._path()):
+            return []
+        return sorted(status.getPath().getName() for status in self._fs.listStatus(self._path()))
+
+    def read(self, name: str) -> str:
+        stream = self._fs.open(self._path(name))
+        try:
+            return bytes(stream.readAllBytes()).decode()
+        finally:
+            stream.close()
+
+    def write(self, name: str, text: str) -> None:
+        tmp = self._path(f".{name}.tmp")
+        stream = self._fs.create(tmp, True)
+        try:
+            stream.write(bytearray(text.encode()))
+        finally:
+            stream.close()
+        self._fs.delete(self._path(name), False)
+        if not self._fs.rename(tmp, self._path(name)):
+            raise OSError(f"could not rename {tmp} to {name}")
+
+    def delete(self, name: str) -> None:
+        self._fs.delete(self._path(name), False)
+
+
+def checkpoint_files(spark, directory: str) -> LocalFiles | HadoopFiles:
+    """Files under a checkpoint directory: local ones directly, remote ones through Hadoop."""
+    path = local_path(directory)
+    return LocalFiles(path) if path is not None else HadoopFiles(spark, directory)

@@ -6,7 +6,9 @@ builds its checks from these constants, so the README, the producer and the job 
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -105,6 +107,96 @@ def rejection_reason(event, price_max: int, max_future_s: int, now_s: float) -> 
     return None
 
 
+class RejectedValue(ValueError):
+    """A message value that is not exactly one JSON value by the job's rules; str() is the reason."""
+
+
+def _no_duplicate_keys(pairs: list) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise RejectedValue("value is not valid JSON")  # duplicate keys, as Spark's parse_json
+    return obj
+
+
+def _no_constant(name: str):
+    raise RejectedValue("value is not valid JSON")  # NaN and Infinity are not JSON
+
+
+_STRICT_JSON = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+
+
+def parse_json_value(raw: bytes | None):
+    """A message value parsed the way the Spark job reads it (`transform.parse_events`):
+    strict UTF-8, exactly one JSON value with nothing but JSON whitespace after it, no
+    duplicate keys, no NaN or Infinity, no lone surrogate escapes, at most
+    MAX_NESTING_DEPTH levels. Raises RejectedValue with the job's reason otherwise."""
+    if raw is None:
+        raise RejectedValue("null message value")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RejectedValue("value is not valid UTF-8") from None
+    try:
+        if text.count("[") + text.count("{") > MAX_NESTING_DEPTH // 4:
+            value = _parse_nested(text)
+        else:
+            value = _STRICT_JSON.decode(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":
+            raise RejectedValue("value has content after the JSON object") from None
+        raise RejectedValue("value is not valid JSON") from None
+    if "\\u" in text and _has_lone_surrogate(value):
+        raise RejectedValue("value has an invalid Unicode escape (a lone surrogate)")
+    return value
+
+
+def _parse_nested(text: str):
+    """Deeply nested values: measured first, then parsed with room on the stack."""
+    if _nesting_depth(text) > MAX_NESTING_DEPTH:
+        raise RejectedValue(f"value is nested too deeply (more than {MAX_NESTING_DEPTH} levels)")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + 2 * MAX_NESTING_DEPTH)
+    try:
+        return _STRICT_JSON.decode(text)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _nesting_depth(text: str) -> int:
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _has_lone_surrogate(value) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
 def _breaks(rule: ValueRule, value, now_s: float) -> bool:
     kind = rule.kind
     if kind == "non_empty":
@@ -145,6 +237,20 @@ _WIRE_FORMAT = "{" + ",".join(f'"{f.name}":{f.wire_format}' for f in FIELDS) + "
 def event_json_bytes(*values) -> bytes:
     """The event's JSON bytes from its values in FIELDS' order."""
     return (_WIRE_FORMAT % values).encode()
+
+
+# The wire form as a pattern, for the job's fast path (transform.py): the fields in FIELDS'
+# order, no whitespace, strings of printable ASCII without quotes or escapes, integers of at
+# most 18 digits (always within BIGINT) and plain decimals for `ts`. A value that matches is
+# valid JSON with the right types, so only the value rules are left to check; any other
+# value (whitespace, another key order, escapes, exponents, extra fields) takes the full
+# checks. The same rules apply either way.
+_WIRE_VALUE = {
+    "string": '"[ !#-\\[\\]-~]*"',
+    "bigint": "-?(?:0|[1-9][0-9]{0,17})",
+    "double": "-?(?:0|[1-9][0-9]{0,17})(?:\\.[0-9]{1,17})?",
+}
+WIRE_PATTERN = "^\\{" + ",".join(f'"{f.name}":{_WIRE_VALUE[f.spark_type]}' for f in FIELDS) + "\\}$"
 
 
 def window_start_s(ts: float, window_s: int) -> int:

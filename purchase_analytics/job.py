@@ -1,5 +1,6 @@
-"""The streaming job: Kafka -> parse/validate -> windowed totals -> sinks, plus the
-dead-letter query, supervised until done, stopped or told to drain.
+"""The streaming job: one query reads Kafka, parses and validates each message once, and
+each micro-batch yields both outputs: the dead letters, and the windowed totals for the
+sinks (BatchHandler). Supervised until done, stopped or told to drain.
 
 Signals: SIGINT/SIGTERM stop at once (the checkpoint stays consistent); SIGUSR1 drains:
 process everything available now, then stop (`make run EVENTS=N` uses it).
@@ -12,21 +13,24 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, field
 
+from pyspark import StorageLevel
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
-from .checkpoint import CheckpointError, CheckpointLock, verify_source
-from .config import AggregatorConfig, load_settings, parse_aggregator_config
+from .checkpoint import CheckpointError, CheckpointLock, checkpoint_files, query_checkpoint, verify_source
+from .config import AggregatorConfig, interval_seconds, load_settings, parse_aggregator_config
 from .failures import classify_failure, first_line
 from .kafka_client import ClientErrorLog, KafkaSecurity, diagnose_connection, explain_failure
-from .progress import QUALITY_METRICS, BatchProgress
-from .sinks import ConsoleSink, JsonLinesSink, KafkaPublisher, KafkaResultsSink, SqliteResultsSink, WindowSinks
+from .progress import BatchProgress
+from .sinks import ConsoleSink, JsonLinesSink, KafkaPublisher, KafkaResultsSink, SqliteResultsSink
 from .spark_session import SparkConfig, create_spark_session
-from .transform import aggregate_purchases, dead_letter_records, parse_events, rejected_messages, valid_events
+from .transform import batch_rows, dead_letter_records, parse_events, rejected_messages, window_partials
+from .window_state import US, BatchOutcome, Partial, StateLog, WindowState
+
+QUERY_NAME = "purchases"
+STATE_DIR = "window-state"
 
 MAX_RESTARTS = 5  # in a row: a batch that completes after a restart gives them back
 
@@ -50,15 +54,17 @@ def _with_trigger(writer, config: AggregatorConfig):
     return writer.trigger(processingTime=config.trigger_interval)
 
 
-def start_queries(spark: SparkSession, config: AggregatorConfig, publisher: KafkaPublisher | None = None):
-    """Start the windows query and, when a dead-letter topic is set, the dead-letter query."""
-    raw = read_kafka(spark, config)
-    parsed = parse_events(raw, config.price_max, config.max_future_s).observe(
-        QUALITY_METRICS,
-        F.count(F.lit(1)).alias("messages"),
-        F.count("rejection_reason").alias("rejected"),
+def start_queries(spark: SparkSession, config: AggregatorConfig, handler: BatchHandler, parse=parse_events):
+    """Start the job's query (a list, for the supervisor): Kafka -> parse -> `handler`.
+    (`parse` is the benchmark's seam for its from_json-only reference.)"""
+    rows = batch_rows(parse(read_kafka(spark, config), config.price_max, config.max_future_s))
+    writer = (
+        rows.writeStream.queryName(QUERY_NAME).option("checkpointLocation", query_checkpoint(config.checkpoint_dir)).foreachBatch(handler)
     )
-    windows = aggregate_purchases(valid_events(parsed), config.window_duration, config.watermark_delay)
+    return [_with_trigger(writer, config).start()]
+
+
+def window_sinks(config: AggregatorConfig, publisher: KafkaPublisher | None) -> list:
     sinks = []
     if config.console:
         sinks.append(ConsoleSink(config.session_timezone))
@@ -68,27 +74,73 @@ def start_queries(spark: SparkSession, config: AggregatorConfig, publisher: Kafk
         sinks.append(SqliteResultsSink(config.results_db))
     if config.results_topic and publisher:
         sinks.append(KafkaResultsSink(publisher, config.results_topic))
-    checkpoint = config.checkpoint_dir.rstrip("/")
-    windows_writer = (
-        windows.writeStream.queryName("windows")
-        .outputMode(config.output_mode)
-        .option("checkpointLocation", f"{checkpoint}/windows")
-        .foreachBatch(WindowSinks(sinks))
-    )
-    queries = [_with_trigger(windows_writer, config).start()]
-    if config.dlq_topic:
-        dlq_writer = (
-            dead_letter_records(rejected_messages(parse_events(raw, config.price_max, config.max_future_s)), config.dlq_max_value_bytes)
-            .writeStream.queryName("dead-letters")
-            .format("kafka")
-            .option("kafka.bootstrap.servers", config.bootstrap_servers)
-            .options(**config.security.spark_options())
-            .option("topic", config.dlq_topic)
+    return sinks
+
+
+def fold_batch(batch: DataFrame, state: WindowState, batch_id: int, append: bool) -> BatchOutcome:
+    """One action over the batch: its partial sums per window (and its rejected count),
+    collected (a row per window it touches) and folded into the open windows."""
+    partials, messages, rejected = [], 0, 0
+    for r in window_partials(batch, state.window_us).collect():
+        messages += r.orders
+        if r.window_start_us is None:
+            rejected = r.orders
+        else:
+            partials.append(Partial(r.window_start_us, int(r.total_purchase), r.orders, r.max_event_us))
+    return state.apply(batch_id, partials, messages, rejected, append)
+
+
+class BatchHandler:
+    """The foreachBatch function of the job's query. A micro-batch arrives parsed, is kept
+    in memory and used twice: the rejected messages go to the dead-letter topic, then the
+    valid events' partial sums are folded into the open windows (window_state), the sinks
+    get the windows the batch changed (or closed, in append mode), and the state is saved
+    in the checkpoint. All of it happens before Spark commits the batch, so a batch that
+    runs again after a crash writes the same dead letters (keyed by their source
+    coordinates) and the same windows, which every sink takes as a no-op rewrite."""
+
+    def __init__(self, spark: SparkSession, config: AggregatorConfig, sinks: list):
+        self.config = config
+        self.sinks = sinks
+        state_dir = f"{query_checkpoint(config.checkpoint_dir)}/{STATE_DIR}"
+        window_us, delay_us = (round(interval_seconds(t) * US) for t in (config.window_duration, config.watermark_delay))
+        self.log = StateLog(checkpoint_files(spark, state_dir), window_us, delay_us, config.checkpoint_dir)
+        self.log.load_before(sys.maxsize)  # a checkpoint made with another --window is refused here, before any batch
+        self.outcomes: dict[int, BatchOutcome] = {}  # batch id -> what it did, for the progress reporter
+        self._lock = threading.Lock()
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        state = self.log.load_before(batch_id)
+        keep = bool(self.config.dlq_topic)  # read twice: kept in memory between the two
+        if keep:
+            batch.persist(StorageLevel.MEMORY_AND_DISK_DESER)
+        try:
+            outcome = fold_batch(batch, state, batch_id, self.config.output_mode == "append")
+            if outcome.rejected and self.config.dlq_topic:
+                self._write_dead_letters(batch)
+        finally:
+            if keep:
+                batch.unpersist()
+        for sink in self.sinks:
+            sink.write(batch_id, outcome.windows)
+        self.log.save(batch_id, state)
+        with self._lock:
+            self.outcomes[batch_id] = outcome
+
+    def _write_dead_letters(self, batch: DataFrame) -> None:
+        (
+            dead_letter_records(rejected_messages(batch), self.config.dlq_max_value_bytes)
+            .write.format("kafka")
+            .option("kafka.bootstrap.servers", self.config.bootstrap_servers)
+            .options(**self.config.security.spark_options())
+            .option("topic", self.config.dlq_topic)
             .option("kafka.acks", "all")
-            .option("checkpointLocation", f"{checkpoint}/dead-letters")
+            .save()
         )
-        queries.append(_with_trigger(dlq_writer, config).start())
-    return queries
+
+    def outcome(self, batch_id: int) -> BatchOutcome | None:
+        with self._lock:
+            return self.outcomes.pop(batch_id, None)
 
 
 @dataclass
@@ -96,7 +148,7 @@ class JobSummary:
     batches: int = 0
     messages: int = 0
     rejected: int = 0
-    dropped_late: int = 0  # events, see count_late_events
+    dropped_late: int = 0  # valid events whose window had closed
     restarts: int = 0
     _last_batch: dict = field(default_factory=dict, repr=False)  # runId -> last batchId folded in
 
@@ -122,35 +174,6 @@ class JobSummary:
         )
 
 
-def count_late_events(spark: SparkSession, config: AggregatorConfig, progress: BatchProgress) -> int:
-    """Valid events of one batch that the watermark dropped, counted in events.
-
-    Spark's numRowsDroppedByWatermark counts rows at the state store, after the partial
-    aggregation: one row per window and input partition, however many events it holds.
-    So when Spark reports a drop, the batch's offset range is read again and its valid
-    events are tested with Spark's own rule: an event is dropped when its window ends at
-    or before the batch's watermark. Batches without a drop cost nothing extra."""
-    if progress.dropped_late_rows == 0 or progress.watermark is None:
-        return 0
-    topic = config.topic
-    start = progress.start_offsets.get(topic)
-    end = progress.end_offsets.get(topic)
-    if not end:
-        return progress.dropped_late_rows
-    raw = (
-        spark.read.format("kafka")
-        .option("kafka.bootstrap.servers", config.bootstrap_servers)
-        .options(**config.security.spark_options())
-        .option("subscribe", topic)
-        .option("startingOffsets", json.dumps({topic: {p: int(o) for p, o in start.items()}}) if start else "earliest")
-        .option("endingOffsets", json.dumps({topic: {p: int(o) for p, o in end.items()}}))
-        .load()
-    )
-    watermark = datetime.fromisoformat(progress.watermark.replace("Z", "+00:00"))
-    events = valid_events(parse_events(raw, config.price_max, config.max_future_s))
-    return events.where(F.window("event_time", config.window_duration).end <= F.lit(watermark)).count()
-
-
 class JobSignals:
     def __init__(self):
         self.stop = threading.Event()
@@ -164,19 +187,18 @@ class JobSignals:
 
 
 class ProgressReporter:
-    """Folds each new batch of the windows query into the summary, prints its line and
+    """Folds each new batch of the job's query into the summary, prints its line and
     publishes it to the metrics topic."""
 
-    def __init__(self, spark: SparkSession, config: AggregatorConfig, summary: JobSummary, publisher: KafkaPublisher | None, out):
-        self.spark, self.config, self.summary, self.publisher, self.out = spark, config, summary, publisher, out
+    def __init__(self, handler: BatchHandler, config: AggregatorConfig, summary: JobSummary, publisher: KafkaPublisher | None, out):
+        self.handler, self.config, self.summary, self.publisher, self.out = handler, config, summary, publisher, out
         self.batches_since_restart = 0
 
     def report(self, query) -> None:
         for raw in query.recentProgress:  # the last ~100 reports, oldest first
             if not self.summary.is_new(str(raw.runId), raw.batchId):
                 continue  # already folded in: skip the JSON round trip
-            progress = BatchProgress.from_spark(json.loads(raw.json))
-            progress = replace(progress, dropped_late=count_late_events(self.spark, self.config, progress))
+            progress = BatchProgress.from_spark(json.loads(raw.json), self.handler.outcome(raw.batchId))
             if self.summary.record(progress):
                 self.batches_since_restart += 1
                 print(progress.line(), file=self.out, flush=True)
@@ -213,12 +235,13 @@ def run_job(
         spark = create_spark_session("PurchaseAggregator", config.master, config.shuffle_partitions, config.session_timezone, spark_config)
     summary = JobSummary()
     publisher = KafkaPublisher(config.bootstrap_servers, config.security) if (config.results_topic or config.metrics_topic) else None
-    reporter = ProgressReporter(spark, config, summary, publisher, out)
+    handler = BatchHandler(spark, config, window_sinks(config, publisher))
+    reporter = ProgressReporter(handler, config, summary, publisher, out)
     deadline = time.monotonic() + config.timeout_s if config.timeout_s else None
     restarts_in_row = 0
     queries = []
     try:
-        queries = start_queries(spark, config, publisher)
+        queries = start_queries(spark, config, handler)
         while True:
             try:
                 queries[0].awaitTermination(0.5)
@@ -233,7 +256,7 @@ def run_job(
                 _stop_all(queries)
                 _before_restart(config, failed, restarts_in_row, summary, signals, out)
                 reporter.batches_since_restart = 0
-                queries = start_queries(spark, config, publisher)
+                queries = start_queries(spark, config, handler)
                 continue
             if not any(q.isActive for q in queries):
                 break  # --available-now finished

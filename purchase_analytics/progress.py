@@ -1,6 +1,8 @@
-"""Structured progress: one record per micro-batch of the windows query, taken from Spark's
-own progress report. It is the one source for the job's console lines and summary, the
-metrics topic (the dashboard), the benchmark and the tests; nothing parses prose back.
+"""Structured progress: one record per micro-batch of the job's query, from Spark's own
+progress report (timing, rates, offsets) and what the batch did to the windows
+(window_state.BatchOutcome: messages, rejected, late, state, watermark). It is the one
+source for the job's console lines and summary, the metrics topic (the dashboard), the
+benchmark and the tests; nothing parses prose back.
 """
 
 from __future__ import annotations
@@ -8,14 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-QUALITY_METRICS = "quality"  # the name of the job's observe() metrics
-
-
-def _per_store(operator: dict, metric: str) -> int:
-    """Spark 4's aggregation reports its restore and save steps as two state store
-    instances per shuffle partition, each counting the same rows; count them once."""
-    copies = max(1, int(operator.get("numStateStoreInstances", 0)) // max(1, int(operator.get("numShufflePartitions", 1))))
-    return int(operator.get(metric, 0)) // copies
+from .window_state import BatchOutcome
 
 
 def _offsets(source_offsets: str | dict | None) -> dict[str, dict[str, int]]:
@@ -37,12 +32,11 @@ class BatchProgress:
     batch_duration_ms: int
     messages: int  # read from the topic in this batch
     rejected: int  # sent to the dead-letter topic
-    dropped_late_rows: int  # Spark's numRowsDroppedByWatermark: rows after partial aggregation, not events
-    state_rows: int
+    dropped_late: int  # valid events dropped by the watermark (their window had closed)
+    state_rows: int  # open windows
     watermark: str | None
     start_offsets: dict[str, dict[str, int]] = field(default_factory=dict)
     end_offsets: dict[str, dict[str, int]] = field(default_factory=dict)
-    dropped_late: int = 0  # events dropped by the watermark, counted by the job (see job.count_late_events)
 
     @property
     def valid(self) -> int:
@@ -51,14 +45,13 @@ class BatchProgress:
     @property
     def is_idle(self) -> bool:
         """A batch that read nothing and dropped nothing only moved the watermark."""
-        return self.input_rows == 0 and self.dropped_late_rows == 0
+        return self.input_rows == 0 and self.dropped_late == 0
 
     @classmethod
-    def from_spark(cls, progress: dict) -> BatchProgress:
-        quality = progress.get("observedMetrics", {}).get(QUALITY_METRICS, {})
-        operators = progress.get("stateOperators", [])
+    def from_spark(cls, progress: dict, outcome: BatchOutcome | None = None) -> BatchProgress:
+        """Spark's report of one batch, with what the job's batch handler recorded for it
+        (None for a batch that never reached the handler: it changed nothing)."""
         sources = progress.get("sources") or [{}]
-        watermark = progress.get("eventTime", {}).get("watermark")
         return cls(
             run_id=str(progress["runId"]),
             batch_id=int(progress["batchId"]),
@@ -67,18 +60,18 @@ class BatchProgress:
             input_rows_per_s=float(progress.get("inputRowsPerSecond") or 0.0),
             processed_rows_per_s=float(progress.get("processedRowsPerSecond") or 0.0),
             batch_duration_ms=int(progress.get("batchDuration", 0)),
-            messages=int(quality.get("messages", 0)),
-            rejected=int(quality.get("rejected", 0)),
-            dropped_late_rows=sum(_per_store(op, "numRowsDroppedByWatermark") for op in operators),
-            state_rows=sum(_per_store(op, "numRowsTotal") for op in operators),
-            watermark=None if not watermark or watermark.startswith("1970-01-01T00:00:00") else watermark,
+            messages=outcome.messages if outcome else 0,
+            rejected=outcome.rejected if outcome else 0,
+            dropped_late=outcome.dropped_late if outcome else 0,
+            state_rows=outcome.state_rows if outcome else 0,
+            watermark=outcome.watermark if outcome else None,
             start_offsets=_offsets(sources[0].get("startOffset")),
             end_offsets=_offsets(sources[0].get("endOffset")),
         )
 
     def to_record(self, topic: str) -> dict:
         """The metrics topic's JSON value (see docs): offsets of the job's own topic only."""
-        record = {k: v for k, v in asdict(self).items() if k not in ("start_offsets", "end_offsets", "dropped_late_rows")}
+        record = {k: v for k, v in asdict(self).items() if k not in ("start_offsets", "end_offsets")}
         return {**record, "valid": self.valid, "topic": topic, "end_offsets": self.end_offsets.get(topic, {})}
 
     def line(self) -> str:

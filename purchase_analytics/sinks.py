@@ -1,5 +1,5 @@
-"""Where windowed totals go. Each micro-batch's rows are collected once on the driver
-(a batch holds only the windows it updated, a handful of rows) and handed to every sink.
+"""Where windowed totals go. Each micro-batch's windows (window_state.Window: the ones it
+changed, or closed in append mode, a handful) are handed to every sink, in window order.
 
 All sinks are safe to replay: after a crash Spark re-runs the last batch with the same
 batch id and the same rows, and each sink makes that a no-op or an identical rewrite.
@@ -16,9 +16,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol, TextIO
 from zoneinfo import ZoneInfo
-
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from .kafka_client import KafkaSecurity
 
@@ -204,15 +201,3 @@ def read_results_db(path: str | Path) -> dict[str, tuple[int, int]]:
         return {ws: (total, orders) for ws, total, orders in db.execute("SELECT window_start, total_purchase, orders FROM window_totals")}
     finally:
         db.close()
-
-
-class WindowSinks:
-    """The foreachBatch function: collect a batch once, sorted by window, fan out to sinks."""
-
-    def __init__(self, sinks: Sequence[WindowSink]):
-        self.sinks = list(sinks)
-
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        rows = batch.select(*WINDOW_COLUMNS).orderBy(F.col("window_start")).collect()
-        for sink in self.sinks:
-            sink.write(batch_id, rows)

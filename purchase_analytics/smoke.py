@@ -1,14 +1,16 @@
-"""`spark-scripts/spark-example.py`: the transformation on a static DataFrame, no Kafka."""
+"""`spark-scripts/spark-example.py`: the job's transformation and window fold on a static DataFrame, no Kafka."""
 
 from __future__ import annotations
 
 import sys
 
-from .config import load_settings, parse_aggregator_config
+from .config import interval_seconds, load_settings, parse_aggregator_config
 from .events import PurchaseEvent
-from .sinks import ConsoleSink, WindowSinks
+from .job import fold_batch
+from .sinks import ConsoleSink
 from .spark_session import SparkConfig, create_spark_session
-from .transform import aggregate_purchases, parse_events, valid_events
+from .transform import batch_rows, parse_events
+from .window_state import US, WindowState
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,8 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         events = [PurchaseEvent(f"order-{i}", i, "Chair", "red", 100 * (i + 1), 1_700_000_000 + 120 * i) for i in range(10)]
         raw = spark.createDataFrame([(e.to_json_bytes(),) for e in events] + [(b"not json",)], "value binary")
-        windows = aggregate_purchases(valid_events(parse_events(raw, config.price_max)), config.window_duration, config.watermark_delay)
-        WindowSinks([ConsoleSink()])(windows, 0)
+        state = WindowState(*(round(interval_seconds(t) * US) for t in (config.window_duration, config.watermark_delay)))
+        outcome = fold_batch(batch_rows(parse_events(raw, config.price_max)), state, 0, append=False)
+        ConsoleSink().write(0, outcome.windows)
     finally:
         spark.stop()
     return 0

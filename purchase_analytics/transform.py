@@ -3,7 +3,9 @@
 No session is created and no I/O happens here, so every function works the same on a
 streaming DataFrame and on a static one built in a test.
 
-Each value is read twice, by two parsers with different jobs:
+A value in the producer's wire form takes a fast path: one regex recognises it, `from_json`
+reads it, and only the value rules are left (see `parse_events`). Every other value is
+read twice, by two parsers with different jobs:
 - Spark's VARIANT (`try_parse_json`) keeps every JSON value's own type, so `"price": "100"`,
   `12.5`, `true` and `1e3` are told apart from `100` (a `from_json` schema would coerce them
   or null them silently). It decides validity and gives the reason.
@@ -15,10 +17,12 @@ checks (one string comparison instead of six lookups); any other value takes the
 
 from __future__ import annotations
 
+import string
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from .events import DEFAULT_MAX_FUTURE_S, FIELDS, MAX_NESTING_DEPTH, ValueRule, value_rules
+from .events import DEFAULT_MAX_FUTURE_S, FIELDS, MAX_NESTING_DEPTH, WIRE_PATTERN, ValueRule, value_rules
 
 # The event's columns after parsing: its fields, with `ts` (epoch seconds) as `event_time`.
 EVENT_COLUMNS = tuple(f.name for f in FIELDS if f.name != "ts") + ("event_time",)
@@ -48,6 +52,12 @@ CANONICAL_SCHEMAS, CANONICAL_SCHEMA_PATTERN = _canonical_schemas()
 def _field_type(variant: Column, name: str) -> Column:
     """The JSON type of one field (e.g. BIGINT, STRING, DECIMAL(3,1), VOID for null), or NULL when absent."""
     return F.schema_of_variant(F.try_variant_get(variant, f"$.{name}", "variant"))
+
+
+def _ascii_lower(text: Column) -> Column:
+    """`lower` for VARIANT type names, which are ASCII: Spark's `lower` loads ICU's case
+    tables on first use, a second of CPU in every job for a few rejection reasons."""
+    return F.translate(text, string.ascii_uppercase, string.ascii_lowercase)
 
 
 def _type_is(type_col: Column, allowed: tuple[str, ...]) -> Column:
@@ -134,16 +144,20 @@ def _rejection_reason(
         json_type = _field_type(variant, f.name)
         type_checks.append((json_type.isNull(), F.lit(f"missing field {f.name}")))
         type_checks.append(
-            (~_type_is(json_type, f.json_types), F.concat(F.lit(f"{f.name} must be {f.described}, got "), F.lower(json_type)))
+            (~_type_is(json_type, f.json_types), F.concat(F.lit(f"{f.name} must be {f.described}, got "), _ascii_lower(json_type)))
         )
     canonical = schema.isin(list(CANONICAL_SCHEMAS)) | schema.rlike(CANONICAL_SCHEMA_PATTERN)
     field_types = F.when(~canonical, _first(type_checks))
-    # Both parsers must agree (a key could imitate the schema text), then the value ranges.
-    values = _first(
+    return F.coalesce(whole_value, field_types, _value_reason(fields, price_max, max_future_s))
+
+
+def _value_reason(fields: dict[str, Column], price_max: int, max_future_s: int) -> Column:
+    """The first value rule (events.value_rules) an event with the right JSON types breaks.
+    Both parsers must agree first (a key could imitate the schema text)."""
+    return _first(
         [(value.isNull(), F.lit(f"field {name} could not be read")) for name, value in fields.items()]
         + [(_breaks(rule, fields[rule.field]), F.lit(rule.reason)) for rule in value_rules(price_max, max_future_s)]
     )
-    return F.coalesce(whole_value, field_types, values)
 
 
 def _breaks(rule: ValueRule, value: Column) -> Column:
@@ -163,25 +177,37 @@ def _breaks(rule: ValueRule, value: Column) -> Column:
     raise ValueError(f"unknown rule kind {rule.kind!r}")
 
 
-def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX_FUTURE_S) -> DataFrame:
+def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX_FUTURE_S, fast_path: bool = True) -> DataFrame:
     """Kafka rows (binary `value`, plus topic/partition/offset when present) -> one row per
-    message with the typed event columns and `rejection_reason` (NULL for a valid event)."""
+    message with the typed event columns and `rejection_reason` (NULL for a valid event).
+
+    A value in the producer's wire form (events.WIRE_PATTERN) is recognised by one regex
+    scan; it is JSON with the right types by construction, so `from_json` reads it and only
+    the value rules are checked. Only other values are parsed into a VARIANT for the
+    full checks. `fast_path=False` sends every value the full way (the tests compare both)."""
     source = [F.col(c) for c in SOURCE_COLUMNS if c in raw.columns]
     text = F.col("value").cast("string")
-    parsed = raw.select(
-        F.col("value"),
-        *source,
-        text.alias("_text"),
-        F.try_parse_json(F.when(F.is_valid_utf8(text), text)).alias("_v"),
-        F.from_json(text, EVENT_SCHEMA).alias("_e"),
+    wire = text.rlike(WIRE_PATTERN) if fast_path else F.lit(False)
+    # One projection per step, so that each expensive expression runs once per row and
+    # only for the rows that need it: Spark keeps a projection apart when merging it into
+    # the next would repeat a costly expression (here the regex and the parsers).
+    checked = raw.select(F.col("value"), *source, text.alias("_text"), wire.alias("_wire"))
+    full = ~F.col("_wire")
+    parsed = checked.select(
+        "*",
+        F.from_json("_text", EVENT_SCHEMA).alias("_e"),
+        F.when(full, F.try_parse_json(F.when(F.is_valid_utf8("_text"), F.col("_text")))).alias("_v"),
     ).withColumn("_schema", F.schema_of_variant("_v"))
     fields = {f.name: F.col("_e")[f.name] for f in FIELDS}
+    reason = F.when(F.col("_wire"), _value_reason(fields, price_max, max_future_s)).otherwise(
+        _rejection_reason(F.col("_text"), F.col("_v"), F.col("_schema"), fields, price_max, max_future_s)
+    )
     return parsed.select(
         F.col("value"),
         *source,
         *[fields[name].alias(name) for name in EVENT_COLUMNS if name != "event_time"],
         F.timestamp_seconds(fields["ts"]).alias("event_time"),
-        _rejection_reason(F.col("_text"), F.col("_v"), F.col("_schema"), fields, price_max, max_future_s).alias("rejection_reason"),
+        reason.alias("rejection_reason"),
     )
 
 
@@ -220,17 +246,25 @@ def dead_letter_records(rejected: DataFrame, max_value_bytes: int) -> DataFrame:
     )
 
 
-def aggregate_purchases(events: DataFrame, window_duration: str, watermark_delay: str) -> DataFrame:
-    """Sum prices per tumbling event-time window. Windows are [start, end): an event exactly
-    on a boundary belongs to the later window. The watermark bounds the state kept."""
-    return (
-        events.withWatermark("event_time", watermark_delay)
-        .groupBy(F.window("event_time", window_duration).alias("window"))
-        .agg(F.sum("price").alias("total_purchase"), F.count(F.lit(1)).alias("orders"))
-        .select(
-            F.col("window.start").alias("window_start"),
-            F.col("window.end").alias("window_end"),
-            "total_purchase",
-            "orders",
-        )
+def batch_rows(parsed: DataFrame) -> DataFrame:
+    """What a micro-batch keeps of each parsed message: the event time, price and reason
+    for every row, plus the original bytes and source coordinates of a rejected one (all
+    the dead-letter topic needs), so that a batch held in memory stays small."""
+    rejected = F.col("rejection_reason").isNotNull()
+    kept = [c for c in ("value", *SOURCE_COLUMNS) if c in parsed.columns]
+    return parsed.select("event_time", "price", "rejection_reason", *[F.when(rejected, F.col(c)).alias(c) for c in kept])
+
+
+def window_partials(batch: DataFrame, window_us: int) -> DataFrame:
+    """One batch's valid events summed per tumbling window: `window_start_us` (epoch
+    microseconds; a window is [start, start + window), so an event on a boundary opens the
+    later one), `total_purchase`, `orders` and the latest event time `max_event_us`. The
+    rejected messages make one more row, with `window_start_us` NULL and their number as
+    `orders`. Folded into the open windows by window_state.WindowState."""
+    micros = F.unix_micros("event_time")
+    valid = F.col("rejection_reason").isNull()
+    return batch.groupBy(F.when(valid, micros - F.pmod(micros, F.lit(window_us))).alias("window_start_us")).agg(
+        F.sum(F.when(valid, F.col("price"))).alias("total_purchase"),
+        F.count(F.lit(1)).alias("orders"),
+        F.max(F.when(valid, micros)).alias("max_event_us"),
     )

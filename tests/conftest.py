@@ -1,5 +1,6 @@
-"""Shared fixtures: one real Kafka broker and one local SparkSession per session, uuid topic
-names per test, and the harness that runs the job's own queries in-process.
+"""Shared fixtures: one real Kafka broker per run (shared by the xdist workers) and one local
+SparkSession per worker, uuid topic names per test, and the harness that runs the job's own
+queries in-process.
 
 Tests are marked by what they start (pyproject.toml): `kafka` (the session broker, or one
 of their own), `spark` (a JVM: the session's SparkSession or a spark-submit child) and
@@ -8,17 +9,32 @@ of their own), `spark` (a JVM: the session's SparkSession or a spark-submit chil
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
+import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from purchase_analytics.config import AggregatorConfig, load_settings, parse_aggregator_config
-from purchase_analytics.job import JobSummary, ProgressReporter, ensure_output_topics, start_queries
+from purchase_analytics.job import (
+    BatchHandler,
+    JobSignals,
+    JobSummary,
+    ProgressReporter,
+    ensure_output_topics,
+    run_job,
+    start_queries,
+    wait_for_topic,
+    window_sinks,
+)
 from purchase_analytics.reference import read_topic, window_totals
 from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
 from purchase_analytics.runtime.processes import free_port
@@ -28,30 +44,122 @@ ROOT = Path(__file__).resolve().parent.parent
 AGGREGATOR = ROOT / "spark-scripts" / "purchase-aggregator.py"
 PRODUCER = ROOT / "scripts" / "event_producer.py"
 KAFKA_JARS = ROOT / ".cache" / "jars" / "kafka"
+# Every JVM the tests start (brokers, the session's SparkSession, the aggregator command
+# lines) runs with the client compiler only, the serial collector and no bytecode verification
+# of the (Maven Central and pyspark) jars: a short-lived JVM then needs about half the CPU time
+# to start, on two cores shared by two workers. The behaviour is the same.
+TEST_JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-XX:+UnlockDiagnosticVMOptions", "-XX:-BytecodeVerificationRemote")
 # .env alone, so the tests do not depend on the caller's environment.
-SETTINGS = load_settings(environ={})
+SETTINGS = {**load_settings(environ={}), "SPARK_DRIVER_JAVA_OPTIONS": " ".join(TEST_JVM_OPTIONS)}
+# The environment of the command lines the tests start (the settings still come from .env).
+CHILD_ENV = {**os.environ, "SPARK_DRIVER_JAVA_OPTIONS": SETTINGS["SPARK_DRIVER_JAVA_OPTIONS"]}
 
 FIXTURE_MARKS = {"kafka": "kafka", "broker": "kafka", "new_topic": "kafka", "spark": "spark"}
+
+
+# ---------------------------------------------------------------- the schedule of `make test`
+# `make test` runs two xdist workers (-n 2 --dist loadgroup --no-loadscope-reorder). The work
+# goes out in collection order, a unit at a time to a worker with fewer than three tests
+# queued, so the order below is the schedule. A unit is one test, or a group of tests that
+# must share a worker (GROUPS, by file). xdist's own loadgroup finds its groups by renaming
+# node ids, which pytest 9 no longer reads, so conftest names the groups and schedules them.
+GROUPS = {
+    # The benchmark smoke test first, on a worker of its own until it ends; the config tests
+    # (no JVM) keep that worker from taking more work at the start.
+    "tests/test_bench_smoke.py": "bench",
+    "tests/test_config.py": "bench",
+    # The unreachable-broker command lines wait out their timeouts during the end-to-end test.
+    "tests/test_pipeline.py": "pipeline",
+    "tests/test_secured.py": "secured",  # one secured broker for the file (a module fixture)
+}
+# About how many seconds the longest tests take on this machine (measured; the rest take a
+# few): the longest go first, so that the short ones fill the two workers' ends evenly.
+SECONDS = {
+    "test_bench_smoke.py::test_smoke_run_measures_every_figure": 1000,  # first, whatever it takes
+    "test_peers.py::test_peers_count_the_baselines_windows": 80,  # Flink's start-up
+    "test_cluster.py::test_brokers_killed_mid_stream_lose_and_double_nothing": 70,
+    "test_faults.py::test_spark_job_killed_three_times_loses_and_doubles_nothing": 60,
+    "test_faults.py::test_broker_killed_mid_stream_loses_no_acknowledged_event": 50,
+    "test_secured.py::test_producer_and_job_as_different_users_with_acls_both_ways": 45,
+    "test_pipeline.py::test_windowed_totals_match_and_a_rerun_counts_nothing_twice": 30,
+    "test_dashboard.py::test_dashboard_says_when_the_broker_is_down_and_recovers": 25,
+    "test_kafka_ui.py::test_ui_lists_the_topics_and_shows_the_dead_letters_headers": 12,
+    "test_bad_input.py::test_second_job_on_a_checkpoint_is_refused": 10,
+    "test_dashboard.py::test_dashboard_shows_the_totals_of_the_real_job": 10,
+    "test_dashboard.py::test_dashboard_follows_each_new_batch_without_a_reload": 9,
+}
+
+
+def seconds(item) -> int:
+    return SECONDS.get(item.nodeid.split("[")[0].split("/")[-1], 0)
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         for fixture in set(getattr(item, "fixturenames", ())) & FIXTURE_MARKS.keys():
             item.add_marker(FIXTURE_MARKS[fixture])
-    # The slow files first (the sort is stable): `make test` hands whole files to two workers
-    # in this order (--no-loadscope-reorder), so the longest ones start at once, side by side.
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    items.sort(key=seconds, reverse=True)  # stable: the file order among equals
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        """xdist's scheduling by units: a group of GROUPS, else a single test."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return GROUPS.get(nodeid.split("::")[0], nodeid)
+
+    return GroupScheduling(config, log)
+
+
+def own_broker(data_dir: Path, **options) -> KafkaBroker:
+    """A single-node KRaft broker of a test's own, on free ports, with the tests' JVM options."""
+    return KafkaBroker(KAFKA_JARS, data_dir, free_port(), free_port(), jvm_options=TEST_JVM_OPTIONS, **options)
+
+
+SHARED_BROKER = "session-broker"  # under the run's base temp dir, which the xdist workers share
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory):
-    """A real single-node KRaft broker from the project's own runtime code."""
-    broker = KafkaBroker(KAFKA_JARS, tmp_path_factory.mktemp("kafka"), free_port(), free_port())
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
+def broker(tmp_path_factory, worker_id):
+    """A real single-node KRaft broker from the project's own runtime code. Under xdist the
+    first worker that needs it starts it and the others use the same one (topics are
+    uuid-named); the controller stops it at the end (pytest_unconfigure)."""
+    if worker_id == "master":
+        broker = own_broker(tmp_path_factory.mktemp("kafka"))
+        broker.start()
+        try:
+            yield broker
+        finally:
+            broker.stop()
+        return
+    shared = tmp_path_factory.getbasetemp().parent / SHARED_BROKER
+    shared.mkdir(exist_ok=True)
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        ports = shared / "ports.json"
+        if ports.exists():
+            port, controller_port = json.loads(ports.read_text())
+            broker = KafkaBroker(KAFKA_JARS, shared, port, controller_port, jvm_options=TEST_JVM_OPTIONS)
+        else:
+            broker = own_broker(shared)
+            ports.write_text(json.dumps([broker.port, broker.controller_port]))
+        broker.start()  # or, when another worker started it, wait until it answers
+    yield broker
+
+
+def pytest_unconfigure(config):
+    """The controller of an xdist run stops the broker its workers shared."""
+    if hasattr(config, "workerinput") or not config.pluginmanager.has_plugin("dsession"):
+        return
+    shared = config._tmp_path_factory.getbasetemp() / SHARED_BROKER  # the base of the workers' base temp dirs
+    if (shared / "ports.json").exists():
+        port, controller_port = json.loads((shared / "ports.json").read_text())
+        KafkaBroker(KAFKA_JARS, shared, port, controller_port).stop()
 
 
 @pytest.fixture(scope="session")
@@ -84,9 +192,9 @@ def spark():
     session.stop()
 
 
-def job_config(*args: str) -> AggregatorConfig:
+def job_config(*args: str, available_now: bool = True) -> AggregatorConfig:
     """The aggregator's configuration from its command-line options and .env, as the CLI builds it."""
-    return parse_aggregator_config([*args, "--available-now"], SETTINGS)
+    return parse_aggregator_config([*args, "--available-now"] if available_now else list(args), SETTINGS)
 
 
 def job_args(kafka: str, topic: str, tmp_path, *extra: str):
@@ -110,7 +218,7 @@ def job_args(kafka: str, topic: str, tmp_path, *extra: str):
 
 
 def run_queries(spark, config: AggregatorConfig, timeout_s: float = 180) -> JobSummary:
-    """The job's own queries (`job.start_queries`, available-now trigger) on the shared
+    """The job's own query (`job.start_queries`, available-now trigger) on the shared
     session: wait until all available input is processed, stop them in any case, and fold
     their progress into a JobSummary with the job's own reporter (results and metrics
     topics and the progress file included)."""
@@ -118,8 +226,9 @@ def run_queries(spark, config: AggregatorConfig, timeout_s: float = 180) -> JobS
     ensure_output_topics(config)
     publisher = KafkaPublisher(config.bootstrap_servers, config.security) if (config.results_topic or config.metrics_topic) else None
     summary = JobSummary()
-    reporter = ProgressReporter(spark, config, summary, publisher, io.StringIO())
-    queries = start_queries(spark, config, publisher)
+    handler = BatchHandler(spark, config, window_sinks(config, publisher))
+    reporter = ProgressReporter(handler, config, summary, publisher, io.StringIO())
+    queries = start_queries(spark, config, handler)
     try:
         for query in queries:
             query.processAllAvailable()
@@ -133,10 +242,47 @@ def run_queries(spark, config: AggregatorConfig, timeout_s: float = 180) -> JobS
     return summary
 
 
+class JobThread(threading.Thread):
+    """The job's own loop (`job.run_job`) on the shared session, in a thread: what the command
+    line runs after its checks, with `wait_for_topic` first when asked. Setting `signals.stop`
+    does what SIGTERM does to the command line; `out` holds the lines the job printed."""
+
+    def __init__(self, spark, config: AggregatorConfig, wait_for_the_topic: bool = False):
+        super().__init__(daemon=True)
+        self.spark, self.config, self.wait_for_the_topic = spark, config, wait_for_the_topic
+        self.signals, self.out = JobSignals(), io.StringIO()
+        self.summary: JobSummary | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        config = self.config
+        try:
+            if self.wait_for_the_topic:
+                wait_for_topic(config.bootstrap_servers, config.topic, config.security, self.signals, config.timeout_s, out=self.out)
+            self.summary = run_job(config, self.signals, self.out, spark=self.spark)
+        except BaseException as exc:  # raised again in the test's thread by result()
+            self.error = exc
+
+    def result(self, timeout_s: float = 180) -> JobSummary:
+        self.join(timeout_s)
+        if self.is_alive():
+            self.signals.stop.set()
+            self.join(60)
+            raise AssertionError(f"the job did not end within {timeout_s:.0f}s:\n{self.out.getvalue()[-3000:]}")
+        if self.error:
+            raise self.error
+        return self.summary
+
+
 def run_aggregator(*args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
     """The real entry point, as `make spark-consume-purchase` runs it."""
     proc = subprocess.run(
-        [sys.executable, str(AGGREGATOR), "--master", "local[2]", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        [sys.executable, str(AGGREGATOR), "--master", "local[2]", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=CHILD_ENV,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"aggregator exited {proc.returncode}:\n{proc.stderr[-3000:]}")
@@ -152,8 +298,41 @@ def start_streaming_job(*args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        env=CHILD_ENV,
         start_new_session=True,
     )
+
+
+@dataclass
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float  # from the start to the exit
+
+
+class Background:
+    """A command line run in the background while other work goes on: `result()` waits for
+    its exit and gives its code, its output and how long it ran."""
+
+    def __init__(self, argv: list[str], timeout_s: float = 120):
+        self.timeout_s, self.started = timeout_s, time.monotonic()
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=CHILD_ENV)
+        self._finished: Finished | None = None
+        self._reader = threading.Thread(target=self._wait, daemon=True)
+        self._reader.start()
+
+    def _wait(self) -> None:
+        out, err = self.proc.communicate()
+        self._finished = Finished(self.proc.returncode, out, err, time.monotonic() - self.started)
+
+    def result(self) -> Finished:
+        self._reader.join(max(0.0, self.started + self.timeout_s - time.monotonic()))
+        if self._finished is None:
+            self.proc.kill()
+            self._reader.join()
+            raise AssertionError(f"{self.proc.args} did not end within {self.timeout_s:.0f}s")
+        return self._finished
 
 
 def start_producer(*args: str) -> subprocess.Popen:

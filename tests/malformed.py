@@ -88,3 +88,31 @@ VALID_UNUSUAL: list[bytes] = [
     _event(order_id="pair", color="\ud83d\ude00"),
     json.dumps({**VALID, "order_id": "pretty"}, indent=2).encode(),
 ]
+
+# Values in the producer's wire form (compact, fields in order): the job's fast path reads
+# them (transform.parse_events). Each is checked to get the same reason both ways.
+_compact = lambda **kw: json.dumps({**VALID, **kw}, separators=(",", ":")).encode()  # noqa: E731
+WIRE_FORM: list[bytes] = [
+    _compact(),
+    _compact(order_id=""),
+    _compact(customer_id=0),
+    _compact(customer_id=-5),
+    _compact(customer_id=123_456_789_012_345_678),  # 18 digits: the fast path
+    _compact(customer_id=1_234_567_890_123_456_789),  # 19 digits: the full checks
+    _compact(price=150_001),
+    _compact(price=0),
+    _compact(furniture="Lamp"),
+    _compact(ts=_NOW + 10_000),
+    _compact(ts=946_684_799),
+    _compact(ts=1_700_000_000.5),
+    _compact(ts=1e20),
+    _compact(color='a,"b":c'),  # an escaped quote: the full checks
+    _compact(color="é"),  # not ASCII: the full checks
+    _compact(color="a,b:c}{"),
+    b'{"order_id":"o","customer_id":012,"furniture":"Desk","color":"r","price":5,"ts":1700000000}',
+    b'{"order_id":"o","customer_id":1,"furniture":"Desk","color":"r","price":5,"ts":1700000000.}',
+    b'{"order_id":"o","customer_id":1,"furniture":"Desk","color":"r","price":5,"ts":1700000000}x',
+    b'{"order_id":"o","customer_id":1,"furniture":"Desk","color":"r","price":5,"ts":-1700000000}',
+    b'{"order_id":"o\tx","customer_id":1,"furniture":"Desk","color":"r","price":5,"ts":1700000000}',
+    b'{"customer_id":1,"order_id":"o","furniture":"Desk","color":"r","price":5,"ts":1700000000}',
+]

@@ -10,16 +10,28 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
-from purchase_analytics.checkpoint import CheckpointLock
+from purchase_analytics.checkpoint import QUERY_DIR, CheckpointLock
 from purchase_analytics.job import JobFailed, run_job
 from purchase_analytics.runtime.kafka_broker import create_topics
 from purchase_analytics.runtime.processes import wait_until
 from purchase_analytics.sinks import read_json_lines_totals
 
-from conftest import AGGREGATOR, PRODUCER, ROOT, expected_totals, job_args, read_topic, run_queries, start_streaming_job
+from conftest import (
+    AGGREGATOR,
+    CHILD_ENV,
+    PRODUCER,
+    ROOT,
+    JobThread,
+    expected_totals,
+    job_args,
+    read_topic,
+    run_queries,
+    start_streaming_job,
+)
 from malformed import VALID
 
 NOW = int(time.time())
@@ -42,7 +54,7 @@ def event(order_id: str, price: int, ts: float) -> bytes:
 
 def run_cli(argv: list[str], env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, *argv], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})}
+        [sys.executable, *argv], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env={**CHILD_ENV, **(env or {})}
     )
 
 
@@ -124,26 +136,26 @@ def test_oversized_bad_message_is_dead_lettered_cut_to_fit(spark, kafka, new_top
     assert letter.value == huge[:1_000_000]
 
 
-@pytest.mark.slow
-@pytest.mark.spark
-def test_missing_topic_is_waited_for(kafka, tmp_path):
-    topic = f"later-{os.getpid()}-{int(time.time())}"
-    job = start_streaming_job(
-        "--bootstrap-servers", kafka, "--topic", topic, "--available-now", "--checkpoint", str(tmp_path / "ckpt"),
-        "--output-dir", str(tmp_path / "out"),
-    )  # fmt: skip
+def test_missing_topic_is_waited_for(spark, kafka, tmp_path):
+    """The job waits for a topic that does not exist yet, then reads it. The command line's
+    own steps (`wait_for_topic`, then `run_job`), in-process on the shared session."""
+    topic = f"later-{uuid.uuid4().hex[:12]}"
+    job = JobThread(spark, job_args(kafka, topic, tmp_path), wait_for_the_topic=True)
+    job.start()
     try:
-        time.sleep(4)
-        assert job.poll() is None, job.stderr.read()  # still waiting, not failed
+        wait_until(lambda: f"waiting for topic '{topic}'" in job.out.getvalue(), 60, "the job to say it waits for the topic")
+        time.sleep(2.5)  # a few more looks at the topic list
+        assert job.is_alive(), job.out.getvalue()  # still waiting, not failed
         create_topics(kafka, {topic: 2})
         send(kafka, topic, [event(f"o{i}", 100 + i, T0 + 60 * i) for i in range(20)])
-        _, err = job.communicate(timeout=300)
-    finally:
-        if job.poll() is None:
-            job.kill()
-    assert job.returncode == 0, err
-    assert f"waiting for topic '{topic}'" in err
-    assert "restart" not in err
+    except BaseException:
+        job.signals.stop.set()  # end the wait: what SIGTERM does to the command line
+        raise
+    summary = job.result()
+    out = job.out.getvalue()
+    assert f"topic '{topic}' exists now; starting" in out
+    assert "restart" not in out and summary.restarts == 0
+    assert summary.messages == 20
     assert sum(n for _, n in read_json_lines_totals(tmp_path / "out").values()) == 20
 
 
@@ -178,7 +190,7 @@ def test_damaged_checkpoint_fails_at_once_with_the_fix(spark, kafka, new_topic, 
     topic, ckpt = new_topic(1), tmp_path / "ckpt"
     send(kafka, topic, [event("a", 100, T0)])
     run_queries(spark, job_args(kafka, topic, tmp_path))
-    offsets = sorted((ckpt / "windows" / "offsets").glob("[0-9]*"))[-1]
+    offsets = sorted((ckpt / QUERY_DIR / "offsets").glob("[0-9]*"))[-1]
     offsets.write_text(offsets.read_text()[:20])  # truncated mid-record
     send(kafka, topic, [event("b", 100, T0)])
     message = fails_at_once(spark, job_args(kafka, topic, tmp_path))
@@ -231,8 +243,10 @@ def _recreate(kafka: str, topic: str) -> bool:
 
 
 @pytest.mark.slow
-def test_second_job_on_a_checkpoint_is_refused(kafka, new_topic, tmp_path):
-    topic, ckpt = new_topic(1), tmp_path / "ckpt"
+def test_second_job_on_a_checkpoint_is_refused(kafka, tmp_path):
+    """The first job holds the checkpoint's lock from its start: here while it waits for its
+    topic (so no JVM is needed for it to be a running job)."""
+    topic, ckpt = f"later-{uuid.uuid4().hex[:12]}", tmp_path / "ckpt"
     first = start_streaming_job("--bootstrap-servers", kafka, "--topic", topic, "--checkpoint", str(ckpt))
     try:
         wait_until(lambda: (ckpt / ".lock").exists() and (ckpt / ".lock").read_text().strip() == str(first.pid), 60, "the first job's lock")
@@ -240,7 +254,8 @@ def test_second_job_on_a_checkpoint_is_refused(kafka, new_topic, tmp_path):
         assert f"checkpoint {ckpt} is in use by another job (PID {first.pid})" in one_line_error(proc)
     finally:
         first.terminate()
-        first.wait(timeout=60)
+        _, err = first.communicate(timeout=60)
+    assert "stopped by a signal while waiting for the topic" in err and "Traceback" not in err, err  # SIGTERM: a clean stop
     # the lock dies with its owner: a new job may take the checkpoint
     with CheckpointLock(str(ckpt)):
         assert (ckpt / ".lock").read_text().strip() == str(os.getpid())

@@ -68,6 +68,10 @@ def test_smoke_run_measures_every_figure(tmp_path):
         if result is plain or result["rejected"] is None:  # the reference, and from_json (no rules)
             continue
         assert result["windows_compared"] == plain["windows_compared"], label
+        if "flink" in label.lower():  # its JSON format coerces some invalid values (docs/performance.md): a superset, no more
+            assert result["windows_with_fewer_orders"] == 0, label
+            assert 0 <= result["orders_more_than_reference"] <= traffic["invalid"], label
+            continue
         assert result["same_totals"] is True, f"{label}: {result['differences']}"
         assert (result["rejected"], result["dropped_late"]) == (traffic["invalid"], traffic["late"]), label
     assert results["spark"]["default"]["dead_letters"] == traffic["invalid"]  # the dead-letter query wrote every invalid message

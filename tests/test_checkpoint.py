@@ -53,3 +53,11 @@ def test_a_checkpoint_of_another_cluster_or_topic_incarnation_is_refused(tmp_pat
     with pytest.raises(CheckpointError, match=r"another incarnation of the Kafka cluster \(cluster_id, topic_id changed"):
         verify_source(ckpt, {"topic": "t", "cluster_id": "c2", "topic_id": "id3"})
     verify_source(ckpt, {"topic": "other", "cluster_id": "c1", "topic_id": "id9"})  # another topic: a new source, recorded
+
+
+def test_a_checkpoint_of_the_earlier_two_query_job_is_refused(tmp_path):
+    (tmp_path / "old" / "windows" / "offsets").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match="written by an earlier version of the job"):
+        verify_source(str(tmp_path / "old"), {"topic": "t", "cluster_id": "c", "topic_id": "x"})
+    (tmp_path / "new" / "query" / "offsets").mkdir(parents=True)
+    verify_source(str(tmp_path / "new"), {"topic": "t", "cluster_id": "c", "topic_id": "x"})

@@ -1,14 +1,11 @@
 """Three KRaft brokers (each also a controller), topics with replication factor 3 and
 min.insync.replicas=2: one broker SIGKILLed mid-stream while the producer (acks=all,
 idempotence) and the Spark job run. Nothing fails, every acknowledged event is in the topic
-exactly once, the window totals are exact, and nobody restarts the job."""
+exactly once, the window totals are exact, and nobody restarts the job. The producer is the
+command line; the job is the job's own loop (`run_job`), in-process on the shared session."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 
@@ -20,7 +17,7 @@ from purchase_analytics.runtime.kafka_broker import KafkaCluster, create_topics
 from purchase_analytics.runtime.processes import free_port, wait_until
 from purchase_analytics.sinks import read_results_db
 
-from conftest import PRODUCER, ROOT, expected_totals, produced_events, start_producer, start_streaming_job
+from conftest import KAFKA_JARS, TEST_JVM_OPTIONS, JobThread, expected_totals, job_config, produced_events, run_producer, start_producer
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.kafka, pytest.mark.spark]
 
@@ -30,7 +27,7 @@ PARTITIONS, EVENTS, RATE = 2, 2000, 400
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     ports = [(free_port(), free_port(), None) for _ in range(3)]
-    cluster = KafkaCluster.create(ROOT / ".cache" / "jars" / "kafka", tmp_path_factory.mktemp("kafka-cluster"), ports, heap="384m")
+    cluster = KafkaCluster.create(KAFKA_JARS, tmp_path_factory.mktemp("kafka-cluster"), ports, heap="384m", jvm_options=TEST_JVM_OPTIONS)
     cluster.start()
     try:
         yield cluster
@@ -42,31 +39,23 @@ def leaders(cluster: KafkaCluster, topic: str) -> set[int]:
     return {cluster.leader_of(topic, p) for p in range(PARTITIONS)}
 
 
-def test_brokers_killed_mid_stream_lose_and_double_nothing(cluster, tmp_path):
+def test_brokers_killed_mid_stream_lose_and_double_nothing(spark, cluster, tmp_path):
     """One job throughout. Phase 1 SIGKILLs a follower (a node leading no partition of the
     topic); it rejoins; phase 2 SIGKILLs partition 0's leader. Each while events flow."""
     topic = f"purchases-{uuid.uuid4().hex[:8]}"
     create_topics(cluster.bootstrap_servers, {topic: PARTITIONS}, cluster.replication_factor)
     assert describe(cluster, topic) == {"replicas": 3, "min.insync.replicas": "2"}
     common = ["--bootstrap-servers", cluster.bootstrap_servers, "--topic", topic]
-    subprocess.run(
-        [sys.executable, str(PRODUCER), *common, "--rate", "0", "--count", "100", "--seed", "7"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    run_producer(*common, "--rate", "0", "--count", "100", "--seed", "7", timeout=60)
     ids = order_ids(7, 100)
     db = tmp_path / "results.db"
-    job = start_streaming_job(
+    config = job_config(
         *common,
-        "--checkpoint",
-        str(tmp_path / "ckpt"),
-        "--results-db",
-        str(db),
-        "--trigger",
-        "1 second",
+        *("--checkpoint", str(tmp_path / "ckpt"), "--results-db", str(db), "--trigger", "1 second", "--no-console", "--dlq-topic", ""),
+        available_now=False,
     )
+    job = JobThread(spark, config)
+    job.start()
     try:
         wait_until(lambda: committed_batches(db) >= 1, 240, "the job's first batch")
         for seed, victim in ((8, "follower"), (9, "leader")):
@@ -99,7 +88,7 @@ def test_brokers_killed_mid_stream_lose_and_double_nothing(cluster, tmp_path):
             assert sorted(e["order_id"] for e in stored) == sorted(ids)  # every acknowledged event, exactly once
             expected = expected_totals(stored)
             wait_until(lambda expected=expected: read_results_db(db) == expected, 180, "exact window totals while a broker is down")
-            assert job.poll() is None  # the same job, never restarted by hand
+            assert job.is_alive()  # the same job, never restarted by hand
             print(
                 f"{victim} (node {node}) SIGKILLed: producer acknowledged {EVENTS} of {EVENTS}, failed 0; "
                 f"topic holds {len(stored)} events, {len(set(e['order_id'] for e in stored))} distinct; "
@@ -108,9 +97,11 @@ def test_brokers_killed_mid_stream_lose_and_double_nothing(cluster, tmp_path):
             cluster.start()  # the killed node rejoins from its data directory
             wait_until(lambda: cluster.in_sync(topic), 60, "the restarted broker to catch up")
     finally:
-        os.killpg(job.pid, signal.SIGTERM)
-        _, err = job.communicate(timeout=60)
-    assert "restarting from the checkpoint" not in err, err[-2000:]
+        job.signals.stop.set()  # what SIGTERM does to the command line
+        job.join(120)
+    summary = job.result(0)
+    assert "restarting from the checkpoint" not in job.out.getvalue(), job.out.getvalue()[-2000:]
+    assert summary.restarts == 0
 
 
 def order_ids(seed: int, count: int) -> list[str]:

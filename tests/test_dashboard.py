@@ -1,4 +1,5 @@
-"""The live dashboard in headless Chromium, fed by the real job through the real broker."""
+"""The live dashboard in headless Chromium, fed by the real job through the real broker (the
+job's own queries, in-process on the shared session)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from browser import browser, chart_windows, page_windows, screenshot, text, wait
 from kafka import KafkaProducer
 
 from purchase_analytics.reference import read_topic
-from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
+from purchase_analytics.runtime.kafka_broker import create_topics
 from purchase_analytics.runtime.processes import free_port
 from purchase_analytics.runtime.web_service import WebService
 
-from conftest import ROOT, expected_totals, produced_events, run_aggregator, run_producer
+from conftest import expected_totals, job_config, own_broker, produced_events, run_producer, run_queries
 from malformed import MALFORMED
 
 DASHBOARD = "purchase_analytics.dashboard"
@@ -58,8 +59,7 @@ def names() -> tuple[str, str]:
     return f"results-{suffix}", f"metrics-{suffix}"
 
 
-@pytest.mark.slow
-def test_dashboard_shows_the_totals_of_the_real_job(kafka, new_topic, dashboard, browser, tmp_path):  # noqa: F811
+def test_dashboard_shows_the_totals_of_the_real_job(spark, kafka, new_topic, dashboard, browser, tmp_path):  # noqa: F811
     purchases, dlq = new_topic(3), new_topic(1)
     results, metrics = names()
     service = dashboard(kafka, purchases, dlq, results, metrics)
@@ -79,14 +79,16 @@ def test_dashboard_shows_the_totals_of_the_real_job(kafka, new_topic, dashboard,
     producer.flush()
     producer.close()
 
-    run_aggregator(
-        "--bootstrap-servers",
-        kafka,
-        *topic_options(purchases, dlq, results, metrics),
-        "--available-now",
-        "--checkpoint",
-        str(tmp_path / "ckpt"),
-        "--no-console",
+    run_queries(
+        spark,
+        job_config(
+            "--bootstrap-servers",
+            kafka,
+            *topic_options(purchases, dlq, results, metrics),
+            "--checkpoint",
+            str(tmp_path / "ckpt"),
+            "--no-console",
+        ),
     )
 
     latest = max((json.loads(r.value) for r in read_topic(kafka, metrics)), key=lambda m: m["batch_id"])
@@ -143,7 +145,7 @@ def test_dashboard_follows_each_new_batch_without_a_reload(kafka, new_topic, das
 
 @pytest.mark.slow
 def test_dashboard_says_when_the_broker_is_down_and_recovers(new_topic, dashboard, browser, tmp_path):  # noqa: F811
-    broker = KafkaBroker(ROOT / ".cache" / "jars" / "kafka", tmp_path / "kafka", free_port(), free_port())
+    broker = own_broker(tmp_path / "kafka")
     broker.start()
     try:
         service = dashboard(broker.bootstrap_servers, "purchases", "dlq", *names())

@@ -1,7 +1,8 @@
 import json
+import re
 import uuid
 
-from purchase_analytics.events import CUSTOMER_ID_MAX, FURNITURE, PRICE_MIN
+from purchase_analytics.events import CUSTOMER_ID_MAX, FURNITURE, PRICE_MIN, WIRE_PATTERN
 from purchase_analytics.producer import COLORS, EventGenerator
 
 from conftest import SETTINGS
@@ -20,6 +21,14 @@ def test_fields_types_and_ranges():
         assert decoded["color"] in COLORS
         assert PRICE_MIN <= decoded["price"] <= PRICE_MAX and isinstance(decoded["price"], int)
         assert decoded["ts"] == 1_700_000_000 and isinstance(decoded["ts"], int)  # integer seconds, never a float
+
+
+def test_every_produced_event_takes_the_fast_path():
+    """The job recognises the producer's wire form by WIRE_PATTERN (transform.parse_events)."""
+    gen = EventGenerator(seed=3, price_max=PRICE_MAX)
+    late = EventGenerator(seed=4, price_max=PRICE_MAX, late_fraction=1.0, max_lateness_s=600)
+    for event in [*gen.events(2000), *late.events(500)]:
+        assert re.match(WIRE_PATTERN, event.to_json_bytes().decode()), event
 
 
 def test_seed_gives_the_same_sequence():

@@ -11,14 +11,14 @@ import time
 import pytest
 
 from purchase_analytics.producer import EventGenerator
-from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
-from purchase_analytics.runtime.processes import free_port, wait_until
+from purchase_analytics.runtime.kafka_broker import create_topics
+from purchase_analytics.runtime.processes import wait_until
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db, read_results_topic
 
 from conftest import (
-    KAFKA_JARS,
     expected_totals,
     job_config,
+    own_broker,
     produced_events,
     run_producer,
     run_queries,
@@ -56,11 +56,12 @@ def test_spark_job_killed_three_times_loses_and_doubles_nothing(spark, kafka, ne
         "--results-db",
         str(tmp_path / "results.db"),
         "--max-offsets-per-trigger",
-        "1500",
+        "500",
         "--trigger",
         "0 seconds",
     ]
-    run_producer(*common, "--rate", "0", "--count", "20000", "--seed", "21", "--late-fraction", "0.2", "--max-lateness-s", "600")
+    # 14 batches' worth at the first start: each run commits at least one and is killed mid-stream.
+    run_producer(*common, "--rate", "0", "--count", "6000", "--seed", "21", "--late-fraction", "0.2", "--max-lateness-s", "600")
     db = tmp_path / "results.db"
     for kill in range(3):
         before = committed_batches(db)
@@ -70,21 +71,21 @@ def test_spark_job_killed_three_times_loses_and_doubles_nothing(spark, kafka, ne
         finally:
             os.killpg(job.pid, signal.SIGKILL)  # python driver and its JVM, mid-stream
             job.wait()
-        run_producer(*common, "--rate", "0", "--count", "3000", "--seed", str(30 + kill))  # more data while it is down
+        run_producer(*common, "--rate", "0", "--count", "1000", "--seed", str(30 + kill))  # more data while it is down
     # Catch up on what is left, in-process on the same checkpoint (the CLI restarts are above).
     run_queries(spark, job_config(*job_args[:-4], "--dlq-topic", "", "--no-console"))
     expected = expected_totals(produced_events(kafka, topic))
-    assert sum(n for _, n in expected.values()) == 29000
+    assert sum(n for _, n in expected.values()) == 9000
     assert read_results_db(db) == expected
     assert read_json_lines_totals(tmp_path / "out") == expected
     assert read_results_topic(kafka, results) == expected  # replayed batches rewrote the same keys and values
 
 
 def test_broker_killed_mid_stream_loses_no_acknowledged_event(tmp_path):
-    broker = KafkaBroker(KAFKA_JARS, tmp_path / "kafka", free_port(), free_port())
+    broker = own_broker(tmp_path / "kafka")
     broker.start()
     try:
-        topic, count = "purchases", 6000
+        topic, count = "purchases", 3000
         common = ["--bootstrap-servers", broker.bootstrap_servers, "--topic", topic]
         create_topics(broker.bootstrap_servers, {topic: 3})
         run_producer(*common, "--rate", "0", "--count", "100", "--seed", "98")
@@ -104,9 +105,9 @@ def test_broker_killed_mid_stream_loses_no_acknowledged_event(tmp_path):
                 "--progress-interval-s",
                 "1",
             )
-            time.sleep(4)
+            time.sleep(2)  # the producer is sending: it runs for about 7 s at 400 events/s
             broker.kill()  # SIGKILL mid-stream: no controlled shutdown
-            time.sleep(5)
+            time.sleep(3)
             broker.start()  # same data directory
             out, _ = producer.communicate(timeout=300)
             assert f"done: sent {count}, acknowledged {count}, failed 0, pending 0" in out, out

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import replace
 
-from test_progress import spark_progress
+from test_progress import batch
 
+from purchase_analytics.checkpoint import QUERY_DIR
 from purchase_analytics.job import JobSummary
-from purchase_analytics.progress import BatchProgress
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db
 
 from conftest import expected_totals, job_args, read_topic, run_queries, send_raw
@@ -29,9 +28,7 @@ def event(price: int, ts: float, order_id: str = "o") -> bytes:
     return json.dumps({**VALID, "order_id": order_id, "price": price, "ts": ts}).encode()
 
 
-def progress(batch_id: int, rows: int, messages: int, rejected: int = 0, dropped: int = 0, run_id: str = "r1") -> BatchProgress:
-    """A batch as the job sees it: Spark's report (canned) with the late events counted."""
-    return replace(BatchProgress.from_spark(spark_progress(batch_id, rows, messages, rejected, dropped, run_id)), dropped_late=dropped)
+progress = batch  # a batch as the job sees it: Spark's report (canned) and what the batch did
 
 
 def test_summary_folds_each_batch_once():
@@ -139,9 +136,6 @@ def test_append_mode_emits_each_closed_window_once(spark, kafka, new_topic, tmp_
     assert [(rec["window_start"], rec["total_purchase"], rec["orders"]) for rec in lines] == [(iso(T0), 300, 2), (iso(T0 + 600), 400, 1)]
 
 
-NO_DATA_BATCHES = "spark.sql.streaming.noDataMicroBatches.enabled"
-
-
 def test_a_replayed_batch_changes_no_sink(spark, kafka, new_topic, tmp_path):
     """A crash after the sinks wrote a batch but before Spark committed it: on restart Spark
     runs that batch again with the same id and rows. Simulated by deleting its commit."""
@@ -149,12 +143,8 @@ def test_a_replayed_batch_changes_no_sink(spark, kafka, new_topic, tmp_path):
     events = [{**VALID, "order_id": f"r{i}", "price": 100 + i, "ts": T0 + 7 * i} for i in range(300)]
     send_raw(kafka, topic, [(json.dumps(e).encode(), i % 2) for i, e in enumerate(events)])
     config = job_args(kafka, topic, tmp_path, "--max-offsets-per-trigger", "100", "--results-db", str(tmp_path / "results.db"))
-    spark.conf.set(NO_DATA_BATCHES, "false")  # so the last batch committed is one with data
-    try:
-        first = run_queries(spark, config)
-    finally:
-        spark.conf.unset(NO_DATA_BATCHES)
-    commits = sorted((tmp_path / "ckpt" / "windows" / "commits").glob("[0-9]*"), key=lambda p: int(p.name))
+    first = run_queries(spark, config)
+    commits = sorted((tmp_path / "ckpt" / QUERY_DIR / "commits").glob("[0-9]*"), key=lambda p: int(p.name))
     last = commits[-1]
     last.unlink()
     (last.parent / f".{last.name}.crc").unlink(missing_ok=True)

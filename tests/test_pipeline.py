@@ -3,18 +3,47 @@ broker, the aggregator CLI with --available-now (a child with its own JVM), tota
 with totals computed here; then a rerun on the checkpoint the CLI wrote. Unreachable brokers."""
 
 import json
-import time
+import sys
 
 import pytest
 
 from purchase_analytics.runtime.processes import free_port
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db, read_results_topic
 
-from conftest import expected_totals, job_config, produced_events, read_topic, run_aggregator, run_producer, run_queries
+from conftest import (
+    AGGREGATOR,
+    PRODUCER,
+    Background,
+    expected_totals,
+    job_config,
+    produced_events,
+    read_topic,
+    run_aggregator,
+    run_producer,
+    run_queries,
+)
 
+# The file's tests run on one xdist worker (conftest.GROUPS), the end-to-end test first: the
+# unreachable-broker command lines wait out their connection timeouts (about 10 s each) in
+# the background meanwhile.
 pytestmark = pytest.mark.slow
 
 CONSOLE_HEADER = "|       window_start|         window_end|total_purchase|orders|"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def unreachable(tmp_path_factory) -> dict[str, Background]:
+    """The producer and the aggregator command lines against a port where no broker listens,
+    started together when the file's first test starts."""
+    checkpoint = tmp_path_factory.mktemp("unreachable") / "c"
+    return {
+        "producer": Background([sys.executable, str(PRODUCER), "--bootstrap-servers", f"localhost:{free_port()}", "--count", "5"], 60),
+        "aggregator": Background(
+            [sys.executable, str(AGGREGATOR), "--master", "local[2]", "--bootstrap-servers", f"localhost:{free_port()}"]
+            + ["--available-now", "--checkpoint", str(checkpoint)],
+            120,
+        ),
+    }
 
 
 @pytest.mark.spark
@@ -58,19 +87,16 @@ def test_windowed_totals_match_and_a_rerun_counts_nothing_twice(spark, kafka, ne
     assert read_results_topic(kafka, results) == expected  # the latest value per window key
 
 
-def test_producer_reports_an_unreachable_broker_in_one_line():
-    started = time.monotonic()
-    proc = run_producer("--bootstrap-servers", f"localhost:{free_port()}", "--count", "5", check=False, timeout=60)
+def test_producer_reports_an_unreachable_broker_in_one_line(unreachable):
+    proc = unreachable["producer"].result()
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: cannot reach a Kafka broker") and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
-    assert time.monotonic() - started < 30
+    assert proc.seconds < 30
 
 
-def test_aggregator_reports_an_unreachable_broker_in_one_line(tmp_path):
-    proc = run_aggregator(
-        "--bootstrap-servers", f"localhost:{free_port()}", "--available-now", "--checkpoint", str(tmp_path / "c"), check=False, timeout=120
-    )
+def test_aggregator_reports_an_unreachable_broker_in_one_line(unreachable):
+    proc = unreachable["aggregator"].result()
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: cannot reach a Kafka broker")
     assert "Traceback" not in proc.stderr

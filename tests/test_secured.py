@@ -6,7 +6,6 @@ password shows up in any output, log, checkpoint or results file."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
 from purchase_analytics.runtime.processes import free_port, wait_until
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db
 
-from conftest import AGGREGATOR, PRODUCER, ROOT, expected_totals
+from conftest import AGGREGATOR, CHILD_ENV, PRODUCER, ROOT, expected_totals, own_broker
 from malformed import MALFORMED
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.kafka, pytest.mark.spark]
@@ -35,9 +34,7 @@ EVENTS = 2000
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory):
     data = tmp_path_factory.mktemp("kafka-secured")
-    broker = KafkaBroker(
-        ROOT / ".cache" / "jars" / "kafka", data, free_port(), free_port(), heap="512m", tls_dir=data / "tls", internal_port=free_port()
-    )
+    broker = own_broker(data, heap="512m", tls_dir=data / "tls", internal_port=free_port())
     broker.start()
     try:
         create_topics(broker.admin_bootstrap, {TOPIC: 3, DLQ: 1, RESULTS: 1, METRICS: 1}, security=broker.admin_security())
@@ -51,7 +48,7 @@ def secured(tmp_path_factory):
 def client_env(broker: KafkaBroker, user: str, password_file: Path | None = None) -> dict[str, str]:
     """What a user exports: the password goes by file, never on a command line."""
     return {
-        **os.environ,
+        **CHILD_ENV,
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
         "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
@@ -124,7 +121,7 @@ def test_producer_and_job_as_different_users_with_acls_both_ways(secured, tmp_pa
         "unknown user": start(PRODUCER, client_env(broker, "mallory", wrong), "--topic", TOPIC, "--count", "10"),
         "plaintext client": start(
             PRODUCER,
-            {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"},
+            {**CHILD_ENV, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"},
             "--topic",
             TOPIC,
             "--count",

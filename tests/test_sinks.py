@@ -7,7 +7,7 @@ import io
 from datetime import datetime, timezone
 from typing import NamedTuple
 
-from purchase_analytics.sinks import ConsoleSink, JsonLinesSink, SqliteResultsSink, WindowSinks, read_json_lines_totals, read_results_db
+from purchase_analytics.sinks import ConsoleSink, JsonLinesSink, SqliteResultsSink, read_json_lines_totals, read_results_db
 
 
 class Row(NamedTuple):
@@ -71,16 +71,3 @@ def test_naive_datetimes_from_spark_are_read_in_the_local_zone(tmp_path, monkeyp
         monkeypatch.undo()
         time.tzset()
     assert read_json_lines_totals(tmp_path) == {"2026-01-02T10:00:00Z": (1, 1)}
-
-
-def test_window_sinks_collect_a_batch_once_sorted_and_fan_out(spark, tmp_path):
-    batch = spark.createDataFrame(
-        [(r.window_start, r.window_end, r.total_purchase, r.orders, "x") for r in reversed(ROWS)],
-        "window_start timestamp, window_end timestamp, total_purchase long, orders long, extra string",
-    )
-    out = io.StringIO()
-    WindowSinks([ConsoleSink("UTC", out), JsonLinesSink(tmp_path / "out"), SqliteResultsSink(tmp_path / "r.db")])(batch, 3)
-    expected = {"2026-01-02T10:00:00Z": (1500, 3), "2026-01-02T10:10:00Z": (250000, 12)}
-    assert read_json_lines_totals(tmp_path / "out") == expected == read_results_db(tmp_path / "r.db")
-    table = out.getvalue()
-    assert table.index("2026-01-02 10:00:00") < table.index("2026-01-02 10:10:00")  # sorted by window

@@ -1,15 +1,20 @@
 """The transformation on static DataFrames: validation reasons and window totals by hand."""
 
 import json
+import re
 from datetime import datetime, timezone
 
 import pytest
 from pyspark.sql import functions as F
 
-from purchase_analytics.transform import aggregate_purchases, parse_events, rejected_messages, valid_events
+from purchase_analytics.config import interval_seconds
+from purchase_analytics.events import WIRE_PATTERN
+from purchase_analytics.job import fold_batch
+from purchase_analytics.transform import batch_rows, parse_events, rejected_messages, valid_events
+from purchase_analytics.window_state import US, WindowState
 
 from conftest import SETTINGS
-from malformed import MALFORMED, VALID, VALID_UNUSUAL
+from malformed import MALFORMED, VALID, VALID_UNUSUAL, WIRE_FORM
 
 PRICE_MAX = int(SETTINGS["PRICE_MAX"])
 
@@ -25,8 +30,11 @@ def event(price, ts, **kw):
 
 
 def totals(spark, values, window="10 minutes"):
-    rows = aggregate_purchases(valid_events(parse_events(raw_frame(spark, values), PRICE_MAX)), window, "10 minutes").collect()
-    return {iso(r.window_start.timestamp()): (r.total_purchase, r.orders) for r in rows}
+    """One batch through the job's own fold (job.fold_batch) into a new window state."""
+    state = WindowState(round(interval_seconds(window) * US), 600 * US)
+    outcome = fold_batch(batch_rows(parse_events(raw_frame(spark, values), PRICE_MAX)), state, 0, append=False)
+    assert outcome.messages == len(values)
+    return {iso(w.window_start.timestamp()): (w.total_purchase, w.orders) for w in outcome.windows}
 
 
 def iso(epoch_s):
@@ -58,6 +66,31 @@ def test_unusual_but_valid_values_are_counted(spark):
     rejected = [(r.offset, r.rejection_reason) for r in rejected_messages(parsed).collect()]
     assert rejected == []
     assert valid_events(parsed).count() == len(VALID_UNUSUAL)
+
+
+def test_fast_path_gives_the_same_rows_as_the_full_checks(spark):
+    """Values in the wire form skip the VARIANT checks: every column of every row, valid or
+    not, must be the same as when every value takes the full checks."""
+    objects = [json.loads(v) for v, _ in MALFORMED if v and v.lstrip()[:1] == b"{" and _is_json(v)]
+    values = [v for v, _ in MALFORMED] + VALID_UNUSUAL + WIRE_FORM + [json.dumps(o, separators=(",", ":")).encode() for o in objects]
+    columns = [F.col(c).cast("string") for c in ("offset", "order_id", "customer_id", "furniture", "color", "price", "event_time")]
+
+    def rows(fast_path):
+        parsed = parse_events(raw_frame(spark, values), PRICE_MAX, fast_path=fast_path)
+        return parsed.select(*columns, "rejection_reason").orderBy("offset").collect()
+
+    fast, full = rows(True), rows(False)
+    assert [v for v, a, b in zip(values, fast, full, strict=True) if a != b] == []
+    on_fast_path = [v for v in values if v is not None and re.match(WIRE_PATTERN, v.decode("utf-8", "replace"))]
+    assert len(on_fast_path) >= 20
+    assert sum(r.rejection_reason is None for r in fast) >= 10
+
+
+def _is_json(value: bytes) -> bool:
+    try:
+        return isinstance(json.loads(value), dict)
+    except (ValueError, RecursionError):
+        return False
 
 
 def test_future_bound_is_a_parameter(spark):

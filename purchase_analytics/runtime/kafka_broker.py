@@ -38,6 +38,9 @@ class KafkaBroker:
     replication_factor: int = 1  # of the internal topics (offsets, transactions)
     tls_dir: Path | None = None  # secured: SASL_SSL on `port`, mutual TLS on `internal_port` and the controller
     internal_port: int | None = None
+    # JVM options besides the heap. The tests' short-lived brokers start in about half the
+    # time with the client compiler only and the serial collector (tests/conftest.py).
+    jvm_options: tuple[str, ...] = ("-XX:+UseG1GC",)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -105,12 +108,11 @@ class KafkaBroker:
                     f"share.coordinator.state.topic.replication.factor={self.replication_factor}",
                     f"share.coordinator.state.topic.min.isr={min(2, self.replication_factor)}",
                     "group.initial.rebalance.delay.ms=0",
-                    # Several nodes on one host: notice a dead node in seconds, not the production 9-30 s.
-                    *(
-                        ["broker.session.timeout.ms=4000", "broker.heartbeat.interval.ms=1000", "replica.lag.time.max.ms=5000"]
-                        if self.replication_factor > 1
-                        else []
-                    ),
+                    # Nodes on one host: notice a dead node in seconds, not the production 9-30 s; a node
+                    # restarted after a crash waits that long for its old registration to expire.
+                    "broker.session.timeout.ms=4000",
+                    "broker.heartbeat.interval.ms=1000",
+                    *(["replica.lag.time.max.ms=5000"] if self.replication_factor > 1 else []),
                     *([] if self.tls_dir else ["auto.create.topics.enable=true"]),
                     "",
                 ]
@@ -139,7 +141,7 @@ class KafkaBroker:
             ensure_java(),
             f"-Xmx{self.heap}",
             "-Xms256m",
-            "-XX:+UseG1GC",
+            *self.jvm_options,
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
             "-cp",
             self._classpath(),
@@ -292,6 +294,7 @@ class KafkaCluster:
         default_partitions: int = 3,
         heap: str = "512m",
         tls_dir: Path | None = None,
+        jvm_options: tuple[str, ...] = KafkaBroker.jvm_options,
     ) -> KafkaCluster:
         """`ports`: (client, controller, internal) per node; internal only when secured."""
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -314,6 +317,7 @@ class KafkaCluster:
                     replication_factor=min(3, len(ports)),
                     tls_dir=tls_dir,
                     internal_port=internal,
+                    jvm_options=jvm_options,
                 )
                 for i, (port, controller, internal) in enumerate(ports, 1)
             )

@@ -1,0 +1,44 @@
+"""spark_session.py: the settings a session takes (SparkConfig) and what create_spark_session
+does with them, checked on the tests' own session, which it created."""
+
+from __future__ import annotations
+
+import os
+
+from purchase_analytics.config import PROJECT_ROOT
+from purchase_analytics.spark_session import SparkConfig
+
+from conftest import SETTINGS, TEST_JVM_OPTIONS
+
+
+def test_settings_are_read_once_and_relative_paths_are_under_the_project():
+    config = SparkConfig.from_settings(
+        {
+            "SPARK_LOG_LEVEL": "ERROR",
+            "SPARK_UI_ENABLED": "True",
+            "SPARK_CONNECTOR_JARS_DIR": "jars/here",
+            "PACKAGE_ZIP": "/opt/pkg.zip",  # an absolute path wins over the project root
+            "SPARK_DRIVER_JAVA_OPTIONS": " -Xmx2g  ",
+        }
+    )
+    assert (config.log_level, config.ui_enabled, config.driver_java_options) == ("ERROR", True, "-Xmx2g")
+    assert config.connector_jars_dir == PROJECT_ROOT / "jars" / "here" and str(config.package_zip) == "/opt/pkg.zip"
+    from_dot_env = SparkConfig.from_settings({k: v for k, v in SETTINGS.items() if k != "SPARK_DRIVER_JAVA_OPTIONS"})
+    assert (from_dot_env.ui_enabled, from_dot_env.driver_java_options) == (False, "")  # .env: no UI, no extra JVM options
+    assert from_dot_env.connector_jars_dir == PROJECT_ROOT / SETTINGS["SPARK_CONNECTOR_JARS_DIR"]
+
+
+def test_the_session_has_the_settings_the_jars_and_the_jvm_options(spark):
+    conf = spark.sparkContext.getConf()
+    assert spark.conf.get("spark.sql.shuffle.partitions") == SETTINGS["SHUFFLE_PARTITIONS"]
+    assert spark.conf.get("spark.sql.session.timeZone") == SETTINGS["SESSION_TIMEZONE"]
+    assert conf.get("spark.ui.enabled") == "false" and spark.sparkContext.uiWebUrl is None
+    assert conf.get("spark.sql.streaming.stopGracefullyOnShutdown") == "true"
+    jars = conf.get("spark.jars").split(",")
+    assert any("spark-sql-kafka-0-10" in jar for jar in jars)  # Spark's own Kafka connector, from .cache/jars
+    java_options = conf.get("spark.driver.extraJavaOptions").split()
+    assert f"-Dlog4j2.configurationFile=file:{PROJECT_ROOT / 'build' / 'log4j2-spark.properties'}" in java_options
+    assert java_options[-len(TEST_JVM_OPTIONS) :] == list(TEST_JVM_OPTIONS)  # after Spark's own defaults
+    runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    assert set(TEST_JVM_OPTIONS) <= set(runtime.getInputArguments())  # the JVM really runs with them
+    assert os.environ["SPARK_LOCAL_IP"] == "127.0.0.1"  # a local master listens on localhost only
