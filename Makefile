@@ -17,6 +17,7 @@ export SPARK_VERSION
 JARS := .cache/jars
 KAFKA_JARS_STAMP := $(JARS)/kafka/.kafka-$(KAFKA_VERSION)
 SPARK_JARS_STAMP := $(JARS)/spark-kafka/.spark-$(SPARK_VERSION)
+WIRE_JAR := $(JARS)/spark-kafka/purchase-analytics-wire.jar
 FLINK_JARS_STAMP := $(FLINK_CONNECTOR_JARS_DIR)/.flink-kafka-$(FLINK_KAFKA_CONNECTOR_VERSION)
 PEER_VENVS := .venv-quix/.installed .venv-flink/.installed
 LOCAL := $(PY) -m purchase_analytics.runtime.local
@@ -45,7 +46,7 @@ $(VENV)/.installed: requirements.txt requirements-ui.txt requirements-dev.txt py
 	$(PY) -m pip install -q -r requirements-dev.txt -e .
 	@touch $@
 
-jars: $(KAFKA_JARS_STAMP) $(SPARK_JARS_STAMP) ## fetch Apache Kafka and Spark's Kafka connector from Maven Central into .cache/jars
+jars: $(KAFKA_JARS_STAMP) $(SPARK_JARS_STAMP) $(WIRE_JAR) ## fetch Apache Kafka and Spark's Kafka connector from Maven Central into .cache/jars, build the job's wire parser
 
 $(KAFKA_JARS_STAMP): build/kafka-pom.xml
 	@command -v mvn >/dev/null || { echo "error: Maven (mvn) is required to fetch the Kafka jars; apt-get install maven" >&2; exit 1; }
@@ -63,6 +64,15 @@ $(SPARK_JARS_STAMP): build/spark-kafka-pom.xml requirements.txt
 	  -DincludeArtifactIds=spark-sql-kafka-0-10_$(SCALA_BINARY_VERSION),spark-token-provider-kafka-0-10_$(SCALA_BINARY_VERSION),kafka-clients,commons-pool2 \
 	  -DoutputDirectory=$(CURDIR)/$(JARS)/spark-kafka
 	@touch $@
+
+# The job's wire parser (jvm/, transform.parse_events' fast path), compiled against pyspark's
+# own jars and put beside the connector, so it travels with it (spark.jars, the Docker image).
+$(WIRE_JAR): $(wildcard jvm/src/purchase_analytics/*.java) $(SPARK_JARS_STAMP) $(VENV)/.installed
+	@command -v javac >/dev/null || { echo "error: a JDK 17+ (javac) is required to build the job's wire parser; apt-get install openjdk-17-jdk-headless" >&2; exit 1; }
+	@rm -rf $(JARS)/wire-classes && mkdir -p $(JARS)/wire-classes
+	javac -nowarn --release 17 -d $(JARS)/wire-classes -cp "$$($(PY) -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')/jars/*" \
+	  $(filter %.java,$^)
+	jar cf $@ -C $(JARS)/wire-classes .
 
 package: $(PACKAGE_ZIP) ## zip the purchase_analytics package for Spark executors (--py-files)
 $(PACKAGE_ZIP): $(VENV)/.installed $(shell find purchase_analytics -name '*.py')

@@ -3,9 +3,11 @@
 No session is created and no I/O happens here, so every function works the same on a
 streaming DataFrame and on a static one built in a test.
 
-A value in the producer's wire form takes a fast path: one regex recognises it, `from_json`
-reads it, and only the value rules are left (see `parse_events`). Every other value is
-read twice, by two parsers with different jobs:
+A value in the producer's wire form takes a fast path: the job's wire parser
+(jvm/src/purchase_analytics/WireEvent.java, registered as WIRE_EVENT_FUNCTION by
+spark_session.py) recognises it and reads its fields in one scan of its bytes, and only the
+value rules are left (see `parse_events`). Every other value is read twice, by two parsers
+with different jobs:
 - Spark's VARIANT (`try_parse_json`) keeps every JSON value's own type, so `"price": "100"`,
   `12.5`, `true` and `1e3` are told apart from `100` (a `from_json` schema would coerce them
   or null them silently). It decides validity and gives the reason.
@@ -19,10 +21,10 @@ from __future__ import annotations
 
 import string
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from .events import DEFAULT_MAX_FUTURE_S, FIELDS, MAX_NESTING_DEPTH, WIRE_PATTERN, ValueRule, value_rules
+from .events import DEFAULT_MAX_FUTURE_S, FIELDS, MAX_NESTING_DEPTH, ValueRule, value_rules
 
 # The event's columns after parsing: its fields, with `ts` (epoch seconds) as `event_time`.
 EVENT_COLUMNS = tuple(f.name for f in FIELDS if f.name != "ts") + ("event_time",)
@@ -31,6 +33,9 @@ SOURCE_COLUMNS = ("topic", "partition", "offset")
 
 # How `from_json` reads the values once their JSON types are known to be right.
 EVENT_SCHEMA = ", ".join(f"{f.name} {f.spark_type}" for f in FIELDS)
+# The SQL function of the wire parser (WireEvent.java): the event as EVENT_SCHEMA's struct
+# for a value in the wire form (events.WIRE_PATTERN), NULL for any other value.
+WIRE_EVENT_FUNCTION = "purchase_wire_event"
 
 
 def _canonical_schemas() -> tuple[tuple[str, ...], str]:
@@ -177,29 +182,36 @@ def _breaks(rule: ValueRule, value: Column) -> Column:
     raise ValueError(f"unknown rule kind {rule.kind!r}")
 
 
+def has_wire_parser(spark: SparkSession) -> bool:
+    return spark.catalog.functionExists(WIRE_EVENT_FUNCTION)
+
+
 def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX_FUTURE_S, fast_path: bool = True) -> DataFrame:
     """Kafka rows (binary `value`, plus topic/partition/offset when present) -> one row per
     message with the typed event columns and `rejection_reason` (NULL for a valid event).
 
-    A value in the producer's wire form (events.WIRE_PATTERN) is recognised by one regex
-    scan; it is JSON with the right types by construction, so `from_json` reads it and only
-    the value rules are checked. Only other values are parsed into a VARIANT for the
-    full checks. `fast_path=False` sends every value the full way (the tests compare both)."""
+    A value in the producer's wire form (events.WIRE_PATTERN) is recognised and read by the
+    wire parser in one scan of its bytes; it is JSON with the right types by construction,
+    so only the value rules are checked. Only other values are parsed into a VARIANT for the
+    full checks. `fast_path=False`, or a session without the wire parser, sends every value
+    the full way (the tests compare both)."""
     source = [F.col(c) for c in SOURCE_COLUMNS if c in raw.columns]
-    text = F.col("value").cast("string")
-    wire = text.rlike(WIRE_PATTERN) if fast_path else F.lit(False)
+    if fast_path and has_wire_parser(raw.sparkSession):
+        wire = F.call_function(WIRE_EVENT_FUNCTION, F.col("value"))
+    else:
+        wire = F.lit(None).cast(f"struct<{EVENT_SCHEMA}>")
     # One projection per step, so that each expensive expression runs once per row and
     # only for the rows that need it: Spark keeps a projection apart when merging it into
-    # the next would repeat a costly expression (here the regex and the parsers).
-    checked = raw.select(F.col("value"), *source, text.alias("_text"), wire.alias("_wire"))
-    full = ~F.col("_wire")
+    # the next would repeat a costly expression (here the parsers).
+    checked = raw.select(F.col("value"), *source, F.col("value").cast("string").alias("_text"), wire.alias("_w"))
+    full = F.col("_w").isNull()
     parsed = checked.select(
         "*",
-        F.from_json("_text", EVENT_SCHEMA).alias("_e"),
+        F.when(full, F.from_json("_text", EVENT_SCHEMA)).otherwise(F.col("_w")).alias("_e"),
         F.when(full, F.try_parse_json(F.when(F.is_valid_utf8("_text"), F.col("_text")))).alias("_v"),
     ).withColumn("_schema", F.schema_of_variant("_v"))
     fields = {f.name: F.col("_e")[f.name] for f in FIELDS}
-    reason = F.when(F.col("_wire"), _value_reason(fields, price_max, max_future_s)).otherwise(
+    reason = F.when(~full, _value_reason(fields, price_max, max_future_s)).otherwise(
         _rejection_reason(F.col("_text"), F.col("_v"), F.col("_schema"), fields, price_max, max_future_s)
     )
     return parsed.select(

@@ -115,4 +115,9 @@ WIRE_FORM: list[bytes] = [
     b'{"order_id":"o","customer_id":1,"furniture":"Desk","color":"r","price":5,"ts":-1700000000}',
     b'{"order_id":"o\tx","customer_id":1,"furniture":"Desk","color":"r","price":5,"ts":1700000000}',
     b'{"customer_id":1,"order_id":"o","furniture":"Desk","color":"r","price":5,"ts":1700000000}',
+    _compact() + b"\n",  # whitespace after the object: the full checks
+    b'{"order_id":"o","customer_id":-0,"furniture":"Desk","color":"r","price":5,"ts":1700000000}',
+    b'{"order_id":"o","customer_id":1,"furniture":"Desk","color":"r","price":5,"ts":1700000000.12345678901234567}',
+    b'{"order_id":"o","customer_id":1,"furniture":"Desk","color":"r","price":5,"ts":1700000000.123456789012345678}',
+    b'{"order_id":"o","customer_id":1,"furniture":"Desk","color":"r","price":5,"ts":1700000000',
 ]

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from purchase_analytics.config import interval_seconds
 from purchase_analytics.events import WIRE_PATTERN
 from purchase_analytics.job import fold_batch
-from purchase_analytics.transform import batch_rows, parse_events, rejected_messages, valid_events
+from purchase_analytics.transform import WIRE_EVENT_FUNCTION, batch_rows, parse_events, rejected_messages, valid_events
 from purchase_analytics.window_state import US, WindowState
 
 from conftest import SETTINGS
@@ -84,6 +84,17 @@ def test_fast_path_gives_the_same_rows_as_the_full_checks(spark):
     on_fast_path = [v for v in values if v is not None and re.match(WIRE_PATTERN, v.decode("utf-8", "replace"))]
     assert len(on_fast_path) >= 20
     assert sum(r.rejection_reason is None for r in fast) >= 10
+
+
+def test_wire_parser_recognises_what_the_wire_pattern_describes(spark):
+    """The wire parser (jvm/) takes exactly the values events.WIRE_PATTERN, its
+    specification, describes: the producer's compact form, nothing else."""
+    values = [v for v, _ in MALFORMED] + VALID_UNUSUAL + WIRE_FORM
+    recognised = raw_frame(spark, values).select("offset", F.call_function(WIRE_EVENT_FUNCTION, F.col("value")).isNotNull().alias("wire"))
+    pattern = re.compile(WIRE_PATTERN.removeprefix("^").removesuffix("$"))
+    expected = [v is not None and pattern.fullmatch(v.decode("utf-8", "replace")) is not None for v in values]
+    assert [r.wire for r in recognised.orderBy("offset").collect()] == expected
+    assert sum(expected) >= 12
 
 
 def _is_json(value: bytes) -> bool:
