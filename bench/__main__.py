@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     if phases & set(NEEDS_TRAFFIC):
         phases.add("traffic")
     if args.before:
-        systems.check_revision(args.before)  # a typo fails now, not after twenty minutes
+        args.before = systems.check_revision(args.before)[:12]  # a typo fails now, not after twenty minutes; HEAD stays this HEAD
     results: dict = {
         "machine": machine(),
         "versions": versions(settings),

@@ -24,7 +24,7 @@ import string
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from .events import DEFAULT_MAX_FUTURE_S, FIELDS, MAX_NESTING_DEPTH, ValueRule, value_rules
+from .events import DEFAULT_MAX_FUTURE_S, FIELD_NAMES, FIELDS, MAX_NESTING_DEPTH, ValueRule, value_rules
 
 # The event's columns after parsing: its fields, with `ts` (epoch seconds) as `event_time`.
 EVENT_COLUMNS = tuple(f.name for f in FIELDS if f.name != "ts") + ("event_time",)
@@ -188,39 +188,60 @@ def has_wire_parser(spark: SparkSession) -> bool:
 
 def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX_FUTURE_S, fast_path: bool = True) -> DataFrame:
     """Kafka rows (binary `value`, plus topic/partition/offset when present) -> one row per
-    message with the typed event columns and `rejection_reason` (NULL for a valid event).
+    message with the typed event columns, `rejection_reason` (NULL for a valid event), the
+    source columns, and `value`: the original bytes of a rejected message (all the
+    dead-letter topic needs), NULL for a valid event.
 
     A value in the producer's wire form (events.WIRE_PATTERN) is recognised and read by the
     wire parser in one scan of its bytes; it is JSON with the right types by construction,
-    so only the value rules are checked. Only other values are parsed into a VARIANT for the
-    full checks. `fast_path=False`, or a session without the wire parser, sends every value
-    the full way (the tests compare both)."""
+    so only the value rules are checked, and unless it breaks one its bytes are dropped
+    right there. Only other values are parsed into a VARIANT for the full checks.
+    `fast_path=False`, or a session without the wire parser, sends every value the full
+    way (the tests compare both)."""
     source = [F.col(c) for c in SOURCE_COLUMNS if c in raw.columns]
     if fast_path and has_wire_parser(raw.sparkSession):
         wire = F.call_function(WIRE_EVENT_FUNCTION, F.col("value"))
     else:
         wire = F.lit(None).cast(f"struct<{EVENT_SCHEMA}>")
-    # One projection per step, so that each expensive expression runs once per row and
-    # only for the rows that need it: Spark keeps a projection apart when merging it into
-    # the next would repeat a costly expression (here the parsers).
-    checked = raw.select(F.col("value"), *source, F.col("value").cast("string").alias("_text"), wire.alias("_w"))
-    full = F.col("_w").isNull()
-    parsed = checked.select(
-        "*",
-        F.when(full, F.from_json("_text", EVENT_SCHEMA)).otherwise(F.col("_w")).alias("_e"),
-        F.when(full, F.try_parse_json(F.when(F.is_valid_utf8("_text"), F.col("_text")))).alias("_v"),
-    ).withColumn("_schema", F.schema_of_variant("_v"))
-    fields = {f.name: F.col("_e")[f.name] for f in FIELDS}
-    reason = F.when(~full, _value_reason(fields, price_max, max_future_s)).otherwise(
-        _rejection_reason(F.col("_text"), F.col("_v"), F.col("_schema"), fields, price_max, max_future_s)
+    # The wire form is settled in Spark's generated code, fused with the Kafka scan: the
+    # parser, its fields, the value rules. The full checks use expressions that Spark cannot
+    # fuse (VARIANT, higher-order functions), so each of their projections copies every row
+    # it passes on: by then a valid event in the wire form is a few numbers, not its bytes.
+    read = raw.select(F.col("value"), *source, wire.alias("_w"))
+    on_wire = read.select(
+        F.col("value"), *source, F.col("_w").isNotNull().alias("_wire"), *[F.col("_w")[f.name].alias(f.name) for f in FIELDS]
     )
-    return parsed.select(
+    settled = on_wire.withColumn("_reason", F.when(F.col("_wire"), _value_reason(_columns(), price_max, max_future_s))).withColumn(
+        "value", F.when(~F.col("_wire") | F.col("_reason").isNotNull(), F.col("value"))
+    )
+    # The full checks, for every other value. One projection per step, so that each
+    # expensive expression runs once per row and only for the rows that need it: Spark keeps
+    # a projection apart when merging it into the next would repeat a costly expression.
+    full = ~F.col("_wire")
+    text = F.col("value").cast("string").alias("_text")
+    parsed = settled.select(
+        "*",
+        text,
+        F.when(full, F.from_json(text, EVENT_SCHEMA)).alias("_e"),
+        F.when(full, F.try_parse_json(F.when(F.is_valid_utf8(text), text))).alias("_v"),
+    ).withColumn("_schema", F.schema_of_variant("_v"))
+    read_fully = {f.name: F.col("_e")[f.name] for f in FIELDS}
+    fields = {name: F.when(F.col("_wire"), F.col(name)).otherwise(read_fully[name]) for name in FIELD_NAMES}
+    reason = F.when(F.col("_wire"), F.col("_reason")).otherwise(
+        _rejection_reason(F.col("_text"), F.col("_v"), F.col("_schema"), read_fully, price_max, max_future_s)
+    )
+    checked = parsed.select(
         F.col("value"),
         *source,
         *[fields[name].alias(name) for name in EVENT_COLUMNS if name != "event_time"],
         F.timestamp_seconds(fields["ts"]).alias("event_time"),
         reason.alias("rejection_reason"),
     )
+    return checked.withColumn("value", F.when(F.col("rejection_reason").isNotNull(), F.col("value")))
+
+
+def _columns() -> dict[str, Column]:
+    return {name: F.col(name) for name in FIELD_NAMES}
 
 
 def valid_events(parsed: DataFrame) -> DataFrame:
