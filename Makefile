@@ -149,15 +149,13 @@ bench: setup bench-peers ## benchmark: Kafka's perf tools, producer, Spark job, 
 
 bench-peers: $(PEER_VENVS) $(FLINK_JARS_STAMP) ## the benchmark's peers: Quix Streams (.venv-quix), Flink SQL (.venv-flink) and Flink's Kafka connector
 
-# Each peer in its own venv (their pins clash with pyspark's and the dev tools'), the project
-# on its path through a .pth file (python -m bench.quix_peer works from any directory).
+# Each peer in its own venv (their pins clash with pyspark's and the dev tools'), installed once
+# per set of requirements into the user's cache and shared by every checkout; the checkout's
+# venv puts those packages and the project on its path (build/peer-venv.sh).
 .venv-quix/.installed: requirements-bench.txt requirements.txt
 .venv-flink/.installed: requirements-flink.txt requirements.txt
 $(PEER_VENVS):
-	@test -x $(@D)/bin/python || $(PYTHON) -m venv $(@D)
-	$(@D)/bin/python -m pip install -q -r $(word 1,$^)
-	@$(@D)/bin/python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'purchase-analytics.pth').write_text('$(CURDIR)\n')"
-	@touch $@
+	@PYTHON=$(PYTHON) build/peer-venv.sh $(@D) $^
 
 $(FLINK_JARS_STAMP): build/flink-kafka-pom.xml
 	@command -v mvn >/dev/null || { echo "error: Maven (mvn) is required to fetch the Flink connector jar; apt-get install maven" >&2; exit 1; }

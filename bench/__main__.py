@@ -34,23 +34,24 @@ from .common import KAFKA_JARS, Bench, Rules, TreeSampler
 PHASES = ("ceiling", "producer", "traffic", "baseline", "spark", "peers", "stream", "memory")
 NEEDS_TRAFFIC = ("baseline", "spark", "peers")
 SMOKE = {
-    "producer_events": 20_000,
+    "producer_events": 10_000,
     "spark_events": 30_000,
     "max_offsets_per_trigger": 10_000,
     "payload_lines": 5_000,
     "step_rates": "1000",
-    "step_s": 4.0,
+    "step_s": 2.0,
     "warmup_batches": 1,
     "latency_rate": 1000,
-    "latency_s": 4.0,
-    "memory_s": 8.0,
+    "latency_s": 2.0,
+    "latency_trigger": "1 second",  # not back to back: between a few small batches the job waits instead of polling the broker
+    "memory_s": 5.0,
     "memory_rate": 1000,
     "profile_events": 0,
 }
 # --smoke checks that every figure is measured, not what it is: the phases that mostly wait
-# (for a rate, a duration, batches) run beside the others, the systems over the traffic topic
-# run at the same time, and every JVM compiles with C1 only (much less compile work for a
-# run of seconds).
+# (for a rate, a duration, batches) run beside the others and beside each other, the systems
+# over the traffic topic run at the same time, and every JVM compiles with C1 only (much less
+# compile work for a run of seconds).
 SMOKE_ALONGSIDE = ("stream", "memory")
 SMOKE_TOGETHER = ("spark", "peers")
 SMOKE_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"
@@ -127,7 +128,11 @@ def versions(settings: dict) -> dict:
     import kafka
     import pyspark
 
-    java = subprocess.run([ensure_java(), "-version"], capture_output=True, text=True).stderr.splitlines()
+    java = [
+        line
+        for line in subprocess.run([ensure_java(), "-version"], capture_output=True, text=True).stderr.splitlines()
+        if not line.startswith("Picked up JAVA_TOOL_OPTIONS")
+    ]
     return {
         "python": platform.python_version(),
         "java": java[0] if java else "?",
@@ -220,15 +225,16 @@ def main(argv: list[str] | None = None) -> int:
                 groups[-1].append(name)
             else:
                 groups.append([name])
-        with ThreadPoolExecutor(max_workers=len(SMOKE_TOGETHER)) as pool:  # a full run keeps to the main thread (Ctrl-C stops its process)
-            background = pool.submit(lambda: [run_phase(name) for name in beside]) if beside else None
+        # a full run keeps to the main thread (Ctrl-C stops its process)
+        with ThreadPoolExecutor(max_workers=len(SMOKE_ALONGSIDE) + len(SMOKE_TOGETHER)) as pool:
+            background = [pool.submit(run_phase, name) for name in beside]
             for first, *others in groups:
                 running = [pool.submit(run_phase, name) for name in others]
                 run_phase(first)
                 for phase in running:
                     phase.result()
-            if background:
-                background.result()
+            for phase in background:
+                phase.result()
     finally:
         broker.stop()
         whole_run.__exit__()

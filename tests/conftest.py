@@ -53,6 +53,9 @@ TEST_JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-XX:+UnlockD
 SETTINGS = {**load_settings(environ={}), "SPARK_DRIVER_JAVA_OPTIONS": " ".join(TEST_JVM_OPTIONS)}
 # The environment of the command lines the tests start (the settings still come from .env).
 CHILD_ENV = {**os.environ, "SPARK_DRIVER_JAVA_OPTIONS": SETTINGS["SPARK_DRIVER_JAVA_OPTIONS"]}
+# Programs that start JVMs of their own (the benchmark, the Flink peer) get the same options
+# through JAVA_TOOL_OPTIONS, the collector aside: their launchers may choose one themselves.
+TOOL_ENV = {**os.environ, "JAVA_TOOL_OPTIONS": " ".join(o for o in TEST_JVM_OPTIONS if not o.endswith("GC"))}
 
 FIXTURE_MARKS = {"kafka": "kafka", "broker": "kafka", "new_topic": "kafka", "spark": "spark"}
 
@@ -338,6 +341,25 @@ class Background:
 def start_producer(*args: str) -> subprocess.Popen:
     """The producer command line in the background; stdout and stderr together in one pipe."""
     return subprocess.Popen([sys.executable, str(PRODUCER), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+
+
+def wait_for_line(producer: subprocess.Popen, needle: str, what: str | None = None) -> str:
+    """Read a start_producer child's lines until one holds `needle`; returns the lines read."""
+    lines = []
+    for line in producer.stdout:
+        lines.append(line)
+        if needle in line:
+            return "".join(lines)
+    raise AssertionError(f"the producer ended before {what or repr(needle)}:\n{''.join(lines)}")
+
+
+def wait_for_acknowledgements(producer: subprocess.Popen) -> str:
+    """Read the producer's lines (it runs with --progress-interval-s) until a progress line says
+    the broker acknowledged events: it is connected and sending. Returns the lines read."""
+    seen = ""
+    while not any(line.startswith("sent ") and "acknowledged 0," not in line for line in seen.splitlines()):
+        seen += wait_for_line(producer, "acknowledged", "any acknowledgement")
+    return seen
 
 
 def run_producer(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:

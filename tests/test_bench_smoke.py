@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, TOOL_ENV
 
 
 def not_installed(result: dict) -> bool:
@@ -26,7 +26,12 @@ def systems(results: dict) -> dict[str, dict]:
 @pytest.mark.spark
 def test_smoke_run_measures_every_figure(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--results-dir", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=900
+        [sys.executable, "-m", "bench", "--smoke", "--results-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+        env=TOOL_ENV,  # every JVM of the run (broker, perf tools, Spark, Flink) with the tests' options
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     [path] = tmp_path.glob("bench-smoke-*.json")

@@ -6,7 +6,6 @@ command line; the job is the job's own loop (`run_job`), in-process on the share
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -17,7 +16,17 @@ from purchase_analytics.runtime.kafka_broker import KafkaCluster, create_topics
 from purchase_analytics.runtime.processes import free_port, wait_until
 from purchase_analytics.sinks import read_results_db
 
-from conftest import KAFKA_JARS, TEST_JVM_OPTIONS, JobThread, expected_totals, job_config, produced_events, run_producer, start_producer
+from conftest import (
+    KAFKA_JARS,
+    TEST_JVM_OPTIONS,
+    JobThread,
+    expected_totals,
+    job_config,
+    produced_events,
+    run_producer,
+    start_producer,
+    wait_for_acknowledgements,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.kafka, pytest.mark.spark]
 
@@ -71,11 +80,11 @@ def test_brokers_killed_mid_stream_lose_and_double_nothing(spark, cluster, tmp_p
                 "1",
             )
             try:
-                time.sleep(2)
+                seen = wait_for_acknowledgements(producer)  # it is sending: for about 5 s at 400 events/s
                 before = leaders(cluster, topic)
                 node = cluster.leader_of(topic, 0) if victim == "leader" else next(n for n in (1, 2, 3) if n not in before)
                 cluster.broker(node).kill()  # SIGKILL mid-stream, no controlled shutdown
-                out, _ = producer.communicate(timeout=240)
+                out = seen + producer.communicate(timeout=240)[0]
             finally:
                 if producer.poll() is None:
                     producer.kill()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 
@@ -24,6 +23,8 @@ from conftest import (
     run_queries,
     start_producer,
     start_streaming_job,
+    wait_for_acknowledgements,
+    wait_for_line,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.spark]
@@ -105,11 +106,11 @@ def test_broker_killed_mid_stream_loses_no_acknowledged_event(tmp_path):
                 "--progress-interval-s",
                 "1",
             )
-            time.sleep(2)  # the producer is sending: it runs for about 7 s at 400 events/s
+            seen = wait_for_acknowledgements(producer)  # it is sending: for about 7 s at 400 events/s
             broker.kill()  # SIGKILL mid-stream: no controlled shutdown
-            time.sleep(3)
+            seen += wait_for_line(producer, "down?")  # the producer noticed the outage
             broker.start()  # same data directory
-            out, _ = producer.communicate(timeout=300)
+            out = seen + producer.communicate(timeout=300)[0]
             assert f"done: sent {count}, acknowledged {count}, failed 0, pending 0" in out, out
             assert "is the broker at" in out and "down?" in out  # the outage was reported while it lasted
             ids = []

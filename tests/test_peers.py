@@ -34,7 +34,7 @@ from purchase_analytics.events import (
 )
 from purchase_analytics.runtime.kafka_broker import create_topics
 
-from conftest import ROOT, SETTINGS, send_raw
+from conftest import ROOT, SETTINGS, TOOL_ENV, send_raw
 
 WINDOW_S, WATERMARK_S = 600, 600
 VALID_EVENTS = 24_000
@@ -133,8 +133,9 @@ def _probes_counted(column: int) -> int:
 
 
 def _start(argv: list[str], cwd: Path = Path("/")) -> subprocess.Popen:
-    """The peers run from anywhere (their venv's .pth names the project); the baseline from the root."""
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    """The peers run from anywhere (their venv's .pth names the project); the baseline from the root.
+    Flink's JVM gets the tests' JVM options."""
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=TOOL_ENV)
 
 
 def _result(proc: subprocess.Popen, what: str, timeout_s: float = 240) -> dict:
