@@ -37,6 +37,9 @@ class BatchProgress:
     watermark: str | None
     start_offsets: dict[str, dict[str, int]] = field(default_factory=dict)
     end_offsets: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Where the batch's time went, as Spark reports it (addBatch: the job's batch handler;
+    # walCommit and commitOffsets: the checkpoint's logs; latestOffset, getBatch, queryPlanning)
+    durations_ms: dict[str, int] = field(default_factory=dict)
 
     @property
     def valid(self) -> int:
@@ -67,6 +70,7 @@ class BatchProgress:
             watermark=outcome.watermark if outcome else None,
             start_offsets=_offsets(sources[0].get("startOffset")),
             end_offsets=_offsets(sources[0].get("endOffset")),
+            durations_ms={k: int(v) for k, v in (progress.get("durationMs") or {}).items()},
         )
 
     def to_record(self, topic: str) -> dict:

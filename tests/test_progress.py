@@ -16,6 +16,7 @@ def spark_progress(batch_id: int, rows: int, run_id: str = "r1") -> dict:
         "inputRowsPerSecond": 100.0,
         "processedRowsPerSecond": 1234.5,
         "batchDuration": 250,
+        "durationMs": {"addBatch": 180, "walCommit": 30, "triggerExecution": 250},
         "sources": [{"startOffset": '{"t":{"0":5,"1":7}}', "endOffset": {"t": {"0": 15, "1": 12}}}],
     }
 
@@ -47,6 +48,7 @@ def test_record_and_line():
     record = p.to_record("t")
     assert record["dropped_late"] == 25 and record["state_rows"] == 7
     assert record["end_offsets"] == {"0": 15, "1": 12} and record["topic"] == "t" and record["valid"] == 7
+    assert record["durations_ms"] == {"addBatch": 180, "walCommit": 30, "triggerExecution": 250}
     assert (
         p.line() == "batch 0: 10 messages, 3 rejected, 25 dropped as late, 7 state rows, watermark 2026-01-01T00:00:00.000Z, 1,234 rows/s"
     )
