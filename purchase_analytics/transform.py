@@ -211,7 +211,8 @@ def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX
     on_wire = read.select(
         F.col("value"), *source, F.col("_w").isNotNull().alias("_wire"), *[F.col("_w")[f.name].alias(f.name) for f in FIELDS]
     )
-    settled = on_wire.withColumn("_reason", F.when(F.col("_wire"), _value_reason(_columns(), price_max, max_future_s))).withColumn(
+    wire_reason = _value_reason({name: F.col(name) for name in FIELD_NAMES}, price_max, max_future_s)
+    settled = on_wire.withColumn("_reason", F.when(F.col("_wire"), wire_reason)).withColumn(
         "value", F.when(~F.col("_wire") | F.col("_reason").isNotNull(), F.col("value"))
     )
     # The full checks, for every other value. One projection per step, so that each
@@ -238,10 +239,6 @@ def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX
         reason.alias("rejection_reason"),
     )
     return checked.withColumn("value", F.when(F.col("rejection_reason").isNotNull(), F.col("value")))
-
-
-def _columns() -> dict[str, Column]:
-    return {name: F.col(name) for name in FIELD_NAMES}
 
 
 def valid_events(parsed: DataFrame) -> DataFrame:
@@ -284,8 +281,9 @@ def batch_rows(parsed: DataFrame) -> DataFrame:
     for every row, plus the original bytes and source coordinates of a rejected one (all
     the dead-letter topic needs), so that a batch held in memory stays small."""
     rejected = F.col("rejection_reason").isNotNull()
-    kept = [c for c in ("value", *SOURCE_COLUMNS) if c in parsed.columns]
-    return parsed.select("event_time", "price", "rejection_reason", *[F.when(rejected, F.col(c)).alias(c) for c in kept])
+    value = ["value"] if "value" in parsed.columns else []  # parse_events keeps a rejected message's bytes only
+    sources = [F.when(rejected, F.col(c)).alias(c) for c in SOURCE_COLUMNS if c in parsed.columns]
+    return parsed.select("event_time", "price", "rejection_reason", *value, *sources)
 
 
 def window_partials(batch: DataFrame, window_us: int) -> DataFrame:
