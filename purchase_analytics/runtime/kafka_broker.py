@@ -251,7 +251,7 @@ def create_topics(
     means two copies."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
-    from kafka.errors import InvalidReplicationFactorError, TopicAlreadyExistsError
+    from kafka.errors import InvalidReplicationFactorError, NodeNotReadyError, TopicAlreadyExistsError, UnknownBrokerIdError
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), **(security or KafkaSecurity()).kafka_python_kwargs())
     replicated = {"min.insync.replicas": "2"} if replication_factor >= 3 else {}
@@ -269,7 +269,8 @@ def create_topics(
                 break
             except TopicAlreadyExistsError:
                 break
-            except InvalidReplicationFactorError:  # a restarted cluster: a node still fenced for a few seconds
+            except (InvalidReplicationFactorError, UnknownBrokerIdError, NodeNotReadyError):
+                # a cluster just (re)started: a node still fenced, or the controller not yet in the client's metadata
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1)
