@@ -41,6 +41,7 @@ SMOKE = {
     "step_rates": "1000",
     "step_s": 2.0,
     "warmup_batches": 1,
+    "warmup_s": 0.0,
     "latency_rate": 1000,
     "latency_s": 2.0,
     "latency_trigger": "1 second",  # not back to back: between a few small batches the job waits instead of polling the broker
@@ -88,6 +89,7 @@ def parse_args(argv: list[str] | None):
     setting("--step-rates", "BENCH_STEP_RATES", str, "input rates tried at a 1 s trigger")
     setting("--step-s", "BENCH_STEP_S", float, "seconds per rate step")
     setting("--warmup-batches", "BENCH_WARMUP_BATCHES", positive_int, "batches a streaming job runs before it is measured")
+    setting("--warmup-s", "BENCH_WARMUP_S", non_negative_float, "seconds of input a streaming job gets before its latency and rate steps")
     setting("--memory-s", "BENCH_MEMORY_S", float, "duration of the steady run watched for state and memory")
     setting("--memory-rate", "BENCH_MEMORY_RATE", positive_int, "events/s during the memory run")
     setting("--memory-window", "BENCH_MEMORY_WINDOW", str, "window and watermark during the memory run")
@@ -206,9 +208,9 @@ def main(argv: list[str] | None = None) -> int:
                 args.latency_trigger,
                 [int(r) for r in args.step_rates.split(",")],
                 args.step_s,
-                args.warmup_batches,
+                run.Warmup(args.warmup_batches, args.warmup_s),
             ),
-            "memory": lambda: run.phase_memory(bench, args.memory_rate, args.memory_s, args.memory_window, args.warmup_batches),
+            "memory": lambda: run.phase_memory(bench, args.memory_rate, args.memory_s, args.memory_window, run.Warmup(args.warmup_batches)),
         }
 
         def run_phase(name: str) -> None:

@@ -15,15 +15,18 @@ from pyspark.sql import functions as F
 from purchase_analytics.config import load_settings, parse_aggregator_config
 from purchase_analytics.job import BatchHandler, JobSummary, ProgressReporter, start_queries, window_sinks
 from purchase_analytics.spark_session import SparkConfig, create_spark_session
-from purchase_analytics.transform import EVENT_SCHEMA
+from purchase_analytics.transform import EVENT_SCHEMA, SOURCE_COLUMNS
 
 
-def from_json_only(raw: DataFrame, *_rules) -> DataFrame:
+def from_json_only(raw: DataFrame, *_rules, **_batch_times) -> DataFrame:
     event = F.from_json(F.col("value").cast("string"), EVENT_SCHEMA)
     return raw.select(
         F.timestamp_seconds(event["ts"]).alias("event_time"),
+        event["ts"].alias("ts"),
         event["price"].alias("price"),
         F.lit(None).cast("string").alias("rejection_reason"),
+        F.lit(None).cast("binary").alias("value"),
+        *SOURCE_COLUMNS,
     )
 
 

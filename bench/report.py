@@ -173,16 +173,17 @@ def _stream_rows(results: dict, producers: dict) -> list[tuple]:
     lat = st["latency"]
     alone = (producers.get(lat.get("backend")) or {}).get("events_per_s")
     failing = st["first_failing_rate"]
+    warm = f", after {st['warmup_s']:g} s warm-up" if st.get("warmup_s") else ""
     return [
         (
-            f"steady rate at a 1 s trigger (producer: {lat.get('backend')})",
+            f"steady rate at a 1 s trigger (producer: {lat.get('backend')}{warm})",
             f"{st['max_steady_rate']:,} ev/s" + (f" (lag grew at {failing:,})" if failing else " (no step left a growing lag)"),
             _ratio(st["max_steady_rate"], alone, f"the {lat.get('backend')} producer alone"),
             ">= 150,000 ev/s",
             _met(st["max_steady_rate"] >= 150_000),
         ),
         (
-            f"p95 send-to-sink latency at {lat['rate']:,} ev/s, trigger {lat.get('trigger', '1 second')}",
+            f"p95 send-to-sink latency at {lat['rate']:,} ev/s, trigger {lat.get('trigger', '1 second')}{warm}",
             f"p50 {lat['p50_s']} s, p95 {lat['p95_s']} s ({lat['events']:,} events, max {lat['max_s']} s)",
             "",
             "<= 1.0 s",

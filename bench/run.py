@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from purchase_analytics.checkpoint import QUERY_DIR
 from purchase_analytics.config import PROJECT_ROOT
@@ -118,17 +119,24 @@ def attempt(measure) -> dict:
 
 
 def phase_stream(
-    bench: Bench, latency_rate: int, latency_s: float, latency_trigger: str, step_rates: list[int], step_s: float, warmup_batches: int
+    bench: Bench,
+    latency_rate: int,
+    latency_s: float,
+    latency_trigger: str,
+    step_rates: list[int],
+    step_s: float,
+    warmup: Warmup,
 ) -> dict:
-    """Two long-running jobs: end-to-end latency at `latency_rate` with `latency_trigger`,
-    then, at a 1-second trigger, input rate steps until one leaves a growing lag."""
+    """Two long-running jobs, each measured once warm: end-to-end latency at `latency_rate`
+    with `latency_trigger`, then, at a 1-second trigger, input rate steps until one leaves a
+    growing lag."""
     backend = producer.fastest_backend()
     topic, checkpoint, out_dir = "bench-latency", bench.path("ckpt-latency"), bench.path("out-latency")
     create_topic(bench.bootstrap_servers, topic, bench.partitions)
     job = spark.StreamingJob(bench, topic, checkpoint, "--trigger", latency_trigger, "--output-dir", out_dir)
     lag = spark.LagProbe(bench, topic, checkpoint / QUERY_DIR)
     try:
-        _warm_up(bench, job, topic, latency_rate, backend, warmup_batches)
+        _warm_up(bench, job, topic, latency_rate, backend, warmup)
         start = end_offsets(bench.bootstrap_servers, topic)
         _run_producer(bench, topic, latency_rate, latency_s, backend)
         end = end_offsets(bench.bootstrap_servers, topic)
@@ -139,6 +147,7 @@ def phase_stream(
             "backend": backend,
             "rate": latency_rate,
             "trigger": latency_trigger,
+            "warmup_s": warmup.seconds,
             "duration_s": latency_s,
             "events": len(values),
             "without_output": missing,
@@ -154,7 +163,7 @@ def phase_stream(
     job = spark.StreamingJob(bench, topic, checkpoint, "--trigger", "1 second")
     lag = spark.LagProbe(bench, topic, checkpoint / QUERY_DIR)
     try:
-        _warm_up(bench, job, topic, step_rates[0], backend, warmup_batches)
+        _warm_up(bench, job, topic, step_rates[0], backend, warmup)
         _wait_caught_up(lag, timeout_s=60)
         steps = []
         for rate in step_rates:
@@ -166,6 +175,7 @@ def phase_stream(
         kept = [s["input_rate"] for s in steps if s["kept_up"]]
         return {
             "latency": result,
+            "warmup_s": warmup.seconds,
             "steps": steps,
             "max_steady_rate": max(kept, default=0),
             "first_failing_rate": next((s["input_rate"] for s in steps if not s["kept_up"]), None),
@@ -201,13 +211,13 @@ def _step(bench: Bench, topic: str, lag: spark.LagProbe, rate: int, step_s: floa
     }
 
 
-def phase_memory(bench: Bench, rate: int, duration_s: float, window: str, warmup_batches: int) -> dict:
+def phase_memory(bench: Bench, rate: int, duration_s: float, window: str, warmup: Warmup) -> dict:
     topic, checkpoint = "bench-memory", bench.path("ckpt-memory")
     create_topic(bench.bootstrap_servers, topic, bench.partitions)
     backend = producer.fastest_backend()
     job = spark.StreamingJob(bench, topic, checkpoint, "--trigger", "1 second", "--window", window, "--watermark", window)
     try:
-        _warm_up(bench, job, topic, rate, backend, warmup_batches)
+        _warm_up(bench, job, topic, rate, backend, Warmup(warmup.batches))  # memory is watched from the start
         t0 = time.monotonic()
         # A few late events keep the watermark honest: some arrive after their window closed and are dropped.
         _run_producer(bench, topic, rate, duration_s, backend, "--late-fraction", "0.02", "--max-lateness-s", "60")
@@ -241,15 +251,32 @@ def _run_producer(bench: Bench, topic: str, rate: float, duration_s: float, back
     return producer.read_summary(summary_file)
 
 
-def _warm_up(bench: Bench, job: spark.StreamingJob, topic: str, rate: int, backend: str, batches: int) -> None:
-    """Send at `rate` until the job has processed `batches` batches: JVM start and code
-    generation happen here, outside the figures."""
-    warmup = subprocess.Popen(producer.producer_args(bench, topic, 0, rate, backend), stdout=subprocess.DEVNULL, cwd=PROJECT_ROOT)
+@dataclass(frozen=True)
+class Warmup:
+    """How long a streaming job runs before it is measured: at least `batches` batches with
+    events and `seconds` of input. On 2 cores the JIT compiles Spark's per-batch driver code
+    for minutes; a long-running job is measured once that is done."""
+
+    batches: int
+    seconds: float = 0.0
+
+
+def _warm_up(bench: Bench, job: spark.StreamingJob, topic: str, rate: int, backend: str, warmup: Warmup) -> None:
+    """Send at `rate` until the job is warm: JVM start, code generation and JIT compilation
+    happen here, outside the figures."""
+    started = time.monotonic()
+    sender = subprocess.Popen(producer.producer_args(bench, topic, 0, rate, backend), stdout=subprocess.DEVNULL, cwd=PROJECT_ROOT)
     try:
-        job.wait_for_batches(batches, timeout_s=300)
+        job.wait_for_batches(warmup.batches, timeout_s=300)
+        if warmup.seconds > 1:
+            print(f"  warming the job up at {rate:,} events/s for {warmup.seconds:g}s", file=sys.stderr, flush=True)
+        while time.monotonic() - started < warmup.seconds:
+            if job.proc.poll() is not None:
+                raise RuntimeError("the streaming job ended while warming up:\n" + "".join(job.stderr_tail))
+            time.sleep(0.5)
     finally:
-        warmup.terminate()
-        warmup.wait()
+        sender.terminate()
+        sender.wait()
     time.sleep(2)
 
 

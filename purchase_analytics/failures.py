@@ -40,6 +40,8 @@ _FATAL: list[tuple[tuple[str, ...], str]] = [
             "Error reading snapshot file",
             "INVALID_CHECKPOINT",
             "checksum",
+            "ChecksumException",  # Hadoop's local file system: a log file changed behind its .crc
+            "Checksum error",
         ),
         "checkpoint {checkpoint} is damaged ({detail}); delete it or use another --checkpoint to start over "
         "(the new query reads the topic from STARTING_OFFSETS)",

@@ -19,14 +19,24 @@ from pyspark import StorageLevel
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 
-from .checkpoint import CheckpointError, CheckpointLock, checkpoint_files, query_checkpoint, verify_source
+from .checkpoint import (
+    OFFSETS_DIR,
+    CheckpointError,
+    CheckpointLock,
+    batch_time_s,
+    checkpoint_files,
+    earliest_batch_time_s,
+    query_checkpoint,
+    use_checkpoint_file_manager,
+    verify_source,
+)
 from .config import AggregatorConfig, interval_seconds, load_settings, parse_aggregator_config
 from .failures import classify_failure, first_line
 from .kafka_client import ClientErrorLog, KafkaSecurity, diagnose_connection, explain_failure
 from .progress import BatchProgress
 from .sinks import ConsoleSink, JsonLinesSink, KafkaPublisher, KafkaResultsSink, SqliteResultsSink
 from .spark_session import SparkConfig, create_spark_session
-from .transform import batch_rows, dead_letter_records, parse_events, rejected_messages, window_partials
+from .transform import STREAM_COLUMNS, batch_rows, check_future, dead_letter_records, parse_events, rejected_messages, window_partials
 from .window_state import US, BatchOutcome, Partial, StateLog, WindowState
 
 QUERY_NAME = "purchases"
@@ -56,8 +66,13 @@ def _with_trigger(writer, config: AggregatorConfig):
 
 def start_queries(spark: SparkSession, config: AggregatorConfig, handler: BatchHandler, parse=parse_events):
     """Start the job's query (a list, for the supervisor): Kafka -> parse -> `handler`.
-    (`parse` is the benchmark's seam for its from_json-only reference.)"""
-    rows = batch_rows(parse(read_kafka(spark, config), config.price_max, config.max_future_s))
+    (`parse` is the benchmark's seam for its from_json-only reference.) The one rule that
+    depends on the batch's time is checked by the handler: in the query's generated code the
+    time would change the code in every batch (transform.check_future)."""
+    use_checkpoint_file_manager(spark, config.checkpoint_dir)
+    offsets = checkpoint_files(spark, f"{query_checkpoint(config.checkpoint_dir)}/{OFFSETS_DIR}")
+    since = earliest_batch_time_s(offsets, time.time())
+    rows = parse(read_kafka(spark, config), config.price_max, config.max_future_s, batch_times_from=since).select(*STREAM_COLUMNS)
     writer = (
         rows.writeStream.queryName(QUERY_NAME).option("checkpointLocation", query_checkpoint(config.checkpoint_dir)).foreachBatch(handler)
     )
@@ -91,8 +106,9 @@ def fold_batch(batch: DataFrame, state: WindowState, batch_id: int, append: bool
 
 
 class BatchHandler:
-    """The foreachBatch function of the job's query. A micro-batch arrives parsed, is kept
-    in memory and used twice: the rejected messages go to the dead-letter topic, then the
+    """The foreachBatch function of the job's query. A micro-batch arrives parsed and
+    checked but for the rule on the batch's time (its time is read from Spark's offset log,
+    so a batch that runs again gets the same), is kept in memory and used twice: the rejected messages go to the dead-letter topic, then the
     valid events' partial sums are folded into the open windows (window_state), the sinks
     get the windows the batch changed (or closed, in append mode), and the state is saved
     in the checkpoint. All of it happens before Spark commits the batch, so a batch that
@@ -106,11 +122,13 @@ class BatchHandler:
         window_us, delay_us = (round(interval_seconds(t) * US) for t in (config.window_duration, config.watermark_delay))
         self.log = StateLog(checkpoint_files(spark, state_dir), window_us, delay_us, config.checkpoint_dir)
         self.log.load_before(sys.maxsize)  # a checkpoint made with another --window is refused here, before any batch
+        self.offsets = checkpoint_files(spark, f"{query_checkpoint(config.checkpoint_dir)}/{OFFSETS_DIR}")
         self.outcomes: dict[int, BatchOutcome] = {}  # batch id -> what it did, for the progress reporter
         self._lock = threading.Lock()
 
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+    def __call__(self, scanned: DataFrame, batch_id: int) -> None:
         state = self.log.load_before(batch_id)
+        batch = batch_rows(check_future(scanned, self.config.max_future_s, batch_time_s(self.offsets, batch_id)))
         keep = bool(self.config.dlq_topic)  # read twice: kept in memory between the two
         if keep:
             batch.persist(StorageLevel.MEMORY_AND_DISK_DESER)
@@ -178,11 +196,13 @@ class JobSignals:
     def __init__(self):
         self.stop = threading.Event()
         self.drain = threading.Event()
+        self.installed = False
 
     def install(self) -> JobSignals:
         signal.signal(signal.SIGINT, lambda *_: self.stop.set())
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         signal.signal(signal.SIGUSR1, lambda *_: self.drain.set())
+        self.installed = True
         return self
 
 
@@ -233,6 +253,8 @@ def run_job(
         if spark_config is None:
             raise ValueError("run_job needs a SparkSession or a SparkConfig")
         spark = create_spark_session("PurchaseAggregator", config.master, config.shuffle_partitions, config.session_timezone, spark_config)
+        if signals.installed:
+            signals.install()  # the new SparkContext took SIGINT for itself (a traceback on Ctrl-C)
     summary = JobSummary()
     publisher = KafkaPublisher(config.bootstrap_servers, config.security) if (config.results_topic or config.metrics_topic) else None
     handler = BatchHandler(spark, config, window_sinks(config, publisher))

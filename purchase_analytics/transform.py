@@ -19,7 +19,9 @@ checks (one string comparison instead of six lookups); any other value takes the
 
 from __future__ import annotations
 
+import math
 import string
+from decimal import Decimal
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -30,6 +32,8 @@ from .events import DEFAULT_MAX_FUTURE_S, FIELD_NAMES, FIELDS, MAX_NESTING_DEPTH
 EVENT_COLUMNS = tuple(f.name for f in FIELDS if f.name != "ts") + ("event_time",)
 # Columns of a raw Kafka row that travel with an invalid message to the dead-letter topic.
 SOURCE_COLUMNS = ("topic", "partition", "offset")
+# What the streaming job's scan hands each micro-batch, before `check_future` and `batch_rows`.
+STREAM_COLUMNS = ("event_time", "ts", "price", "rejection_reason", "value", *SOURCE_COLUMNS)
 
 # How `from_json` reads the values once their JSON types are known to be right.
 EVENT_SCHEMA = ", ".join(f"{f.name} {f.spark_type}" for f in FIELDS)
@@ -124,7 +128,7 @@ def _first(checks: list[tuple[Column, Column]]) -> Column:
 
 
 def _rejection_reason(
-    raw_text: Column, variant: Column, schema: Column, fields: dict[str, Column], price_max: int, max_future_s: int
+    raw_text: Column, variant: Column, schema: Column, fields: dict[str, Column], price_max: int, max_future_s: int, future: bool
 ) -> Column:
     """The first rule a message breaks, or NULL for a valid event. `coalesce` and `CASE`
     stop at their first hit, so each group of checks runs only when the ones before pass,
@@ -153,16 +157,26 @@ def _rejection_reason(
         )
     canonical = schema.isin(list(CANONICAL_SCHEMAS)) | schema.rlike(CANONICAL_SCHEMA_PATTERN)
     field_types = F.when(~canonical, _first(type_checks))
-    return F.coalesce(whole_value, field_types, _value_reason(fields, price_max, max_future_s))
+    return F.coalesce(whole_value, field_types, _value_reason(fields, price_max, max_future_s, future))
 
 
-def _value_reason(fields: dict[str, Column], price_max: int, max_future_s: int) -> Column:
-    """The first value rule (events.value_rules) an event with the right JSON types breaks.
-    Both parsers must agree first (a key could imitate the schema text)."""
+def _value_reason(fields: dict[str, Column], price_max: int, max_future_s: int, future: bool) -> Column:
+    """The first value rule (events.value_rules) an event with the right JSON types breaks,
+    without the last one (`_future_rule`) unless `future`. Both parsers must agree first (a
+    key could imitate the schema text)."""
+    rules = value_rules(price_max, max_future_s)
     return _first(
         [(value.isNull(), F.lit(f"field {name} could not be read")) for name, value in fields.items()]
-        + [(_breaks(rule, fields[rule.field]), F.lit(rule.reason)) for rule in value_rules(price_max, max_future_s)]
+        + [(_breaks(rule, fields[rule.field]), F.lit(rule.reason)) for rule in (rules if future else rules[:-1])]
     )
+
+
+def _future_rule(max_future_s: int) -> ValueRule:
+    """The one rule that depends on the time a batch is processed. It is the last rule, so
+    checking it after the others gives every message the same first reason."""
+    rule = value_rules(0, max_future_s)[-1]
+    assert rule.kind == "at_most_ahead", "the rule that needs the batch time must come last"
+    return rule
 
 
 def _breaks(rule: ValueRule, value: Column) -> Column:
@@ -178,15 +192,37 @@ def _breaks(rule: ValueRule, value: Column) -> Column:
     if rule.kind == "finite":
         return F.isnan(value) | F.abs(value).eqNullSafe(float("inf"))
     if rule.kind == "at_most_ahead":
-        return value > F.unix_timestamp(F.current_timestamp()) + rule.limit
+        return _ahead(value, F.unix_timestamp(F.current_timestamp()) + rule.limit)
     raise ValueError(f"unknown rule kind {rule.kind!r}")
+
+
+# The latest allowed `ts` is compared as a DECIMAL. Spark writes a BIGINT or DOUBLE literal
+# into its generated Java code, so a time that changes with every micro-batch would mean new
+# code to compile (and for the JIT to compile again) in every batch, about a second of CPU;
+# a DECIMAL literal is passed by reference and the code stays the same. 18 digits keep the
+# decimal a long inside; a `ts` too large for them is decided by its sign.
+_LATEST_TYPE = "decimal(18,0)"
+_LATEST_RANGE = 1e17
+
+
+def _ahead(ts: Column, latest_s: Column) -> Column:
+    """`ts > latest_s` (epoch seconds, latest_s a whole number): `ts` is finite here, and
+    `ts > n` is `ceil(ts) > n` for a whole number n."""
+    latest = latest_s.cast(_LATEST_TYPE)
+    return F.when(F.abs(ts) < _LATEST_RANGE, F.ceil(ts).cast(_LATEST_TYPE) > latest).otherwise(ts > 0)
 
 
 def has_wire_parser(spark: SparkSession) -> bool:
     return spark.catalog.functionExists(WIRE_EVENT_FUNCTION)
 
 
-def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX_FUTURE_S, fast_path: bool = True) -> DataFrame:
+def parse_events(
+    raw: DataFrame,
+    price_max: int,
+    max_future_s: int = DEFAULT_MAX_FUTURE_S,
+    fast_path: bool = True,
+    batch_times_from: float | None = None,
+) -> DataFrame:
     """Kafka rows (binary `value`, plus topic/partition/offset when present) -> one row per
     message with the typed event columns, `rejection_reason` (NULL for a valid event), the
     source columns, and `value`: the original bytes of a rejected message (all the
@@ -197,7 +233,18 @@ def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX
     so only the value rules are checked, and unless it breaks one its bytes are dropped
     right there. Only other values are parsed into a VARIANT for the full checks.
     `fast_path=False`, or a session without the wire parser, sends every value the full
-    way (the tests compare both)."""
+    way (the tests compare both).
+
+    The streaming job passes `batch_times_from`, the earliest time (epoch seconds) any of its
+    micro-batches can have: the rule that depends on the batch's time (`_future_rule`) is
+    then left to `check_future`, once per batch, and the result has `ts` too. A valid event
+    keeps its bytes until then only if that rule could still reject it: its `ts` is ahead of
+    `batch_times_from` by more than the rule allows."""
+    future = batch_times_from is None
+    if future:
+        kept_for_later = F.lit(False)
+    else:
+        kept_for_later = _ahead(F.col("ts"), F.lit(_latest_s(batch_times_from, max_future_s))).eqNullSafe(True)
     source = [F.col(c) for c in SOURCE_COLUMNS if c in raw.columns]
     if fast_path and has_wire_parser(raw.sparkSession):
         wire = F.call_function(WIRE_EVENT_FUNCTION, F.col("value"))
@@ -211,9 +258,9 @@ def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX
     on_wire = read.select(
         F.col("value"), *source, F.col("_w").isNotNull().alias("_wire"), *[F.col("_w")[f.name].alias(f.name) for f in FIELDS]
     )
-    wire_reason = _value_reason({name: F.col(name) for name in FIELD_NAMES}, price_max, max_future_s)
+    wire_reason = _value_reason({name: F.col(name) for name in FIELD_NAMES}, price_max, max_future_s, future)
     settled = on_wire.withColumn("_reason", F.when(F.col("_wire"), wire_reason)).withColumn(
-        "value", F.when(~F.col("_wire") | F.col("_reason").isNotNull(), F.col("value"))
+        "value", F.when(~F.col("_wire") | F.col("_reason").isNotNull() | kept_for_later, F.col("value"))
     )
     # The full checks, for every other value. One projection per step, so that each
     # expensive expression runs once per row and only for the rows that need it: Spark keeps
@@ -229,16 +276,36 @@ def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX
     read_fully = {f.name: F.col("_e")[f.name] for f in FIELDS}
     fields = {name: F.when(F.col("_wire"), F.col(name)).otherwise(read_fully[name]) for name in FIELD_NAMES}
     reason = F.when(F.col("_wire"), F.col("_reason")).otherwise(
-        _rejection_reason(F.col("_text"), F.col("_v"), F.col("_schema"), read_fully, price_max, max_future_s)
+        _rejection_reason(F.col("_text"), F.col("_v"), F.col("_schema"), read_fully, price_max, max_future_s, future)
     )
     checked = parsed.select(
         F.col("value"),
         *source,
         *[fields[name].alias(name) for name in EVENT_COLUMNS if name != "event_time"],
         F.timestamp_seconds(fields["ts"]).alias("event_time"),
+        *([] if future else [fields["ts"].alias("ts")]),
         reason.alias("rejection_reason"),
     )
-    return checked.withColumn("value", F.when(F.col("rejection_reason").isNotNull(), F.col("value")))
+    return checked.withColumn("value", F.when(F.col("rejection_reason").isNotNull() | kept_for_later, F.col("value")))
+
+
+def _latest_s(batch_time_s: float, max_future_s: int) -> Decimal:
+    """The latest `ts` the future rule allows at a batch time: unix_timestamp(batch time) + limit."""
+    return Decimal(math.floor(batch_time_s) + _future_rule(max_future_s).limit)
+
+
+def check_future(parsed: DataFrame, max_future_s: int, batch_time_s: float) -> DataFrame:
+    """The rule `parse_events(batch_times_from=...)` left out, at one micro-batch's time (the
+    same when the batch runs again after a crash): a valid event whose `ts` is too far ahead
+    of it is rejected now, and only a rejected message keeps its bytes."""
+    rule = _future_rule(max_future_s)
+    ahead = _ahead(F.col("ts"), F.lit(_latest_s(batch_time_s, max_future_s)))
+    reason = F.coalesce(F.col("rejection_reason"), F.when(ahead, F.lit(rule.reason)))
+    return (
+        parsed.withColumn("rejection_reason", reason)
+        .withColumn("value", F.when(F.col("rejection_reason").isNotNull(), F.col("value")))
+        .drop("ts")
+    )
 
 
 def valid_events(parsed: DataFrame) -> DataFrame:

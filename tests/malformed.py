@@ -62,6 +62,7 @@ MALFORMED: list[tuple[bytes | None, str]] = [
     (_event(ts=-1), "ts is before 2000-01-01"),
     (_event(ts=4_102_444_800), "ts is more than 300 seconds ahead of the processing time"),
     (_event(ts=_NOW + 23 * 3600), "ts is more than 300 seconds ahead of the processing time"),
+    (_event(ts=1e300), "ts is more than 300 seconds ahead of the processing time"),
     # Exactly one JSON object: Spark's parsers stop after the first value, json.loads does not.
     (_event() + b"}", "value has content after the JSON object"),
     (_event() + b" x", "value has content after the JSON object"),

@@ -1,4 +1,4 @@
-"""The checkpoint lock: one job per checkpoint, released when its owner ends."""
+"""The checkpoint: one job per checkpoint (a lock released when its owner ends), its source, how its logs are written."""
 
 import os
 import subprocess
@@ -6,7 +6,15 @@ import sys
 
 import pytest
 
-from purchase_analytics.checkpoint import CheckpointError, CheckpointLock, local_path, verify_source
+from purchase_analytics.checkpoint import (
+    CHECKPOINT_FILE_MANAGER,
+    LOCAL_CHECKPOINT_FILE_MANAGER,
+    CheckpointError,
+    CheckpointLock,
+    local_path,
+    use_checkpoint_file_manager,
+    verify_source,
+)
 
 
 def test_a_second_holder_is_refused_with_the_owner_pid(tmp_path):
@@ -61,3 +69,12 @@ def test_a_checkpoint_of_the_earlier_two_query_job_is_refused(tmp_path):
         verify_source(str(tmp_path / "old"), {"topic": "t", "cluster_id": "c", "topic_id": "x"})
     (tmp_path / "new" / "query" / "offsets").mkdir(parents=True)
     verify_source(str(tmp_path / "new"), {"topic": "t", "cluster_id": "c", "topic_id": "x"})
+
+
+def test_local_checkpoint_logs_are_written_in_process(spark):
+    spark.conf.unset(CHECKPOINT_FILE_MANAGER)
+    use_checkpoint_file_manager(spark, "hdfs://namenode/checkpoints/job")
+    assert spark.conf.get(CHECKPOINT_FILE_MANAGER, None) is None  # Spark's own choice
+    use_checkpoint_file_manager(spark, "file:/tmp/checkpoints/job")
+    assert spark.conf.get(CHECKPOINT_FILE_MANAGER) == LOCAL_CHECKPOINT_FILE_MANAGER
+    spark._jvm.java.lang.Class.forName(LOCAL_CHECKPOINT_FILE_MANAGER)  # still there in this Spark version

@@ -121,10 +121,14 @@ def test_broker_killed_mid_stream_loses_no_acknowledged_event(tmp_path):
             assert sorted(e["order_id"] for e in stored) == sorted(ids)  # every acknowledged event, exactly once
             expected = expected_totals(stored)
             wait_until(lambda: read_results_db(db) == expected, 240, "the job to catch up after the broker restart")
+            os.killpg(job.pid, signal.SIGINT)  # Ctrl-C in its terminal: a clean stop, not a traceback
+            err = job.communicate(timeout=60)[1]
+            assert job.returncode == 0 and "stopping (signal received)" in err and "Traceback" not in err, err[-3000:]
         finally:
             if producer and producer.poll() is None:
                 producer.kill()
-            os.killpg(job.pid, signal.SIGTERM)
-            job.wait(timeout=60)
+            if job.poll() is None:
+                os.killpg(job.pid, signal.SIGTERM)
+                job.wait(timeout=60)
     finally:
         broker.stop()

@@ -2,6 +2,7 @@
 
 import json
 import re
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -10,7 +11,7 @@ from pyspark.sql import functions as F
 from purchase_analytics.config import interval_seconds
 from purchase_analytics.events import WIRE_PATTERN
 from purchase_analytics.job import fold_batch
-from purchase_analytics.transform import WIRE_EVENT_FUNCTION, batch_rows, parse_events, rejected_messages, valid_events
+from purchase_analytics.transform import WIRE_EVENT_FUNCTION, batch_rows, check_future, parse_events, rejected_messages, valid_events
 from purchase_analytics.window_state import US, WindowState
 
 from conftest import SETTINGS
@@ -109,6 +110,32 @@ def test_future_bound_is_a_parameter(spark):
     parsed = parse_events(raw_frame(spark, [event(100, now + 3000), event(100, now + 30)]), 150_000, max_future_s=60)
     reasons = [r.rejection_reason for r in parsed.orderBy("offset").collect()]
     assert reasons == ["ts is more than 60 seconds ahead of the processing time", None]
+
+
+def test_the_batch_time_rule_checked_per_batch_gives_the_same_reasons_and_no_new_code(spark):
+    """The streaming job checks the rule that depends on the batch's time once per batch
+    (check_future), so the query's generated code never holds a time: in it, a new time in
+    every micro-batch meant new classes to compile in every batch."""
+    now = time.time()
+    values = [v for v, _ in MALFORMED] + [event(100, T0), event(5, now + 200), event(7, now + 400), event(9, 1e300)]
+    once = parse_events(raw_frame(spark, values), PRICE_MAX)
+    expected = [r.rejection_reason for r in once.orderBy("offset").select("rejection_reason").collect()]
+    assert expected[-4:] == [None, None] + ["ts is more than 300 seconds ahead of the processing time"] * 2
+    compiled = spark._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
+    scanned = parse_events(raw_frame(spark, values), PRICE_MAX, batch_times_from=now - 60)
+
+    def batch(batch_time_s):
+        checked = check_future(scanned, 300, batch_time_s)
+        assert batch_rows(checked).count() == len(values)
+        return checked.orderBy("offset").select("rejection_reason", "value").collect()
+
+    rows = batch(now)
+    assert [r.rejection_reason for r in rows] == expected
+    assert [r.value for r in rows] == [v if r.rejection_reason else None for v, r in zip(values, rows, strict=True)]
+    before = compiled.getCount()
+    later = batch(now + 3600)  # another batch, an hour later: the event 400 s ahead is in time now
+    assert [r.rejection_reason for r in later] == expected[:-2] + [None, expected[-1]]
+    assert compiled.getCount() == before
 
 
 def test_window_boundaries_by_hand(spark):
