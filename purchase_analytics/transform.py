@@ -198,7 +198,7 @@ def _breaks(rule: ValueRule, value: Column) -> Column:
 
 # The latest allowed `ts` is compared as a DECIMAL. Spark writes a BIGINT or DOUBLE literal
 # into its generated Java code, so a time that changes with every micro-batch would mean new
-# code to compile (and for the JIT to compile again) in every batch, about a second of CPU;
+# code to compile (and for the JIT to compile again) in every batch, over half a second of CPU;
 # a DECIMAL literal is passed by reference and the code stays the same. 18 digits keep the
 # decimal a long inside; a `ts` too large for them is decided by its sign.
 _LATEST_TYPE = "decimal(18,0)"
