@@ -121,11 +121,19 @@ def order_ids(seed: int, count: int) -> list[str]:
 def describe(cluster: KafkaCluster, topic: str) -> dict:
     from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType
+    from kafka.errors import KafkaError
 
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers.split(","))
+
+    def partitions():
+        try:
+            return admin.describe_topics([topic])[0]["partitions"]
+        except KafkaError:  # a node refused the connection (seen once from a fresh clone, under load): ask again
+            return None
+
     try:
         # A new topic reaches every broker's metadata a moment after its creation returns.
-        wait_until(lambda: admin.describe_topics([topic])[0]["partitions"], 30, f"topic {topic}'s partitions in the metadata")
+        wait_until(partitions, 30, f"topic {topic}'s partitions in the metadata")
         (info,) = admin.describe_topics([topic])
         configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, ["min.insync.replicas"])])
     finally:
