@@ -70,8 +70,7 @@ def start_queries(spark: SparkSession, config: AggregatorConfig, handler: BatchH
     depends on the batch's time is checked by the handler: in the query's generated code the
     time would change the code in every batch (transform.check_future)."""
     use_checkpoint_file_manager(spark, config.checkpoint_dir)
-    offsets = checkpoint_files(spark, f"{query_checkpoint(config.checkpoint_dir)}/{OFFSETS_DIR}")
-    since = earliest_batch_time_s(offsets, time.time())
+    since = earliest_batch_time_s(handler.offsets, time.time())
     rows = parse(read_kafka(spark, config), config.price_max, config.max_future_s, batch_times_from=since).select(*STREAM_COLUMNS)
     writer = (
         rows.writeStream.queryName(QUERY_NAME).option("checkpointLocation", query_checkpoint(config.checkpoint_dir)).foreachBatch(handler)
@@ -107,11 +106,11 @@ def fold_batch(batch: DataFrame, state: WindowState, batch_id: int, append: bool
 
 class BatchHandler:
     """The foreachBatch function of the job's query. A micro-batch arrives parsed and
-    checked but for the rule on the batch's time (its time is read from Spark's offset log,
-    so a batch that runs again gets the same), is kept in memory and used twice: the rejected messages go to the dead-letter topic, then the
-    valid events' partial sums are folded into the open windows (window_state), the sinks
-    get the windows the batch changed (or closed, in append mode), and the state is saved
-    in the checkpoint. All of it happens before Spark commits the batch, so a batch that
+    checked but for the rule on the batch's time (read from Spark's offset log, so a batch
+    that runs again gets the same time), is kept in memory and used twice: the rejected
+    messages go to the dead-letter topic, then the valid events' partial sums are folded
+    into the open windows (window_state), the sinks get the windows the batch changed (or
+    closed, in append mode), and the state is saved in the checkpoint. All of it happens before Spark commits the batch, so a batch that
     runs again after a crash writes the same dead letters (keyed by their source
     coordinates) and the same windows, which every sink takes as a no-op rewrite."""
 
@@ -122,7 +121,7 @@ class BatchHandler:
         window_us, delay_us = (round(interval_seconds(t) * US) for t in (config.window_duration, config.watermark_delay))
         self.log = StateLog(checkpoint_files(spark, state_dir), window_us, delay_us, config.checkpoint_dir)
         self.log.load_before(sys.maxsize)  # a checkpoint made with another --window is refused here, before any batch
-        self.offsets = checkpoint_files(spark, f"{query_checkpoint(config.checkpoint_dir)}/{OFFSETS_DIR}")
+        self.offsets = checkpoint_files(spark, f"{query_checkpoint(config.checkpoint_dir)}/{OFFSETS_DIR}")  # batch times
         self.outcomes: dict[int, BatchOutcome] = {}  # batch id -> what it did, for the progress reporter
         self._lock = threading.Lock()
 
