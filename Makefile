@@ -29,7 +29,7 @@ DURATION ?=
 ARGS ?=
 
 .PHONY: help setup venv jars package run kafka spark spark-example spark-produce spark-consume-purchase \
-        clean wipe status test test-unit lint chromium bench bench-peers \
+        clean wipe status test test-unit lint chromium bench bench-peers class-archive \
         kafka-ui dashboard kafka-local spark-local spark-produce-local spark-consume-purchase-local clean-local wipe-local
 
 help: ## list the targets
@@ -37,14 +37,12 @@ help: ## list the targets
 	@echo "  runtime: $(RUNTIME) (set RUNTIME=local or RUNTIME=docker)"
 
 # ---------------------------------------------------------------- setup
-setup: venv jars package ## install everything missing: .venv, Kafka and connector jars, package zip
+setup: venv jars package class-archive ## install everything missing: .venv, Kafka and connector jars, package zip, the Spark JVM's class archive
 
-venv: $(VENV)/.installed ## create .venv: the pinned requirements, and this project in editable mode
-$(VENV)/.installed: requirements.txt requirements-ui.txt requirements-dev.txt pyproject.toml
+venv: $(VENV)/.installed ## create .venv: the pinned requirements (installed once per machine into the user's cache), and this project in editable mode
+$(VENV)/.installed: requirements-dev.txt requirements.txt requirements-ui.txt pyproject.toml
 	@command -v java >/dev/null || { echo "error: Java 17+ is required (java not found); install a JDK 17" >&2; exit 1; }
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements-dev.txt -e .
-	@touch $@
+	@PYTHON=$(PYTHON) build/cached-venv.sh --editable $(VENV) $(filter %.txt,$^)
 
 jars: $(KAFKA_JARS_STAMP) $(SPARK_JARS_STAMP) $(WIRE_JAR) ## fetch Apache Kafka and Spark's Kafka connector from Maven Central into .cache/jars, build the job's wire parser
 
@@ -73,6 +71,9 @@ $(WIRE_JAR): $(wildcard jvm/src/purchase_analytics/*.java) $(SPARK_JARS_STAMP) $
 	javac -nowarn --release 17 -d $(JARS)/wire-classes -cp "$$($(PY) -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')/jars/*" \
 	  $(filter %.java,$^)
 	jar cf $@ -C $(JARS)/wire-classes .
+
+class-archive: venv jars ## the Spark JVM's class archive: built once per installed Spark and JDK into the user's cache (SPARK_CLASS_ARCHIVE)
+	@$(PY) -m purchase_analytics.runtime.class_archive
 
 package: $(PACKAGE_ZIP) ## zip the purchase_analytics package for Spark executors (--py-files)
 $(PACKAGE_ZIP): $(VENV)/.installed $(shell find purchase_analytics -name '*.py')
@@ -151,11 +152,11 @@ bench-peers: $(PEER_VENVS) $(FLINK_JARS_STAMP) ## the benchmark's peers: Quix St
 
 # Each peer in its own venv (their pins clash with pyspark's and the dev tools'), installed once
 # per set of requirements into the user's cache and shared by every checkout; the checkout's
-# venv puts those packages and the project on its path (build/peer-venv.sh).
+# venv puts those packages and the project on its path (build/cached-venv.sh).
 .venv-quix/.installed: requirements-bench.txt requirements.txt
 .venv-flink/.installed: requirements-flink.txt requirements.txt
 $(PEER_VENVS):
-	@PYTHON=$(PYTHON) build/peer-venv.sh $(@D) $^
+	@PYTHON=$(PYTHON) build/cached-venv.sh $(@D) $^
 
 $(FLINK_JARS_STAMP): build/flink-kafka-pom.xml
 	@command -v mvn >/dev/null || { echo "error: Maven (mvn) is required to fetch the Flink connector jar; apt-get install maven" >&2; exit 1; }

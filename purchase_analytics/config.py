@@ -24,6 +24,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = PROJECT_ROOT / ".env"
 
 
+def user_cache_dir() -> Path:
+    """What this project keeps per user, shared by every checkout (build/cached-venv.sh uses the same)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "purchase-analytics"
+
+
 def load_settings(env_file: Path | None = ENV_FILE, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Merge `.env` and the environment (environment wins). Empty values count as unset."""
     merged: dict[str, str] = {}

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyspark
 from py4j.protocol import Py4JError
 from pyspark.sql import SparkSession
 
-from .config import PROJECT_ROOT, memory_size
+from .config import PROJECT_ROOT, memory_size, user_cache_dir
+from .runtime.processes import ensure_java
 from .transform import EVENT_SCHEMA, WIRE_EVENT_FUNCTION
 
 
@@ -28,6 +31,7 @@ class SparkConfig:
     log4j_config: Path
     driver_java_options: str  # extra JVM options of the driver (local mode: the whole Spark JVM)
     driver_memory: str | None = None  # spark.driver.memory (the driver JVM's heap); None: Spark's default
+    class_archive: Path | None = None  # the JVM class archive to map when it exists (runtime/class_archive.py)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str]) -> SparkConfig:
@@ -48,7 +52,31 @@ class SparkConfig:
             package_zip=path("PACKAGE_ZIP", ".cache/purchase_analytics.zip"),
             log4j_config=PROJECT_ROOT / "build" / "log4j2-spark.properties",
             driver_java_options=settings.get("SPARK_DRIVER_JAVA_OPTIONS", "").strip(),
+            class_archive=class_archive_path() if settings.get("SPARK_CLASS_ARCHIVE", "false").lower() == "true" else None,
         )
+
+    def java_options(self) -> list[str]:
+        """The driver JVM's options: the log4j configuration, the class archive when there
+        is one (a stale or foreign archive is skipped without a word: it only costs
+        start-up time), then SPARK_DRIVER_JAVA_OPTIONS."""
+        options = [f"-Dlog4j2.configurationFile=file:{self.log4j_config}"] if self.log4j_config.exists() else []
+        if self.class_archive and self.class_archive.is_file():
+            options += [f"-XX:SharedArchiveFile={self.class_archive}", "-Xlog:cds*=off"]
+        return options + self.driver_java_options.split()
+
+
+def class_archive_path() -> Path | None:
+    """Where the class archive of the installed Spark and the JDK that runs it lives
+    (runtime/class_archive.py builds it): one per pair, in the user's cache, shared by every
+    checkout whose .venv uses the same installed packages (build/cached-venv.sh). None
+    without a `java`: Spark then fails at start with its own message."""
+    try:
+        java = Path(ensure_java()).resolve()
+    except RuntimeError:
+        return None
+    spark_home = Path(pyspark.__file__).resolve().parent
+    key = hashlib.sha256(f"{spark_home}\n{java}\n{java.stat().st_size}\n{java.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+    return user_cache_dir() / "jvm" / f"spark-{pyspark.__version__}-{key}.jsa"
 
 
 def create_spark_session(
@@ -77,8 +105,7 @@ def create_spark_session(
         builder = builder.config("spark.jars", ",".join(jars))
     if config.package_zip.exists():
         builder = builder.config("spark.submit.pyFiles", str(config.package_zip))
-    java_options = [f"-Dlog4j2.configurationFile=file:{config.log4j_config}"] if config.log4j_config.exists() else []
-    java_options += config.driver_java_options.split()
+    java_options = config.java_options()
     if java_options:
         builder = builder.config("spark.driver.extraJavaOptions", " ".join(java_options))
     spark = builder.getOrCreate()

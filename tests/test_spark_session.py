@@ -3,10 +3,17 @@ does with them, checked on the tests' own session, which it created."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
+import subprocess
+from pathlib import Path
 
-from purchase_analytics.config import PROJECT_ROOT
-from purchase_analytics.spark_session import SparkConfig
+import pyspark
+import pytest
+
+from purchase_analytics.config import PROJECT_ROOT, user_cache_dir
+from purchase_analytics.spark_session import SparkConfig, class_archive_path
 
 from conftest import SETTINGS, TEST_JVM_OPTIONS
 
@@ -42,3 +49,30 @@ def test_the_session_has_the_settings_the_jars_and_the_jvm_options(spark):
     runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
     assert set(TEST_JVM_OPTIONS) <= set(runtime.getInputArguments())  # the JVM really runs with them
     assert os.environ["SPARK_LOCAL_IP"] == "127.0.0.1"  # a local master listens on localhost only
+
+
+def test_the_class_archive_is_one_per_installed_spark_and_jdk_and_optional(tmp_path):
+    archive = class_archive_path()
+    assert archive.parent == user_cache_dir() / "jvm" and archive.name.startswith(f"spark-{pyspark.__version__}-")
+    assert SparkConfig.from_settings({"SPARK_CLASS_ARCHIVE": "false"}).class_archive is None
+    config = SparkConfig.from_settings({"SPARK_CLASS_ARCHIVE": "true", "SPARK_DRIVER_JAVA_OPTIONS": "-Xss2m"})
+    assert config.class_archive == archive
+    missing = dataclasses.replace(config, class_archive=tmp_path / "none.jsa")
+    assert not any("SharedArchiveFile" in option for option in missing.java_options())  # none yet: Spark starts as before
+    (tmp_path / "some.jsa").write_bytes(b"")
+    present = dataclasses.replace(config, class_archive=tmp_path / "some.jsa")
+    assert present.java_options()[-3:] == [f"-XX:SharedArchiveFile={tmp_path / 'some.jsa'}", "-Xlog:cds*=off", "-Xss2m"]
+
+
+def test_the_session_jvm_maps_the_class_archive(spark):
+    """`make test` builds the archive first (make setup), so the tests' own JVM maps it: the
+    JVM's mapped class data is larger than the archive alone (the JDK's own comes with it)."""
+    archive = SparkConfig.from_settings(SETTINGS).class_archive
+    if archive is None or not archive.is_file():
+        pytest.skip("no class archive here (make class-archive builds it)")
+    pid = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getPid()
+    jcmd = Path(spark.sparkContext._jvm.java.lang.System.getProperty("java.home")) / "bin" / "jcmd"
+    info = subprocess.run([str(jcmd), str(pid), "VM.info"], capture_output=True, text=True, timeout=60).stdout
+    mapped = re.search(r"CDS archive\(s\) mapped at: .*size (\d+)", info)
+    assert mapped, info[:2000]
+    assert int(mapped.group(1)) > archive.stat().st_size
