@@ -34,6 +34,7 @@ from .config import AggregatorConfig, interval_seconds, load_settings, parse_agg
 from .failures import classify_failure, first_line
 from .kafka_client import ClientErrorLog, KafkaSecurity, diagnose_connection, explain_failure
 from .progress import BatchProgress
+from .signals import set_on_signal
 from .sinks import ConsoleSink, JsonLinesSink, KafkaPublisher, KafkaResultsSink, SqliteResultsSink
 from .spark_session import SparkConfig, create_spark_session
 from .transform import STREAM_COLUMNS, batch_rows, check_future, dead_letter_records, parse_events, rejected_messages, window_partials
@@ -198,9 +199,8 @@ class JobSignals:
         self.installed = False
 
     def install(self) -> JobSignals:
-        signal.signal(signal.SIGINT, lambda *_: self.stop.set())
-        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
-        signal.signal(signal.SIGUSR1, lambda *_: self.drain.set())
+        set_on_signal(self.stop, signal.SIGINT, signal.SIGTERM)
+        set_on_signal(self.drain, signal.SIGUSR1)
         self.installed = True
         return self
 

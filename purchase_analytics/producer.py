@@ -26,6 +26,7 @@ from faker.providers.color import Provider as ColorProvider
 from .config import ProducerConfig
 from .events import CUSTOMER_ID_MAX, FURNITURE, PRICE_MIN, PurchaseEvent, event_json_bytes
 from .kafka_client import ClientErrorLog, diagnose_connection, explain_failure
+from .signals import set_on_signal
 
 COLORS = tuple(ColorProvider.safe_colors)
 # uuid4 bits, as uuid.UUID(int=..., version=4) sets them, without building a UUID object.
@@ -290,8 +291,7 @@ class StopFlag:
         self.stopped = threading.Event()
 
     def install(self) -> StopFlag:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: self.stopped.set())
+        set_on_signal(self.stopped, signal.SIGINT, signal.SIGTERM)
         return self
 
 
