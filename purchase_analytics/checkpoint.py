@@ -194,6 +194,27 @@ def batch_time_s(offsets, batch_id: int) -> float:
     return metadata["batchTimestampMs"] / 1000
 
 
+def batch_messages(offsets, batch_id: int) -> int | None:
+    """How many messages a planned micro-batch reads: its end offsets less the batch
+    before's, from Spark's offset log. None when that is not known: the first batch, or an
+    entry that cannot be read."""
+    if batch_id <= 0:
+        return None
+    try:
+        return _offsets_total(offsets.read(str(batch_id))) - _offsets_total(offsets.read(str(batch_id - 1)))
+    except (OSError, AttributeError, TypeError, ValueError):
+        return None
+
+
+def _offsets_total(entry: str) -> int:
+    """The sum of an offset-log entry's end offsets: a line per source after the metadata,
+    each `{"topic": {"partition": offset}}`."""
+    sources = entry.splitlines()[2:]
+    if not sources:
+        raise ValueError("no source offsets")
+    return sum(offset for line in sources for partitions in json.loads(line).values() for offset in partitions.values())
+
+
 def earliest_batch_time_s(offsets, now_s: float) -> float:
     """The earliest time any coming micro-batch of a query can have: the last planned
     batch's (it may run again), or now for a new checkpoint. An entry that cannot be read is

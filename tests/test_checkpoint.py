@@ -1,5 +1,6 @@
 """The checkpoint: one job per checkpoint (a lock released when its owner ends), its source, how its logs are written."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,9 @@ from purchase_analytics.checkpoint import (
     LOCAL_CHECKPOINT_FILE_MANAGER,
     CheckpointError,
     CheckpointLock,
+    LocalFiles,
+    batch_messages,
+    batch_time_s,
     local_path,
     use_checkpoint_file_manager,
     verify_source,
@@ -78,3 +82,16 @@ def test_local_checkpoint_logs_are_written_in_process(spark):
     use_checkpoint_file_manager(spark, "file:/tmp/checkpoints/job")
     assert spark.conf.get(CHECKPOINT_FILE_MANAGER) == LOCAL_CHECKPOINT_FILE_MANAGER
     spark._jvm.java.lang.Class.forName(LOCAL_CHECKPOINT_FILE_MANAGER)  # still there in this Spark version
+
+
+def test_a_batchs_time_and_size_come_from_sparks_offset_log(tmp_path):
+    def entry(time_ms: int, *sources: dict) -> str:
+        return "\n".join(["v1", json.dumps({"batchWatermarkMs": 0, "batchTimestampMs": time_ms}), *map(json.dumps, sources)])
+
+    (tmp_path / "0").write_text(entry(1_000, {"purchases": {"0": 10, "1": 5}}))
+    (tmp_path / "1").write_text(entry(2_500, {"purchases": {"0": 40, "1": 25}}))
+    (tmp_path / "2").write_text(entry(4_000, {"purchases": {"0": 40, "1": 25, "2": 7}}))  # a partition added
+    (tmp_path / "3").write_text("v1\n{not json")
+    offsets = LocalFiles(tmp_path)
+    assert batch_time_s(offsets, 1) == 2.5
+    assert [batch_messages(offsets, b) for b in range(5)] == [None, 50, 7, None, None]  # the first, a bad and a missing entry: unknown

@@ -10,8 +10,10 @@ import time
 from test_progress import batch
 
 from purchase_analytics.checkpoint import QUERY_DIR
-from purchase_analytics.job import JobSummary
+from purchase_analytics.job import ONE_TASK_FOLD_MESSAGES, JobSummary, fold_batch
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db
+from purchase_analytics.transform import batch_rows, parse_events
+from purchase_analytics.window_state import US, WindowState
 
 from conftest import expected_totals, job_args, read_topic, run_queries, send_raw
 from malformed import MALFORMED, VALID
@@ -155,3 +157,21 @@ def test_a_replayed_batch_changes_no_sink(spark, kafka, new_topic, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == files_before  # rewrote its own file
     assert read_json_lines_totals(tmp_path / "out") == expected_totals(events)
     assert read_results_db(tmp_path / "results.db") == expected_totals(events)
+
+
+def test_a_small_batch_is_folded_in_one_stage_with_the_same_outcome(spark):
+    """A batch of at most ONE_TASK_FOLD_MESSAGES is summed without a shuffle: one stage
+    instead of two, and the same windows, counts and state as the parallel fold."""
+    values = [(event(100 + i, T0 + 37 * i, f"o{i}"), "t", i % 2, i) for i in range(60)] + [(b"not json", "t", 0, 60)]
+    raw = spark.createDataFrame(values, "value binary, topic string, partition int, offset long")  # two partitions (local[2])
+    rows = batch_rows(parse_events(raw, 150_000))
+    tracker = spark.sparkContext.statusTracker()
+    outcomes, stages = [], []
+    for group, messages in (("one-task-fold", len(values)), ("parallel-fold", ONE_TASK_FOLD_MESSAGES + 1), ("unknown-size", None)):
+        spark.sparkContext.setJobGroup(group, group)
+        outcomes.append(fold_batch(rows, WindowState(600 * US, 600 * US), 0, append=False, messages=messages))
+        stages.append(sum(len(tracker.getJobInfo(job).stageIds) for job in tracker.getJobIdsForGroup(group)))
+    spark.sparkContext.setJobGroup("", "")
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+    assert (outcomes[0].messages, outcomes[0].rejected, sum(w.orders for w in outcomes[0].windows)) == (61, 1, 60)
+    assert stages[0] == 1 and stages[1] == stages[2] == 2
