@@ -99,11 +99,11 @@ def window_sinks(config: AggregatorConfig, publisher: KafkaPublisher | None) -> 
 ONE_TASK_FOLD_MESSAGES = 20_000
 
 
-def fold_batch(batch: DataFrame, state: WindowState, batch_id: int, append: bool, messages: int | None = None) -> BatchOutcome:
+def fold_batch(batch: DataFrame, state: WindowState, batch_id: int, append: bool, batch_size: int | None = None) -> BatchOutcome:
     """One action over the batch: its partial sums per window (and its rejected count),
-    collected (a row per window it touches) and folded into the open windows. `messages`,
-    the batch's size when known, picks one task for a small batch (ONE_TASK_FOLD_MESSAGES)."""
-    if messages is not None and messages <= ONE_TASK_FOLD_MESSAGES:
+    collected (a row per window it touches) and folded into the open windows. `batch_size`,
+    its messages when known, picks one task for a small batch (ONE_TASK_FOLD_MESSAGES)."""
+    if batch_size is not None and batch_size <= ONE_TASK_FOLD_MESSAGES:
         batch = batch.coalesce(1)  # a single partition: the grouping needs no shuffle
     partials, messages, rejected = [], 0, 0
     for r in window_partials(batch, state.window_us).collect():

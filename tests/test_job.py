@@ -167,9 +167,9 @@ def test_a_small_batch_is_folded_in_one_stage_with_the_same_outcome(spark):
     rows = batch_rows(parse_events(raw, 150_000))
     tracker = spark.sparkContext.statusTracker()
     outcomes, stages = [], []
-    for group, messages in (("one-task-fold", len(values)), ("parallel-fold", ONE_TASK_FOLD_MESSAGES + 1), ("unknown-size", None)):
+    for group, size in (("one-task-fold", len(values)), ("parallel-fold", ONE_TASK_FOLD_MESSAGES + 1), ("unknown-size", None)):
         spark.sparkContext.setJobGroup(group, group)
-        outcomes.append(fold_batch(rows, WindowState(600 * US, 600 * US), 0, append=False, messages=messages))
+        outcomes.append(fold_batch(rows, WindowState(600 * US, 600 * US), 0, append=False, batch_size=size))
         stages.append(sum(len(tracker.getJobInfo(job).stageIds) for job in tracker.getJobIdsForGroup(group)))
     spark.sparkContext.setJobGroup("", "")
     assert outcomes[0] == outcomes[1] == outcomes[2]
