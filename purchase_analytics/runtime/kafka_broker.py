@@ -251,8 +251,10 @@ def create_topics(
     means two copies."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
-    from kafka.errors import InvalidReplicationFactorError, NodeNotReadyError, TopicAlreadyExistsError, UnknownBrokerIdError
+    from kafka.errors import InvalidReplicationFactorError, NodeNotReadyError, TopicAlreadyExistsError, UnknownBrokerIdError, for_code
 
+    # a cluster just (re)started: a node still fenced, or the controller not yet in the client's metadata
+    retriable = (InvalidReplicationFactorError, UnknownBrokerIdError, NodeNotReadyError)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), **(security or KafkaSecurity()).kafka_python_kwargs())
     replicated = {"min.insync.replicas": "2"} if replication_factor >= 3 else {}
     try:
@@ -262,19 +264,24 @@ def create_topics(
             for name, partitions in topics.items()
             if name not in existing
         ]
+        created: list[str] = []
         deadline = time.monotonic() + 30
         while missing:
             try:
-                admin.create_topics(missing)
-                break
-            except TopicAlreadyExistsError:
-                break
-            except (InvalidReplicationFactorError, UnknownBrokerIdError, NodeNotReadyError):
-                # a cluster just (re)started: a node still fenced, or the controller not yet in the client's metadata
-                if time.monotonic() > deadline:
-                    raise
+                results = admin.create_topics(missing, raise_errors=False)["topics"]
+            except NodeNotReadyError:
+                results = [{"name": t.name, "error_code": NodeNotReadyError.errno} for t in missing]
+            errors = {r["name"]: for_code(r["error_code"]) for r in results if r["error_code"]}
+            created += [t.name for t in missing if t.name not in errors]
+            # One the metadata did not list yet but the broker has: there already, not created here.
+            errors = {name: error for name, error in errors.items() if error is not TopicAlreadyExistsError}
+            for name, error in errors.items():
+                if not issubclass(error, retriable) or time.monotonic() > deadline:
+                    raise error(f"creating topic {name}")
+            missing = [t for t in missing if t.name in errors]
+            if missing:
                 time.sleep(1)
-        return [t.name for t in missing]
+        return created
     finally:
         admin.close()
 
