@@ -36,6 +36,7 @@ mkdir -p "$cache_root"
 
 rm -rf "$venv"
 "$python" -m venv --without-pip "$venv"
+venv_python=$(cd "$venv" && pwd)/bin/python # the scripts below run it from anywhere
 packages=$("$cached/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 "$venv/bin/python" - "$packages" "${editable:-$(pwd)}" <<'PY'
 import pathlib, sys, sysconfig
@@ -52,7 +53,7 @@ for program in "$cached"/bin/*; do
     case $name in python* | pip* | activate* | Activate* | __pycache__) continue ;; esac
     [ -e "$venv/bin/$name" ] && continue
     if head -n 1 "$program" | grep -q "^#!$cached/bin/python"; then
-        { echo "#!$(pwd)/$venv/bin/python"; tail -n +2 "$program"; } >"$venv/bin/$name" && chmod +x "$venv/bin/$name"
+        { echo "#!$venv_python"; tail -n +2 "$program"; } >"$venv/bin/$name" && chmod +x "$venv/bin/$name"
     else
         ln -s "$program" "$venv/bin/"
     fi

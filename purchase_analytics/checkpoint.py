@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 LOCK_NAME = ".lock"
@@ -186,22 +187,30 @@ def use_checkpoint_file_manager(spark, checkpoint_dir: str) -> None:
 OFFSETS_DIR = "offsets"  # Spark's offset log: one file per planned micro-batch, named by its id
 
 
-def batch_time_s(offsets, batch_id: int) -> float:
-    """A planned micro-batch's time (epoch seconds), from Spark's offset log (`offsets` are
-    the files of its directory): what `current_timestamp()` means in that batch, the same
-    when it runs again after a crash."""
-    metadata = json.loads(offsets.read(str(batch_id)).splitlines()[1])
-    return metadata["batchTimestampMs"] / 1000
+@dataclass(frozen=True)
+class PlannedBatch:
+    """A planned micro-batch, from its entry in Spark's offset log."""
+
+    time_s: float  # epoch seconds: what `current_timestamp()` means in it, the same when it runs again after a crash
+    messages: int | None  # its end offsets less the batch before's; None when not known (the first batch, an unreadable entry before)
 
 
-def batch_messages(offsets, batch_id: int) -> int | None:
-    """How many messages a planned micro-batch reads: its end offsets less the batch
-    before's, from Spark's offset log. None when that is not known: the first batch, or an
-    entry that cannot be read."""
+def planned_batch(offsets, batch_id: int) -> PlannedBatch:
+    """Batch `batch_id` of the offset log (`offsets` are the files of its directory); its own
+    entry is read once."""
+    entry = offsets.read(str(batch_id))
+    return PlannedBatch(_entry_time_s(entry), _messages_since(offsets, batch_id, entry))
+
+
+def _entry_time_s(entry: str) -> float:
+    return json.loads(entry.splitlines()[1])["batchTimestampMs"] / 1000
+
+
+def _messages_since(offsets, batch_id: int, entry: str) -> int | None:
     if batch_id <= 0:
         return None
     try:
-        return _offsets_total(offsets.read(str(batch_id))) - _offsets_total(offsets.read(str(batch_id - 1)))
+        return _offsets_total(entry) - _offsets_total(offsets.read(str(batch_id - 1)))
     except (OSError, AttributeError, TypeError, ValueError):
         return None
 
@@ -221,6 +230,6 @@ def earliest_batch_time_s(offsets, now_s: float) -> float:
     left to Spark, which refuses it with its own error (failures.py names the fix)."""
     planned = [int(name) for name in offsets.names() if name.isdigit()]
     try:
-        return min(now_s, batch_time_s(offsets, max(planned))) if planned else now_s
+        return min(now_s, _entry_time_s(offsets.read(str(max(planned))))) if planned else now_s
     except (OSError, IndexError, KeyError, ValueError):
         return now_s

@@ -23,10 +23,9 @@ from .checkpoint import (
     OFFSETS_DIR,
     CheckpointError,
     CheckpointLock,
-    batch_messages,
-    batch_time_s,
     checkpoint_files,
     earliest_batch_time_s,
+    planned_batch,
     query_checkpoint,
     use_checkpoint_file_manager,
     verify_source,
@@ -132,18 +131,19 @@ class BatchHandler:
         window_us, delay_us = (round(interval_seconds(t) * US) for t in (config.window_duration, config.watermark_delay))
         self.log = StateLog(checkpoint_files(spark, state_dir), window_us, delay_us, config.checkpoint_dir)
         self.log.load_before(sys.maxsize)  # a checkpoint made with another --window is refused here, before any batch
-        self.offsets = checkpoint_files(spark, f"{query_checkpoint(config.checkpoint_dir)}/{OFFSETS_DIR}")  # batch times
+        self.offsets = checkpoint_files(spark, f"{query_checkpoint(config.checkpoint_dir)}/{OFFSETS_DIR}")  # batch times and sizes
         self.outcomes: dict[int, BatchOutcome] = {}  # batch id -> what it did, for the progress reporter
         self._lock = threading.Lock()
 
     def __call__(self, scanned: DataFrame, batch_id: int) -> None:
         state = self.log.load_before(batch_id)
-        batch = batch_rows(check_future(scanned, self.config.max_future_s, batch_time_s(self.offsets, batch_id)))
+        planned = planned_batch(self.offsets, batch_id)
+        batch = batch_rows(check_future(scanned, self.config.max_future_s, planned.time_s))
         keep = bool(self.config.dlq_topic)  # read twice: kept in memory between the two
         if keep:
             batch.persist(StorageLevel.MEMORY_AND_DISK_DESER)
         try:
-            outcome = fold_batch(batch, state, batch_id, self.config.output_mode == "append", batch_messages(self.offsets, batch_id))
+            outcome = fold_batch(batch, state, batch_id, self.config.output_mode == "append", planned.messages)
             if outcome.rejected and self.config.dlq_topic:
                 self._write_dead_letters(batch)
         finally:

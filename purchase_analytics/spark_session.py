@@ -75,7 +75,8 @@ def class_archive_path() -> Path | None:
     except RuntimeError:
         return None
     spark_home = Path(pyspark.__file__).resolve().parent
-    key = hashlib.sha256(f"{spark_home}\n{java}\n{java.stat().st_size}\n{java.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+    binary = java.stat()
+    key = hashlib.sha256(f"{spark_home}\n{java}\n{binary.st_size}\n{binary.st_mtime_ns}".encode()).hexdigest()[:16]
     return user_cache_dir() / "jvm" / f"spark-{pyspark.__version__}-{key}.jsa"
 
 

@@ -13,9 +13,9 @@ from purchase_analytics.checkpoint import (
     CheckpointError,
     CheckpointLock,
     LocalFiles,
-    batch_messages,
-    batch_time_s,
+    PlannedBatch,
     local_path,
+    planned_batch,
     use_checkpoint_file_manager,
     verify_source,
 )
@@ -92,6 +92,11 @@ def test_a_batchs_time_and_size_come_from_sparks_offset_log(tmp_path):
     (tmp_path / "1").write_text(entry(2_500, {"purchases": {"0": 40, "1": 25}}))
     (tmp_path / "2").write_text(entry(4_000, {"purchases": {"0": 40, "1": 25, "2": 7}}))  # a partition added
     (tmp_path / "3").write_text("v1\n{not json")
+    (tmp_path / "4").write_text(entry(5_000, {"purchases": {"0": 50, "1": 25, "2": 7}}))
     offsets = LocalFiles(tmp_path)
-    assert batch_time_s(offsets, 1) == 2.5
-    assert [batch_messages(offsets, b) for b in range(5)] == [None, 50, 7, None, None]  # the first, a bad and a missing entry: unknown
+    assert planned_batch(offsets, 1) == PlannedBatch(2.5, 50)
+    assert [planned_batch(offsets, b).messages for b in (0, 1, 2, 4)] == [None, 50, 7, None]  # the first, and after a bad entry: unknown
+    with pytest.raises(ValueError):
+        planned_batch(offsets, 3)  # a bad entry of its own: Spark refuses it too
+    with pytest.raises(FileNotFoundError):
+        planned_batch(offsets, 5)

@@ -70,11 +70,9 @@ def train(spark, config, work_dir: Path) -> None:
         query.stop()
 
 
-def build(archive: Path) -> None:
-    settings = load_settings()
+def build(archive: Path, settings: dict[str, str], spark_config: SparkConfig) -> None:
     config = parse_aggregator_config(["--master", "local[2]"], settings)
     partial = archive.with_name(f".{archive.name}.{os.getpid()}")
-    spark_config = SparkConfig.from_settings(settings)
     # Quiet (it lists every class it leaves out), and with deeper thread stacks: in this mode
     # the stream execution thread ran out of stack in a regular expression (JDK 17).
     dump = f"-XX:ArchiveClassesAtExit={partial} -Xlog:cds*=off -Xss16m"
@@ -97,13 +95,14 @@ def build(archive: Path) -> None:
 
 def main() -> int:
     settings = load_settings()
-    archive = SparkConfig.from_settings(settings).class_archive
+    spark_config = SparkConfig.from_settings(settings)
+    archive = spark_config.class_archive
     if archive is None:
         print("SPARK_CLASS_ARCHIVE is off: no class archive", file=sys.stderr)
     elif not archive.is_file():
         started = time.monotonic()
         print("building the Spark JVM's class archive (once per installed Spark and JDK) ...", file=sys.stderr, flush=True)
-        build(archive)
+        build(archive, settings, spark_config)
         print(f"{archive}: {archive.stat().st_size / 2**20:.0f} MiB, built in {time.monotonic() - started:.0f} s", file=sys.stderr)
     return 0
 
