@@ -35,9 +35,10 @@ progress = batch  # a batch as the job sees it: Spark's report (canned) and what
 
 def test_summary_folds_each_batch_once():
     summary = JobSummary()
-    assert summary.is_new("r1", 0)
+    assert summary.is_new("r1", 0) and not summary.is_next("r1", 0)  # a run not seen yet: its recent reports are read
     assert summary.record(progress(0, rows=10, messages=10, rejected=3, dropped=1))
     assert not summary.is_new("r1", 0) and summary.is_new("r1", 1) and summary.is_new("r2", 0)
+    assert summary.is_next("r1", 1) and not summary.is_next("r1", 2) and not summary.is_next("r2", 1)  # the last report alone will do
     summary.record(progress(1, rows=5, messages=5))
     assert (summary.batches, summary.messages, summary.rejected, summary.dropped_late) == (2, 15, 3, 1)
     assert summary.line() == (

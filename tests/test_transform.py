@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from purchase_analytics.config import interval_seconds
 from purchase_analytics.events import WIRE_PATTERN
 from purchase_analytics.job import fold_batch
-from purchase_analytics.transform import WIRE_EVENT_FUNCTION, batch_rows, check_future, parse_events, rejected_messages, valid_events
+from purchase_analytics.transform import WIRE_EVENT_FUNCTION, CheckedBatch, batch_rows, parse_events, rejected_messages, valid_events
 from purchase_analytics.window_state import US, WindowState
 
 from conftest import SETTINGS
@@ -114,7 +114,7 @@ def test_future_bound_is_a_parameter(spark):
 
 def test_the_batch_time_rule_checked_per_batch_gives_the_same_reasons_and_no_new_code(spark):
     """The streaming job checks the rule that depends on the batch's time once per batch
-    (check_future), so the query's generated code never holds a time: in it, a new time in
+    (CheckedBatch), so the query's generated code never holds a time: in it, a new time in
     every micro-batch meant new classes to compile in every batch."""
     now = time.time()
     values = [v for v, _ in MALFORMED] + [event(100, T0), event(5, now + 200), event(7, now + 400), event(9, 1e300)]
@@ -124,10 +124,12 @@ def test_the_batch_time_rule_checked_per_batch_gives_the_same_reasons_and_no_new
     compiled = spark._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
     scanned = parse_events(raw_frame(spark, values), PRICE_MAX, batch_times_from=now - 60)
 
+    check = CheckedBatch(300)
+
     def batch(batch_time_s):
-        checked = check_future(scanned, 300, batch_time_s)
-        assert batch_rows(checked).count() == len(values)
-        return checked.orderBy("offset").select("rejection_reason", "value").collect()
+        checked = check(scanned, batch_time_s)
+        assert checked.count() == len(values)
+        return checked.select("rejection_reason", "value").collect()  # a projection: the input's order (a valid row has no offset)
 
     rows = batch(now)
     assert [r.rejection_reason for r in rows] == expected

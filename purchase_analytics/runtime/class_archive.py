@@ -30,7 +30,7 @@ from ..checkpoint import use_checkpoint_file_manager
 from ..config import load_settings, parse_aggregator_config
 from ..smoke import fold_example
 from ..spark_session import SparkConfig, create_spark_session
-from ..transform import STREAM_COLUMNS, batch_rows, check_future, dead_letter_records, parse_events, rejected_messages, window_partials
+from ..transform import STREAM_COLUMNS, CheckedBatch, dead_letter_records, parse_events, rejected_messages, window_partials
 
 TRAINING_BATCHES = 3
 
@@ -53,8 +53,8 @@ def train(spark, config, work_dir: Path) -> None:
     rows = parse_events(raw, config.price_max, config.max_future_s, batch_times_from=now).select(*STREAM_COLUMNS)
 
     def handle(batch, batch_id: int) -> None:
-        checked = check_future(batch, config.max_future_s, now).cache()
-        window_partials(batch_rows(checked), 600_000_000).collect()
+        checked = CheckedBatch(config.max_future_s)(batch, now).cache()
+        window_partials(checked, 600_000_000).collect()
         dead_letter_records(rejected_messages(checked), config.dlq_max_value_bytes).collect()
         checked.unpersist()
 
