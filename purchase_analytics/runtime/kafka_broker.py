@@ -374,8 +374,16 @@ class KafkaCluster:
             admin.close()
 
     def in_sync(self, topic: str) -> bool:
-        """Every partition of `topic` has all its replicas in sync."""
-        return all(len(p["isr_nodes"]) == len(p["replica_nodes"]) for p in self._describe(topic)["partitions"])
+        """Every partition of `topic` has all its replicas in sync. False while the cluster
+        cannot tell: a node that has just restarted is listed before it accepts connections,
+        and an admin client that picks it fails."""
+        from kafka.errors import KafkaConnectionError
+
+        try:
+            partitions = self._describe(topic)["partitions"]
+        except KafkaConnectionError:
+            return False
+        return all(len(p["isr_nodes"]) == len(p["replica_nodes"]) for p in partitions)
 
     def stop(self, timeout_s: float = 15.0) -> bool:
         """All nodes at once. Once a majority has exited, the last node cannot finish its
