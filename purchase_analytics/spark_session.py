@@ -97,8 +97,8 @@ def create_spark_session(
         # it cost 7% of the job's CPU in a profile and saved nothing that matters.
         .config("spark.sql.inMemoryColumnarStorage.compressed", "false")
         # PySpark's DataFrame debugging sends every column function's Python call site to
-        # the JVM first (about ten py4j round trips each): 60% of the time the job's batch
-        # handler spent building a micro-batch's DataFrame, in a profile.
+        # the JVM first (ten more py4j round trips each): 40% of the time the job's batch
+        # handler spent building a micro-batch's DataFrame (99 against 60 ms, in a profile).
         .config("spark.python.sql.dataFrameDebugging.enabled", "false")
     )
     if master:
