@@ -185,8 +185,7 @@ def phase_stream(
 
 
 def _step(bench: Bench, topic: str, lag: spark.LagProbe, rate: int, step_s: float, backend: str) -> dict:
-    """Send at `rate` for `step_s`; the job keeps up when, over the second half, its lag
-    does not grow (slope under 5% of the rate) and stays under 3 seconds of input."""
+    """Send at `rate` for `step_s` and judge the job's lag (`lag_verdict`)."""
     t0, off0 = time.monotonic(), lag.total_end_offset()
     proc = subprocess.Popen(
         producer.producer_args(bench, topic, int(rate * step_s), rate, backend), stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT
@@ -197,10 +196,8 @@ def _step(bench: Bench, topic: str, lag: spark.LagProbe, rate: int, step_s: floa
         time.sleep(0.5)
     elapsed, off1 = time.monotonic() - t0, lag.total_end_offset()
     input_rate = round((off1 - off0) / max(elapsed, 1e-9))
-    second_half = [s for s in samples if s[0] >= samples[-1][0] / 2] if samples else []
-    slope = spark.slope_per_s(second_half)
+    slope, kept_up = lag_verdict(samples, rate)
     final_lag = samples[-1][1] if samples else 0
-    kept_up = slope < 0.05 * rate and final_lag < 3 * rate
     return {
         "target_rate": rate,
         "input_rate": input_rate,
@@ -209,6 +206,19 @@ def _step(bench: Bench, topic: str, lag: spark.LagProbe, rate: int, step_s: floa
         "max_lag": max((v for _, v in samples), default=0),
         "kept_up": kept_up,
     }
+
+
+def lag_verdict(samples: list[tuple[float, int]], rate: int) -> tuple[float, bool]:
+    """The slope of the lag over a step's last three quarters (after the ramp of its first
+    seconds), and whether the job kept up: the lag does not grow (slope under 5% of the
+    rate) and ends under 3 seconds of input. At a 1 s trigger the lag is a sawtooth that
+    drops at every commit, and where its teeth fall moves the fitted slope: for a lag that
+    does not grow at 10,000 ev/s (teeth of 0.8-1.4 s, any phase) by up to 597 ev/s over the
+    second half, which crossed the 5% rule in two runs, and up to 408 over three quarters."""
+    if not samples:
+        return 0.0, True
+    slope = spark.slope_per_s([s for s in samples if s[0] >= samples[-1][0] / 4])
+    return slope, slope < 0.05 * rate and samples[-1][1] < 3 * rate
 
 
 def phase_memory(bench: Bench, rate: int, duration_s: float, window: str, warmup: Warmup) -> dict:
