@@ -52,8 +52,10 @@ def train(spark, config, work_dir: Path) -> None:
     )
     rows = parse_events(raw, config.price_max, config.max_future_s, batch_times_from=now).select(*STREAM_COLUMNS)
 
+    check = CheckedBatch(config.max_future_s)  # once per job, as the job's handler builds it
+
     def handle(batch, batch_id: int) -> None:
-        checked = CheckedBatch(config.max_future_s)(batch, now).cache()
+        checked = check(batch, now).cache()
         window_partials(checked, 600_000_000).collect()
         dead_letter_records(rejected_messages(checked), config.dlq_max_value_bytes).collect()
         checked.unpersist()
