@@ -44,7 +44,9 @@ SMOKE = {
     "warmup_s": 0.0,
     "latency_rate": 1000,
     "latency_s": 2.0,
-    "latency_trigger": "1 second",  # not back to back: between a few small batches the job waits instead of polling the broker
+    # not back to back (between a few small batches the job waits instead of polling the
+    # broker), and the rate steps' trigger: one job then takes both (run.phase_stream)
+    "latency_trigger": run.STEADY_TRIGGER,
     "memory_s": 5.0,
     "memory_rate": 1000,
     "profile_events": 0,
