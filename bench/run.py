@@ -283,20 +283,25 @@ class Warmup:
 
 def _warm_up(bench: Bench, job: spark.StreamingJob, topic: str, rate: int, backend: str, warmup: Warmup) -> None:
     """Send at `rate` until the job is warm: JVM start, code generation and JIT compilation
-    happen here, outside the figures."""
+    happen here, outside the figures. One second of input waits for the JVM to start (a
+    sender at `rate` would send, and pay for, every second of that), then `rate` flows
+    until the job has run `warmup.batches` batches with input and `warmup.seconds` have passed."""
     started = time.monotonic()
-    sender = subprocess.Popen(producer.producer_args(bench, topic, 0, rate, backend), stdout=subprocess.DEVNULL, cwd=PROJECT_ROOT)
-    try:
-        job.wait_for_batches(warmup.batches, timeout_s=300)
-        if warmup.seconds > 1:
-            print(f"  warming the job up at {rate:,} events/s for {warmup.seconds:g}s", file=sys.stderr, flush=True)
-        while time.monotonic() - started < warmup.seconds:
-            if job.proc.poll() is not None:
-                raise RuntimeError("the streaming job ended while warming up:\n" + "".join(job.stderr_tail))
-            time.sleep(0.5)
-    finally:
-        sender.terminate()
-        sender.wait()
+    _run_producer(bench, topic, rate, 1.0, backend)
+    job.wait_for_batches(1, timeout_s=300)
+    if warmup.batches > 1 or warmup.seconds > time.monotonic() - started:
+        sender = subprocess.Popen(producer.producer_args(bench, topic, 0, rate, backend), stdout=subprocess.DEVNULL, cwd=PROJECT_ROOT)
+        try:
+            job.wait_for_batches(warmup.batches, timeout_s=300)
+            if warmup.seconds > 1:
+                print(f"  warming the job up at {rate:,} events/s for {warmup.seconds:g}s", file=sys.stderr, flush=True)
+            while time.monotonic() - started < warmup.seconds:
+                if job.proc.poll() is not None:
+                    raise RuntimeError("the streaming job ended while warming up:\n" + "".join(job.stderr_tail))
+                time.sleep(0.5)
+        finally:
+            sender.terminate()
+            sender.wait()
     time.sleep(2)
 
 
