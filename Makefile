@@ -46,31 +46,22 @@ $(VENV)/.installed: requirements-dev.txt requirements.txt requirements-ui.txt py
 
 jars: $(KAFKA_JARS_STAMP) $(SPARK_JARS_STAMP) $(WIRE_JAR) ## fetch Apache Kafka and Spark's Kafka connector from Maven Central into .cache/jars, build the job's wire parser
 
-$(KAFKA_JARS_STAMP): build/kafka-pom.xml
-	@command -v mvn >/dev/null || { echo "error: Maven (mvn) is required to fetch the Kafka jars; apt-get install maven" >&2; exit 1; }
-	@rm -rf $(JARS)/kafka && mkdir -p $(JARS)/kafka
-	mvn -q -B -f build/kafka-pom.xml dependency:copy-dependencies -DincludeScope=runtime \
-	  -Dkafka.version=$(KAFKA_VERSION) -Dscala.binary.version=$(SCALA_BINARY_VERSION) -Dlog4j.version=$(LOG4J_VERSION) \
-	  -DoutputDirectory=$(CURDIR)/$(JARS)/kafka
+# Fetched once per version into the user's cache (build/cached-jars.sh); .cache/jars gets a copy.
+$(KAFKA_JARS_STAMP): build/kafka-pom.xml build/cached-jars.sh
+	@build/cached-jars.sh $(JARS)/kafka build/kafka-pom.xml \
+	  -Dkafka.version=$(KAFKA_VERSION) -Dscala.binary.version=$(SCALA_BINARY_VERSION) -Dlog4j.version=$(LOG4J_VERSION)
 	@touch $@
 
-$(SPARK_JARS_STAMP): build/spark-kafka-pom.xml requirements.txt
-	@command -v mvn >/dev/null || { echo "error: Maven (mvn) is required to fetch the connector jars; apt-get install maven" >&2; exit 1; }
-	@rm -rf $(JARS)/spark-kafka && mkdir -p $(JARS)/spark-kafka
-	mvn -q -B -f build/spark-kafka-pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+$(SPARK_JARS_STAMP): build/spark-kafka-pom.xml requirements.txt build/cached-jars.sh
+	@build/cached-jars.sh $(JARS)/spark-kafka build/spark-kafka-pom.xml \
 	  -Dspark.version=$(SPARK_VERSION) -Dscala.binary.version=$(SCALA_BINARY_VERSION) \
-	  -DincludeArtifactIds=spark-sql-kafka-0-10_$(SCALA_BINARY_VERSION),spark-token-provider-kafka-0-10_$(SCALA_BINARY_VERSION),kafka-clients,commons-pool2 \
-	  -DoutputDirectory=$(CURDIR)/$(JARS)/spark-kafka
+	  -DincludeArtifactIds=spark-sql-kafka-0-10_$(SCALA_BINARY_VERSION),spark-token-provider-kafka-0-10_$(SCALA_BINARY_VERSION),kafka-clients,commons-pool2
 	@touch $@
 
 # The job's wire parser (jvm/, transform.parse_events' fast path), compiled against pyspark's
 # own jars and put beside the connector, so it travels with it (spark.jars, the Docker image).
-$(WIRE_JAR): $(wildcard jvm/src/purchase_analytics/*.java) $(SPARK_JARS_STAMP) $(VENV)/.installed
-	@command -v javac >/dev/null || { echo "error: a JDK 17+ (javac) is required to build the job's wire parser; apt-get install openjdk-17-jdk-headless" >&2; exit 1; }
-	@rm -rf $(JARS)/wire-classes && mkdir -p $(JARS)/wire-classes
-	javac -nowarn --release 17 -d $(JARS)/wire-classes -cp "$$($(PY) -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')/jars/*" \
-	  $(filter %.java,$^)
-	jar cf $@ -C $(JARS)/wire-classes .
+$(WIRE_JAR): $(wildcard jvm/src/purchase_analytics/*.java) $(SPARK_JARS_STAMP) $(VENV)/.installed build/wire-jar.sh
+	@build/wire-jar.sh $@ $(PY) $(filter %.java,$^)
 
 class-archive: venv jars ## the Spark JVM's class archive: built once per installed Spark and JDK into the user's cache (SPARK_CLASS_ARCHIVE)
 	@$(PY) -m purchase_analytics.runtime.class_archive
@@ -158,11 +149,8 @@ bench-peers: $(PEER_VENVS) $(FLINK_JARS_STAMP) ## the benchmark's peers: Quix St
 $(PEER_VENVS):
 	@PYTHON=$(PYTHON) build/cached-venv.sh $(@D) $^
 
-$(FLINK_JARS_STAMP): build/flink-kafka-pom.xml
-	@command -v mvn >/dev/null || { echo "error: Maven (mvn) is required to fetch the Flink connector jar; apt-get install maven" >&2; exit 1; }
-	@rm -rf $(FLINK_CONNECTOR_JARS_DIR) && mkdir -p $(FLINK_CONNECTOR_JARS_DIR)
-	mvn -q -B -f build/flink-kafka-pom.xml dependency:copy-dependencies -DincludeScope=runtime \
-	  -Dflink.kafka.version=$(FLINK_KAFKA_CONNECTOR_VERSION) -DoutputDirectory=$(abspath $(FLINK_CONNECTOR_JARS_DIR))
+$(FLINK_JARS_STAMP): build/flink-kafka-pom.xml build/cached-jars.sh
+	@build/cached-jars.sh $(FLINK_CONNECTOR_JARS_DIR) build/flink-kafka-pom.xml -Dflink.kafka.version=$(FLINK_KAFKA_CONNECTOR_VERSION)
 	@touch $@
 
 -include docker/docker.mk
