@@ -10,6 +10,7 @@ window rows include the event). Which batch read a record comes from the checkpo
 from __future__ import annotations
 
 import bisect
+from dataclasses import dataclass
 from pathlib import Path
 
 from purchase_analytics.kafka_client import KafkaSecurity
@@ -43,8 +44,19 @@ def read_timestamps(
         consumer.close()
 
 
-def latencies_s(records: dict[int, list[tuple[int, int]]], query_checkpoint: Path, output_dir: Path) -> tuple[list[float], int]:
-    """Per record: output time minus send time. Also how many records had no output yet."""
+@dataclass
+class Latencies:
+    values_s: list[float]  # per record: output time minus send time
+    without_output: int  # records whose batch had no output (yet)
+    left_the_log: int  # records read by a batch no longer in the offset log: which one is not known
+
+
+def latencies_s(records: dict[int, list[tuple[int, int]]], query_checkpoint: Path, output_dir: Path) -> Latencies:
+    """Per record: output time minus send time. Spark keeps the last 100 batches in the
+    offset log (spark.sql.streaming.minBatchesToRetain): a record below the oldest kept
+    batch's end offset was read by that batch or by one already deleted, so it is left out,
+    not put on the oldest kept batch (which had added seconds to the first records of a
+    window of more than 100 batches)."""
     planned = checkpoint_offsets(query_checkpoint, committed_only=False)
     batch_ids = sorted(planned)
     output_s = {}
@@ -52,16 +64,18 @@ def latencies_s(records: dict[int, list[tuple[int, int]]], query_checkpoint: Pat
         f = output_dir / f"batch-{b:012d}.jsonl"
         if f.exists():
             output_s[b] = f.stat().st_mtime_ns / 1e9
-    result, missing = [], 0
+    result = Latencies([], 0, 0)
     for p, recs in records.items():
         ends = [planned[b].get(p, 0) for b in batch_ids]  # non-decreasing per partition
         for offset, ts_ms in recs:
             i = bisect.bisect_right(ends, offset)  # first batch whose end offset is past this record
-            if i < len(batch_ids) and batch_ids[i] in output_s:
-                result.append(output_s[batch_ids[i]] - ts_ms / 1000)
+            if i == 0 and batch_ids and batch_ids[0] != 0:
+                result.left_the_log += 1
+            elif i < len(batch_ids) and batch_ids[i] in output_s:
+                result.values_s.append(output_s[batch_ids[i]] - ts_ms / 1000)
             else:
-                missing += 1
-    return result, missing
+                result.without_output += 1
+    return result
 
 
 def percentile(values: list[float], q: float) -> float | None:

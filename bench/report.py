@@ -184,7 +184,9 @@ def _stream_rows(results: dict, producers: dict) -> list[tuple]:
         ),
         (
             f"p95 send-to-sink latency at {lat['rate']:,} ev/s, trigger {lat.get('trigger', '1 second')}{warm}",
-            f"p50 {lat['p50_s']} s, p95 {lat['p95_s']} s ({lat['events']:,} events, max {lat['max_s']} s)",
+            f"p50 {lat['p50_s']} s, p95 {lat['p95_s']} s ({lat['events']:,} events, max {lat['max_s']} s"
+            + (f"; {lat['left_the_offset_log']:,} read by batches no longer in the offset log" if lat.get("left_the_offset_log") else "")
+            + ")",
             "",
             "<= 1.0 s",
             _met(lat["p95_s"] is not None and lat["p95_s"] <= 1.0),

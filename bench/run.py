@@ -146,7 +146,8 @@ def phase_stream(
         end = end_offsets(bench.bootstrap_servers, topic)
         _wait_caught_up(lag, timeout_s=60)
         records = latency.read_timestamps(bench.bootstrap_servers, topic, start, end)
-        values, missing = latency.latencies_s(records, checkpoint / QUERY_DIR, out_dir)
+        measured = latency.latencies_s(records, checkpoint / QUERY_DIR, out_dir)
+        values = measured.values_s
         result = {
             "backend": backend,
             "rate": latency_rate,
@@ -154,7 +155,8 @@ def phase_stream(
             "warmup_s": warmup.seconds,
             "duration_s": latency_s,
             "events": len(values),
-            "without_output": missing,
+            "without_output": measured.without_output,
+            "left_the_offset_log": measured.left_the_log,
             "p50_s": _round(latency.percentile(values, 50)),
             "p95_s": _round(latency.percentile(values, 95)),
             "p99_s": _round(latency.percentile(values, 99)),

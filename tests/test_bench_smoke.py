@@ -85,7 +85,7 @@ def test_smoke_run_measures_every_figure(tmp_path):
     latency = results["stream"]["latency"]
     assert latency["backend"] == "confluent"
     assert latency["events"] == settings["latency_rate"] * settings["latency_s"]  # one latency per event sent
-    assert latency["without_output"] == 0
+    assert latency["without_output"] == latency["left_the_offset_log"] == 0
     assert 0 < latency["p50_s"] <= latency["p95_s"] <= latency["max_s"]
     steps = results["stream"]["steps"]
     assert steps and all({"target_rate", "input_rate", "final_lag", "kept_up"} <= set(s) for s in steps)
