@@ -58,8 +58,8 @@ $(SPARK_JARS_STAMP): build/spark-kafka-pom.xml requirements.txt build/cached-jar
 	  -DincludeArtifactIds=spark-sql-kafka-0-10_$(SCALA_BINARY_VERSION),spark-token-provider-kafka-0-10_$(SCALA_BINARY_VERSION),kafka-clients,commons-pool2
 	@touch $@
 
-# The job's wire parser (jvm/, transform.parse_events' fast path), compiled against pyspark's
-# own jars and put beside the connector, so it travels with it (spark.jars, the Docker image).
+# The job's JVM classes (jvm/): the wire parser (transform.parse_events' fast path) and the local
+# file system of its checkpoints (checkpoint.py), compiled against pyspark's own jars and put beside the connector, so it travels with it (spark.jars, the Docker image).
 $(WIRE_JAR): $(wildcard jvm/src/purchase_analytics/*.java) $(SPARK_JARS_STAMP) $(VENV)/.installed build/wire-jar.sh
 	@build/wire-jar.sh $@ $(PY) $(filter %.java,$^)
 

@@ -10,6 +10,8 @@ import pytest
 from purchase_analytics.checkpoint import (
     CHECKPOINT_FILE_MANAGER,
     LOCAL_CHECKPOINT_FILE_MANAGER,
+    LOCAL_FILE_SYSTEM,
+    LOCAL_FILE_SYSTEM_SETTINGS,
     CheckpointError,
     CheckpointLock,
     LocalFiles,
@@ -82,6 +84,31 @@ def test_local_checkpoint_logs_are_written_in_process(spark):
     use_checkpoint_file_manager(spark, "file:/tmp/checkpoints/job")
     assert spark.conf.get(CHECKPOINT_FILE_MANAGER) == LOCAL_CHECKPOINT_FILE_MANAGER
     spark._jvm.java.lang.Class.forName(LOCAL_CHECKPOINT_FILE_MANAGER)  # still there in this Spark version
+
+
+def test_local_checkpoint_files_get_hadoops_modes_from_the_jobs_file_system(spark, tmp_path):
+    """The queries' Hadoop configuration names the job's local file system, which sets the
+    modes Hadoop's own sets with a `chmod` process (its default umask: 644 and 755)."""
+    use_checkpoint_file_manager(spark, str(tmp_path))
+    hadoop = spark._jvm.org.apache.hadoop.fs
+
+    def path(name: str = ""):
+        return hadoop.Path(f"file://{tmp_path}/{name}")
+
+    def mode(name: str) -> str:
+        return oct((tmp_path / name).stat().st_mode & 0o7777)
+
+    try:
+        fs = path().getFileSystem(spark._jsparkSession.sessionState().newHadoopConf())
+        assert fs.getClass().getName() == LOCAL_FILE_SYSTEM
+        fs.create(path("logs/0"), False).close()  # with its checksum file
+        assert (mode("logs"), mode("logs/0"), mode("logs/.0.crc")) == ("0o755", "0o644", "0o644")
+        fs.setPermission(path("logs/0"), hadoop.permission.FsPermission(0o640))
+        fs.setPermission(path("logs"), hadoop.permission.FsPermission(0o1777))  # the sticky bit: Hadoop's own way
+        assert (mode("logs"), mode("logs/0")) == ("0o1777", "0o640")
+    finally:
+        for key in LOCAL_FILE_SYSTEM_SETTINGS:
+            spark.conf.unset(key)
 
 
 def test_a_batchs_time_and_size_come_from_sparks_offset_log(tmp_path):
