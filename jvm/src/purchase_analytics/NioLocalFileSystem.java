@@ -17,7 +17,7 @@ import org.apache.hadoop.fs.permission.FsPermission;
  * process for every file and directory it creates: 7-8 ms each on this machine. Spark's offset
  * and commit logs write two files a micro-batch each (the entry and its checksum), so that was
  * about 30 ms of every batch (walCommit and commitOffsets). java.nio sets the same mode bits in
- * microseconds. spark_session.py names this class when its jar is on Spark's class path.
+ * microseconds. checkpoint.py names this class in the queries' Hadoop configuration when Spark can load it.
  */
 public final class NioLocalFileSystem extends LocalFileSystem {
     public NioLocalFileSystem() {
