@@ -59,7 +59,8 @@ $(SPARK_JARS_STAMP): build/spark-kafka-pom.xml requirements.txt build/cached-jar
 	@touch $@
 
 # The job's JVM classes (jvm/): the wire parser (transform.parse_events' fast path) and the local
-# file system of its checkpoints (checkpoint.py), compiled against pyspark's own jars and put beside the connector, so it travels with it (spark.jars, the Docker image).
+# file system of its checkpoints (checkpoint.py), compiled against pyspark's own jars and put
+# beside the connector, so they travel with it (spark.jars, the Docker image).
 $(WIRE_JAR): $(wildcard jvm/src/purchase_analytics/*.java) $(SPARK_JARS_STAMP) $(VENV)/.installed build/wire-jar.sh
 	@build/wire-jar.sh $@ $(PY) $(filter %.java,$^)
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # build/wire-jar.sh JAR PYTHON SOURCE...: the job's JVM classes (jvm/: the wire parser, the
-# checkpoints' local file system) compiled against the jars of PYTHON's pyspark, into JAR. Built once per set of sources, Spark version and JDK into
-# JAR_CACHE (as build/cached-jars.sh), shared by every checkout: a fresh clone copies it.
+# checkpoints' local file system) compiled against the jars of PYTHON's pyspark, into JAR.
+# Built once per set of sources, Spark version and JDK into JAR_CACHE (as build/cached-jars.sh),
+# shared by every checkout: a fresh clone copies it.
 #
 # Env: JAR_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/purchase-analytics/jars).
 set -euo pipefail
