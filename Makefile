@@ -37,7 +37,7 @@ help: ## list the targets
 	@echo "  runtime: $(RUNTIME) (set RUNTIME=local or RUNTIME=docker)"
 
 # ---------------------------------------------------------------- setup
-setup: venv jars package class-archive ## install everything missing: .venv, Kafka and connector jars, package zip, the Spark JVM's class archive
+setup: venv jars package class-archive ## install everything missing: .venv, Kafka and connector jars, package zip, the Spark and Kafka JVMs' class archives
 
 venv: $(VENV)/.installed ## create .venv: the pinned requirements (installed once per machine into the user's cache), and this project in editable mode
 $(VENV)/.installed: requirements-dev.txt requirements.txt requirements-ui.txt pyproject.toml
@@ -46,9 +46,10 @@ $(VENV)/.installed: requirements-dev.txt requirements.txt requirements-ui.txt py
 
 jars: $(KAFKA_JARS_STAMP) $(SPARK_JARS_STAMP) $(WIRE_JAR) ## fetch Apache Kafka and Spark's Kafka connector from Maven Central into .cache/jars, build the job's wire parser
 
-# Fetched once per version into the user's cache (build/cached-jars.sh); .cache/jars gets a copy.
+# Fetched once per version into the user's cache (build/cached-jars.sh); .cache/jars gets a copy
+# (Kafka's: a link, the one path its JVM class archive can name).
 $(KAFKA_JARS_STAMP): build/kafka-pom.xml build/cached-jars.sh
-	@build/cached-jars.sh $(JARS)/kafka build/kafka-pom.xml \
+	@build/cached-jars.sh --link $(JARS)/kafka build/kafka-pom.xml \
 	  -Dkafka.version=$(KAFKA_VERSION) -Dscala.binary.version=$(SCALA_BINARY_VERSION) -Dlog4j.version=$(LOG4J_VERSION)
 	@touch $@
 
@@ -64,7 +65,7 @@ $(SPARK_JARS_STAMP): build/spark-kafka-pom.xml requirements.txt build/cached-jar
 $(WIRE_JAR): $(wildcard jvm/src/purchase_analytics/*.java) $(SPARK_JARS_STAMP) $(VENV)/.installed build/wire-jar.sh
 	@build/wire-jar.sh $@ $(PY) $(filter %.java,$^)
 
-class-archive: venv jars ## the Spark JVM's class archive: built once per installed Spark and JDK into the user's cache (SPARK_CLASS_ARCHIVE)
+class-archive: venv jars ## the Spark and Kafka JVMs' class archives: built once per installed version and JDK into the user's cache
 	@$(PY) -m purchase_analytics.runtime.class_archive
 
 package: $(PACKAGE_ZIP) ## zip the purchase_analytics package for Spark executors (--py-files)

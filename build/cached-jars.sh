@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# build/cached-jars.sh OUTDIR POM [MAVEN_OPTION...]: the runtime jars of POM (Maven's
+# build/cached-jars.sh [--link] OUTDIR POM [MAVEN_OPTION...]: the runtime jars of POM (Maven's
 # dependency:copy-dependencies with the given options) into OUTDIR (make jars: Kafka and
 # Spark's connector; make bench-peers: Flink's connector).
 #
 # Maven fetches them once per POM and set of options into JAR_CACHE/<name of OUTDIR>-<hash of
-# both>, shared by every checkout; OUTDIR gets a copy (the Docker image copies it in). Maven's
-# own start-up is what a fresh clone then saves: about two seconds a set. A changed POM or
+# both>, shared by every checkout; OUTDIR gets a copy (the Docker image copies it in), or with
+# --link is a symbolic link to it (Kafka's: the broker's JVM class archive holds the jars'
+# paths, which must be the same for every checkout; runtime/class_archive.py). Maven's own
+# start-up is what a fresh clone then saves: about two seconds a set. A changed POM or
 # version gives a new hash, so a new fetch; old ones stay until the cache is cleared.
 #
 # Env: JAR_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/purchase-analytics/jars).
 set -euo pipefail
 
+link=false
+if [ "${1-}" = --link ]; then
+    link=true
+    shift
+fi
 out=${1:?usage: cached-jars.sh OUTDIR POM [MAVEN_OPTION...]}
 pom=${2:?usage: cached-jars.sh OUTDIR POM [MAVEN_OPTION...]}
 shift 2
@@ -35,5 +42,9 @@ mkdir -p "$cache_root"
 
 rm -rf "$out"
 mkdir -p "$(dirname "$out")"
-cp -r "$cached" "$out"
-rm -f "$out/.fetched"
+if $link; then
+    ln -s "$cached" "$out"
+else
+    cp -r "$cached" "$out"
+    rm -f "$out/.fetched"
+fi

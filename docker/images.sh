@@ -21,7 +21,7 @@ if [[ -z "${DOCKER_BUILDKIT-}" ]] && ! docker buildx version >/dev/null 2>&1; th
 fi
 
 hash_files() { # hash of file names and contents
-    find "$@" -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-32
+    find -L "$@" -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-32
 }
 
 image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || echo "$1"; }

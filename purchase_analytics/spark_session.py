@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from collections.abc import Mapping
@@ -13,8 +12,8 @@ import pyspark
 from py4j.protocol import Py4JError
 from pyspark.sql import SparkSession
 
-from .config import PROJECT_ROOT, memory_size, user_cache_dir
-from .runtime.processes import ensure_java
+from .config import PROJECT_ROOT, memory_size
+from .runtime.processes import class_archive_file
 from .transform import EVENT_SCHEMA, WIRE_EVENT_FUNCTION
 
 
@@ -67,17 +66,13 @@ class SparkConfig:
 
 def class_archive_path() -> Path | None:
     """Where the class archive of the installed Spark and the JDK that runs it lives
-    (runtime/class_archive.py builds it): one per pair, in the user's cache, shared by every
-    checkout whose .venv uses the same installed packages (build/cached-venv.sh). None
-    without a `java`: Spark then fails at start with its own message."""
+    (runtime/class_archive.py builds it), shared by every checkout whose .venv uses the same
+    installed packages (build/cached-venv.sh). None without a `java`: Spark then fails at
+    start with its own message."""
     try:
-        java = Path(ensure_java()).resolve()
+        return class_archive_file(f"spark-{pyspark.__version__}", Path(pyspark.__file__).resolve().parent)
     except RuntimeError:
         return None
-    spark_home = Path(pyspark.__file__).resolve().parent
-    binary = java.stat()
-    key = hashlib.sha256(f"{spark_home}\n{java}\n{binary.st_size}\n{binary.st_mtime_ns}".encode()).hexdigest()[:16]
-    return user_cache_dir() / "jvm" / f"spark-{pyspark.__version__}-{key}.jsa"
 
 
 def create_spark_session(

@@ -7,10 +7,20 @@ from __future__ import annotations
 
 import base64
 import uuid
+from pathlib import Path
 
 import pytest
 
-from purchase_analytics.runtime.kafka_broker import KafkaBroker, KafkaCluster, create_topics, new_cluster_id, wait_until_ready
+from purchase_analytics.config import user_cache_dir
+from purchase_analytics.runtime.kafka_broker import (
+    KafkaBroker,
+    KafkaCluster,
+    class_archive_path,
+    create_topics,
+    new_cluster_id,
+    wait_until_ready,
+)
+from purchase_analytics.runtime.processes import read_pid
 
 from conftest import KAFKA_JARS
 
@@ -61,6 +71,30 @@ def test_the_jvm_command_line_has_the_heap_and_the_chosen_options(tmp_path):
     assert "-XX:+UseG1GC" not in tuned and tuned[3:5] == ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
     with pytest.raises(RuntimeError, match=r"Kafka jars are missing in .*; run `make jars`"):
         KafkaBroker(tmp_path / "no-jars", tmp_path)._java("kafka.Kafka")
+
+
+def test_the_class_archive_is_one_per_jars_folder_and_jdk_and_mapped_when_there(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    archive = class_archive_path(KAFKA_JARS)
+    assert archive.parent == user_cache_dir() / "jvm" and archive.name.startswith("kafka-")
+    assert class_archive_path(tmp_path) != archive  # other jars, another archive
+    broker = KafkaBroker(KAFKA_JARS, tmp_path, jvm_options=("-XX:+UseSerialGC",))
+    assert not any("SharedArchiveFile" in option for option in broker._java("kafka.Kafka"))  # none yet: starts as before
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"")
+    command = broker._java("kafka.Kafka")
+    assert command[3:6] == ["-XX:+UseSerialGC", f"-XX:SharedArchiveFile={archive}", "-Xlog:cds*=off"]
+    assert command[command.index("-cp") + 1] == str(KAFKA_JARS.resolve() / "*")  # the archive's own class path
+    off = KafkaBroker(KAFKA_JARS, tmp_path, class_archive=False)._java("kafka.Kafka")
+    assert not any("SharedArchiveFile" in option for option in off)
+
+
+def test_the_session_broker_maps_the_class_archive(broker):
+    """`make test` builds the archive first (make setup), so the tests' brokers map it."""
+    archive = class_archive_path(KAFKA_JARS)
+    if not archive.is_file():
+        pytest.skip("no Kafka class archive here (make class-archive builds it)")
+    assert str(archive) in Path(f"/proc/{read_pid(broker.pid_file)}/maps").read_text()
 
 
 def test_cluster_ids_are_16_random_bytes_in_url_safe_base64():

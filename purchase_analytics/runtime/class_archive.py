@@ -1,18 +1,24 @@
-"""The Spark JVM's class archive (JVM class data sharing, `-XX:SharedArchiveFile`).
+"""The JVM class archives of Spark and of the Kafka broker (JVM class data sharing,
+`-XX:SharedArchiveFile`).
 
 A Spark JVM loads and links thousands of classes from pyspark's jars before the job reads a
-message; mapping them from an archive saved about 30% of a start's CPU here. `make setup`
-runs this module, which builds the archive once per installed Spark and JDK
-(spark_session.class_archive_path, in the user's cache): a short training run, in a Spark
-JVM launched by the project's own session code, of what every Spark entry point does at
-start (the job's transformation and window fold on a static DataFrame, then a micro-batch
-query through foreachBatch with a checkpoint). The JVM writes the classes it loaded into the
-archive when it exits (`-XX:ArchiveClassesAtExit`), and every later Spark JVM maps it
-(SPARK_CLASS_ARCHIVE=true, SparkConfig.java_options). The JVM checks that the archive
-matches its own version and class path, and skips one that does not: that only costs
-start-up time.
+message; mapping them from an archive saved about 30% of a start's CPU here, and about 30%
+of a broker's (format and start). `make setup` runs this module, which builds each
+archive once per installed Spark (or Kafka jars), JDK and training (this module), in the
+user's cache (spark_session.class_archive_path, kafka_broker.class_archive_path). The
+training is a short run of what the JVMs do for the pipeline, on one broker of the project's
+own runtime code on free ports:
+  - the broker: a topic created, events produced, then consumed in a group;
+  - Spark, in a JVM launched by the project's own session code: the job's transformation
+    and window fold on a static DataFrame, then the job itself (job.run_job) over that topic
+    with --available-now, in three micro-batches, with dead letters.
+A JVM writes the classes it loaded into its archive when it exits
+(`-XX:ArchiveClassesAtExit`), and every later JVM of the same class path maps it
+(SPARK_CLASS_ARCHIVE=true, SparkConfig.java_options; KafkaBroker.class_archive). The JVM
+checks that an archive matches its own version and class path, and skips one that does not:
+that only costs start-up time.
 
-    python -m purchase_analytics.runtime.class_archive   # builds it unless it is there
+    python -m purchase_analytics.runtime.class_archive   # builds them unless they are there
 """
 
 from __future__ import annotations
@@ -24,88 +30,131 @@ import tempfile
 import time
 from pathlib import Path
 
-from pyspark.sql import functions as F
-
-from ..checkpoint import use_checkpoint_file_manager
-from ..config import load_settings, parse_aggregator_config
+from ..config import PROJECT_ROOT, AggregatorConfig, load_settings, parse_aggregator_config
+from ..events import event_json_bytes
+from ..job import ensure_output_topics, run_job
 from ..smoke import fold_example
 from ..spark_session import SparkConfig, create_spark_session
-from ..transform import STREAM_COLUMNS, CheckedBatch, dead_letter_records, parse_events, rejected_messages, window_partials
+from .kafka_broker import KafkaBroker, class_archive_path, create_topics
+from .processes import free_port
 
-TRAINING_BATCHES = 3
+KAFKA_JARS = PROJECT_ROOT / ".cache" / "jars" / "kafka"
+TOPIC = "training"
+EVENTS = 300  # and three that are not events: dead letters
+BATCH = 101  # messages per micro-batch: three batches
 
 
-def train(spark, config, work_dir: Path) -> None:
-    """What a Spark entry point does at start, on tiny inputs."""
-    fold_example(spark, config)
-    numbers = spark.readStream.format("rate-micro-batch").option("rowsPerBatch", 20).option("numPartitions", 2).load()
+def fill_topic(bootstrap_servers: str) -> None:
+    """The broker's part: the topic, the job's wire form in and out, a group's offsets."""
+    from kafka import KafkaConsumer, KafkaProducer
+
+    create_topics(bootstrap_servers, {TOPIC: 2})
     now = int(time.time())
-    value = F.format_string(
-        '{"order_id":"o%d","customer_id":%d,"furniture":"Chair","color":"red","price":%d,"ts":%d}',
-        F.col("value"),
-        F.col("value") + 1,
-        F.col("value") * 1000,  # the first is 0: rejected
-        F.lit(now) - F.col("value"),
-    ).cast("binary")
-    raw = numbers.select(
-        value.alias("value"), F.lit("training").alias("topic"), F.lit(0).alias("partition"), F.col("value").alias("offset")
+    values = [event_json_bytes(f"o{i}", 1 + i, "Chair", "red", 100 + i, now - 3 * i) for i in range(EVENTS)]
+    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    for value in [*values, b"not json", b"{}", event_json_bytes("o", 1, "Lamp", "red", 100, now)]:
+        producer.send(TOPIC, value=value)
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(
+        TOPIC, bootstrap_servers=bootstrap_servers, group_id=TOPIC, auto_offset_reset="earliest", consumer_timeout_ms=5000
     )
-    rows = parse_events(raw, config.price_max, config.max_future_s, batch_times_from=now).select(*STREAM_COLUMNS)
-
-    check = CheckedBatch(config.max_future_s)  # once per job, as the job's handler builds it
-
-    def handle(batch, batch_id: int) -> None:
-        checked = check(batch, now).cache()
-        window_partials(checked, 600_000_000).collect()
-        dead_letter_records(rejected_messages(checked), config.dlq_max_value_bytes).collect()
-        checked.unpersist()
-
-    checkpoint = work_dir / "checkpoint"
-    use_checkpoint_file_manager(spark, str(checkpoint))
-    query = rows.writeStream.option("checkpointLocation", str(checkpoint)).foreachBatch(handle).trigger(processingTime="0 seconds").start()
     try:
-        while query.lastProgress is None or query.lastProgress["batchId"] < TRAINING_BATCHES - 1:
-            if query.exception():
-                raise RuntimeError(str(query.exception()))
-            time.sleep(0.2)
+        read = sum(1 for _ in consumer)
+        consumer.commit()
     finally:
-        query.stop()
+        consumer.close()
+    if read != EVENTS + 3:
+        raise RuntimeError(f"the training broker returned {read} of {EVENTS + 3} messages")
 
 
-def build(archive: Path, settings: dict[str, str], spark_config: SparkConfig) -> None:
-    config = parse_aggregator_config(["--master", "local[2]"], settings)
+def training_config(settings: dict[str, str], bootstrap_servers: str, work_dir: Path) -> AggregatorConfig:
+    return parse_aggregator_config(
+        [
+            *("--master", "local[2]", "--bootstrap-servers", bootstrap_servers, "--topic", TOPIC),
+            *("--checkpoint", str(work_dir / "checkpoint"), "--available-now", "--max-offsets-per-trigger", str(BATCH)),
+            *("--dlq-topic", f"{TOPIC}-dead-letters", "--no-console", "--output-dir", str(work_dir / "out")),
+        ],
+        settings,
+    )
+
+
+def train_spark(spark, config: AggregatorConfig) -> None:
+    """What a Spark entry point does: the fold on a static DataFrame, then the job's own run."""
+    fold_example(spark, config)
+    ensure_output_topics(config)
+    with open(os.devnull, "w") as quiet:
+        summary = run_job(config, out=quiet, spark=spark)
+    if summary.messages != EVENTS + 3:
+        raise RuntimeError(f"the training job read {summary.messages} of {EVENTS + 3} messages")
+
+
+def build_spark(archive: Path, settings: dict[str, str], bootstrap_servers: str) -> None:
     partial = archive.with_name(f".{archive.name}.{os.getpid()}")
     # Quiet (it lists every class it leaves out), and with deeper thread stacks: in this mode
     # the stream execution thread ran out of stack in a regular expression (JDK 17).
     dump = f"-XX:ArchiveClassesAtExit={partial} -Xlog:cds*=off -Xss16m"
+    spark_config = SparkConfig.from_settings(settings)
     spark_config = dataclasses.replace(spark_config, class_archive=None, driver_java_options=f"{spark_config.driver_java_options} {dump}")
     archive.parent.mkdir(parents=True, exist_ok=True)
-    spark = create_spark_session("ClassArchive", config.master, config.shuffle_partitions, config.session_timezone, spark_config)
-    jvm = spark.sparkContext._gateway.proc  # the Spark JVM: it writes the archive when it exits
-    try:
-        with tempfile.TemporaryDirectory(prefix="class-archive-") as work_dir:
-            train(spark, config, Path(work_dir))
-    finally:
-        spark.stop()
-        jvm.stdin.close()  # end of input: the JVM exits (pyspark's gateway protocol)
-        jvm.wait(timeout=300)
+    with tempfile.TemporaryDirectory(prefix="class-archive-spark-") as work_dir:
+        config = training_config(settings, bootstrap_servers, Path(work_dir))
+        spark = create_spark_session("ClassArchive", config.master, config.shuffle_partitions, config.session_timezone, spark_config)
+        jvm = spark.sparkContext._gateway.proc  # the Spark JVM: it writes the archive when it exits
+        try:
+            train_spark(spark, config)
+        finally:
+            spark.stop()
+            jvm.stdin.close()  # end of input: the JVM exits (pyspark's gateway protocol)
+            jvm.wait(timeout=300)
     if jvm.returncode != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
         raise SystemExit(f"error: the Spark JVM exited {jvm.returncode} without writing the class archive {archive}")
     partial.replace(archive)  # whole or not at all: a JVM never maps a half-written archive
 
 
+def build(settings: dict[str, str], spark_archive: Path | None, kafka_archive: Path | None) -> None:
+    """The archives asked for (None: there already or off), around one training broker."""
+    partial = kafka_archive.with_name(f".{kafka_archive.name}.{os.getpid()}") if kafka_archive else None
+    dump = (f"-XX:ArchiveClassesAtExit={partial}", "-Xlog:cds*=off") if partial else ()
+    with tempfile.TemporaryDirectory(prefix="class-archive-kafka-") as work_dir:
+        broker = KafkaBroker(
+            KAFKA_JARS, Path(work_dir), free_port(), free_port(), jvm_options=(*KafkaBroker.jvm_options, *dump), class_archive=not partial
+        )
+        try:
+            broker.start()
+            if partial:
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                partial.unlink(missing_ok=True)  # the storage formatter's, which exited first; the broker's comes at its exit
+            fill_topic(broker.bootstrap_servers)
+            if spark_archive:
+                build_spark(spark_archive, settings, broker.bootstrap_servers)
+        finally:
+            broker.stop(timeout_s=120)  # a controlled shutdown: the JVM writes its archive as it exits
+    if partial:
+        if not partial.is_file():
+            raise SystemExit(f"error: the Kafka broker stopped without writing the class archive {kafka_archive}")
+        partial.replace(kafka_archive)
+
+
 def main() -> int:
     settings = load_settings()
-    spark_config = SparkConfig.from_settings(settings)
-    archive = spark_config.class_archive
-    if archive is None:
-        print("SPARK_CLASS_ARCHIVE is off: no class archive", file=sys.stderr)
-    elif not archive.is_file():
-        started = time.monotonic()
-        print("building the Spark JVM's class archive (once per installed Spark and JDK) ...", file=sys.stderr, flush=True)
-        build(archive, settings, spark_config)
-        print(f"{archive}: {archive.stat().st_size / 2**20:.0f} MiB, built in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    spark_archive = SparkConfig.from_settings(settings).class_archive
+    if spark_archive is None:
+        print("SPARK_CLASS_ARCHIVE is off: no class archive for Spark", file=sys.stderr)
+    kafka_archive = class_archive_path(KAFKA_JARS)
+    missing = [a for a in (spark_archive, kafka_archive) if a and not a.is_file()]
+    if not missing:
+        return 0
+    started = time.monotonic()
+    print("building the JVM class archives of Spark and Kafka (once per installed version and JDK) ...", file=sys.stderr, flush=True)
+    try:
+        build(settings, *(a if a in missing else None for a in (spark_archive, kafka_archive)))
+    except RuntimeError as exc:  # the jars missing, the broker or the job failing: one line
+        raise SystemExit(f"error: building the class archives: {exc}") from None
+    for archive in missing:
+        print(f"{archive}: {archive.stat().st_size / 2**20:.0f} MiB", file=sys.stderr)
+    print(f"built in {time.monotonic() - started:.0f} s", file=sys.stderr)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -24,6 +25,20 @@ def ensure_java() -> str:
             "(install a JDK 17, e.g. `apt-get install openjdk-17-jre-headless`, or set JAVA_HOME)"
         )
     return found
+
+
+def class_archive_file(name: str, *inputs: object) -> Path:
+    """Where a JVM class archive (`-XX:SharedArchiveFile`) of `inputs` (what the class path
+    comes from) lives: one per combination with the `java` that maps it and the training that
+    builds it (runtime/class_archive.py), in the user's cache, shared by every checkout. A JVM
+    skips an archive of another JDK or class path anyway."""
+    from ..config import user_cache_dir
+
+    java = Path(ensure_java()).resolve()
+    binary = java.stat()
+    training = hashlib.sha256((Path(__file__).parent / "class_archive.py").read_bytes()).hexdigest()
+    key = hashlib.sha256("\n".join(map(str, [*inputs, java, binary.st_size, binary.st_mtime_ns, training])).encode()).hexdigest()[:16]
+    return user_cache_dir() / "jvm" / f"{name}-{key}.jsa"
 
 
 def read_pid(pid_file: Path) -> int | None:
