@@ -142,13 +142,17 @@ def _system_rows(results: dict, perf_c: float | None) -> list[tuple]:
             continue
         label = peer.get("label", name)
         ratio = _net(default) / _net(peer) if _net(default) and _net(peer) else None
+        text = f"Spark = {ratio:.2f}x it" if ratio else ""
         if "flink" in name.lower():
             figure, target = f"same, against {label} (both from submit / first batch to exit)", ">= 1.0x; never below 0.7x"
             met = NOT_MEASURED if ratio is None else ("ok" if ratio >= 1.0 else "MISSED (above 0.7x)" if ratio >= 0.7 else "MISSED")
+            # the other way the issue allows: both from the process's start, JVM start-up included (met: still the above)
+            wall = _wall(default) / _wall(peer) if ratio and _wall(default) and _wall(peer) else None
+            text += f"; {wall:.2f}x from process start to exit" if wall else ""
         else:
             figure, target = f"same, against {label} (both from first record / first batch to exit)", ">= 5x its rows/s"
             met = NOT_MEASURED if ratio is None else _met(ratio >= 5)
-        out.append((figure, _system_value(peer), f"Spark = {ratio:.2f}x it" if ratio else "", target, met))
+        out.append((figure, _system_value(peer), text, target, met))
     compared = {label: r for label, r in systems(results).items() if r is not plain and "same_totals" in r}
     if compared:
         same = [label for label, r in compared.items() if r["same_totals"]]
@@ -291,6 +295,10 @@ def _ok(r: dict | None) -> bool:
 
 def _net(r: dict | None) -> float | None:
     return r.get("events_per_s_net") if _ok(r) else None
+
+
+def _wall(r: dict | None) -> float | None:
+    return r.get("events_per_s_wall") if _ok(r) else None
 
 
 def _failure(r: dict | None) -> str:

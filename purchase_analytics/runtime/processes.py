@@ -36,7 +36,10 @@ def class_archive_file(name: str, *inputs: object) -> Path:
 
     java = Path(ensure_java()).resolve()
     binary = java.stat()
-    training = hashlib.sha256((Path(__file__).parent / "class_archive.py").read_bytes()).hexdigest()
+    try:
+        training = hashlib.sha256((Path(__file__).parent / "class_archive.py").read_bytes()).hexdigest()
+    except OSError:  # the package imported from a zip (Spark's executors), which never start a JVM
+        training = ""
     key = hashlib.sha256("\n".join(map(str, [*inputs, java, binary.st_size, binary.st_mtime_ns, training])).encode()).hexdigest()[:16]
     return user_cache_dir() / "jvm" / f"{name}-{key}.jsa"
 
