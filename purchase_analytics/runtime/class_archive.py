@@ -117,6 +117,8 @@ def build(settings: dict[str, str], spark_archive: Path | None, kafka_archive: P
     """The archives asked for (None: there already or off), around one training broker."""
     partial = kafka_archive.with_name(f".{kafka_archive.name}.{os.getpid()}") if kafka_archive else None
     dump = (f"-XX:ArchiveClassesAtExit={partial}", "-Xlog:cds*=off") if partial else ()
+    if partial:
+        partial.parent.mkdir(parents=True, exist_ok=True)  # before the storage formatter, the first JVM to write there
     with tempfile.TemporaryDirectory(prefix="class-archive-kafka-") as work_dir:
         broker = KafkaBroker(
             KAFKA_JARS, Path(work_dir), free_port(), free_port(), jvm_options=(*KafkaBroker.jvm_options, *dump), class_archive=not partial
@@ -124,7 +126,6 @@ def build(settings: dict[str, str], spark_archive: Path | None, kafka_archive: P
         try:
             broker.start()
             if partial:
-                partial.parent.mkdir(parents=True, exist_ok=True)
                 partial.unlink(missing_ok=True)  # the storage formatter's, which exited first; the broker's comes at its exit
             fill_topic(broker.bootstrap_servers)
             if spark_archive:
