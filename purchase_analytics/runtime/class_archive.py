@@ -30,15 +30,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..config import PROJECT_ROOT, AggregatorConfig, load_settings, parse_aggregator_config
+from ..config import AggregatorConfig, load_settings, parse_aggregator_config
 from ..events import event_json_bytes
 from ..job import ensure_output_topics, run_job
 from ..smoke import fold_example
 from ..spark_session import SparkConfig, create_spark_session
 from .kafka_broker import KafkaBroker, class_archive_path, create_topics
+from .local import KAFKA_JARS
 from .processes import free_port
 
-KAFKA_JARS = PROJECT_ROOT / ".cache" / "jars" / "kafka"
 TOPIC = "training"
 EVENTS = 300  # and three that are not events: dead letters
 BATCH = 101  # messages per micro-batch: three batches
