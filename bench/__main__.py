@@ -26,10 +26,11 @@ from purchase_analytics.config import (
     positive_interval,
 )
 from purchase_analytics.runtime.kafka_broker import KafkaBroker
+from purchase_analytics.runtime.local import KAFKA_JARS
 from purchase_analytics.runtime.processes import ensure_java, free_port
 
 from . import report, run, systems
-from .common import KAFKA_JARS, Bench, Rules, TreeSampler
+from .common import Bench, Rules, TreeSampler
 
 PHASES = ("ceiling", "producer", "traffic", "baseline", "spark", "peers", "stream", "memory")
 NEEDS_TRAFFIC = ("baseline", "spark", "peers")

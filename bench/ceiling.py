@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from purchase_analytics.runtime.local import KAFKA_JARS
 from purchase_analytics.runtime.processes import ensure_java
 
-from .common import KAFKA_JARS, Bench, run_checked
+from .common import Bench, run_checked
 
 PERF_PRODUCER = "org.apache.kafka.tools.ProducerPerformance"
 PERF_CONSUMER = "org.apache.kafka.tools.ConsumerPerformance"

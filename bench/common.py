@@ -19,7 +19,6 @@ from purchase_analytics.producer import EventGenerator
 
 PRODUCER = PROJECT_ROOT / "scripts" / "event_producer.py"
 AGGREGATOR = PROJECT_ROOT / "spark-scripts" / "purchase-aggregator.py"
-KAFKA_JARS = PROJECT_ROOT / ".cache" / "jars" / "kafka"
 
 
 @dataclass(frozen=True)

@@ -37,13 +37,13 @@ from purchase_analytics.job import (
 )
 from purchase_analytics.reference import read_topic, window_totals
 from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
+from purchase_analytics.runtime.local import KAFKA_JARS
 from purchase_analytics.runtime.processes import free_port
 from purchase_analytics.sinks import KafkaPublisher
 
 ROOT = Path(__file__).resolve().parent.parent
 AGGREGATOR = ROOT / "spark-scripts" / "purchase-aggregator.py"
 PRODUCER = ROOT / "scripts" / "event_producer.py"
-KAFKA_JARS = ROOT / ".cache" / "jars" / "kafka"
 # Every JVM the tests start (brokers, the session's SparkSession, the aggregator command
 # lines) runs with the client compiler only, the serial collector and no bytecode verification
 # of the (Maven Central and pyspark) jars: a short-lived JVM then needs about half the CPU time

@@ -44,6 +44,15 @@ EVENTS = 300  # and three that are not events: dead letters
 BATCH = 101  # messages per micro-batch: three batches
 
 
+def dumping(archive: Path) -> tuple[Path, tuple[str, ...]]:
+    """Where a JVM writes `archive` as it exits (renamed into place once whole: a JVM never
+    maps a half-written one), and the options that make it (quiet: it lists every class it
+    leaves out)."""
+    partial = archive.with_name(f".{archive.name}.{os.getpid()}")
+    partial.parent.mkdir(parents=True, exist_ok=True)  # before the first JVM that writes there
+    return partial, (f"-XX:ArchiveClassesAtExit={partial}", "-Xlog:cds*=off")
+
+
 def fill_topic(bootstrap_servers: str) -> None:
     """The broker's part: the topic, the job's wire form in and out, a group's offsets."""
     from kafka import KafkaConsumer, KafkaProducer
@@ -90,13 +99,14 @@ def train_spark(spark, config: AggregatorConfig) -> None:
 
 
 def build_spark(archive: Path, settings: dict[str, str], bootstrap_servers: str) -> None:
-    partial = archive.with_name(f".{archive.name}.{os.getpid()}")
-    # Quiet (it lists every class it leaves out), and with deeper thread stacks: in this mode
-    # the stream execution thread ran out of stack in a regular expression (JDK 17).
-    dump = f"-XX:ArchiveClassesAtExit={partial} -Xlog:cds*=off -Xss16m"
+    partial, dump = dumping(archive)
+    # With deeper thread stacks: in this mode the stream execution thread ran out of stack in
+    # a regular expression (JDK 17).
+    options = " ".join([*dump, "-Xss16m"])
     spark_config = SparkConfig.from_settings(settings)
-    spark_config = dataclasses.replace(spark_config, class_archive=None, driver_java_options=f"{spark_config.driver_java_options} {dump}")
-    archive.parent.mkdir(parents=True, exist_ok=True)
+    spark_config = dataclasses.replace(
+        spark_config, class_archive=None, driver_java_options=f"{spark_config.driver_java_options} {options}"
+    )
     with tempfile.TemporaryDirectory(prefix="class-archive-spark-") as work_dir:
         config = training_config(settings, bootstrap_servers, Path(work_dir))
         spark = create_spark_session("ClassArchive", config.master, config.shuffle_partitions, config.session_timezone, spark_config)
@@ -115,10 +125,7 @@ def build_spark(archive: Path, settings: dict[str, str], bootstrap_servers: str)
 
 def build(settings: dict[str, str], spark_archive: Path | None, kafka_archive: Path | None) -> None:
     """The archives asked for (None: there already or off), around one training broker."""
-    partial = kafka_archive.with_name(f".{kafka_archive.name}.{os.getpid()}") if kafka_archive else None
-    dump = (f"-XX:ArchiveClassesAtExit={partial}", "-Xlog:cds*=off") if partial else ()
-    if partial:
-        partial.parent.mkdir(parents=True, exist_ok=True)  # before the storage formatter, the first JVM to write there
+    partial, dump = dumping(kafka_archive) if kafka_archive else (None, ())
     with tempfile.TemporaryDirectory(prefix="class-archive-kafka-") as work_dir:
         broker = KafkaBroker(
             KAFKA_JARS, Path(work_dir), free_port(), free_port(), jvm_options=(*KafkaBroker.jvm_options, *dump), class_archive=not partial
