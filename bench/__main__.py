@@ -36,8 +36,8 @@ PHASES = ("ceiling", "producer", "traffic", "baseline", "spark", "peers", "strea
 NEEDS_TRAFFIC = ("baseline", "spark", "peers")
 SMOKE = {
     "producer_events": 10_000,
-    "spark_events": 30_000,
-    "max_offsets_per_trigger": 10_000,
+    "spark_events": 12_000,  # three micro-batches; the span is laid across two windows (bench/traffic.py)
+    "max_offsets_per_trigger": 4_000,
     "payload_lines": 5_000,
     "step_rates": "1000",
     "step_s": 2.0,

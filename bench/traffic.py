@@ -77,6 +77,8 @@ def plan_traffic(
             f"no room for late events: the first two micro-batches ({max_offsets_per_trigger:,} events each) hold all {events:,}"
         )
     end_s = int((time.time() if now_s is None else now_s) - END_BEFORE_NOW_S)
+    if span_s < 2 * window_s:  # a short span (the smoke run) is laid across a window boundary: two windows to compare
+        end_s = int((end_s - span_s / 2) // window_s * window_s + span_s / 2)
     return TrafficPlan(
         events=events,
         span_s=span_s,
