@@ -175,7 +175,8 @@ class StreamingJob:
         deadline = time.monotonic() + timeout_s
         while len([b for b in self.batches if b.messages]) < count:
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the streaming job did not start processing:\n" + "".join(self.stderr_tail))
+                cause = next((line.strip() for line in reversed(self.stderr_tail) if line.startswith("error:")), "")
+                raise RuntimeError(f"the streaming job did not start processing: {cause}\n" + "".join(self.stderr_tail))
             time.sleep(0.2)
 
     def stop(self) -> None:

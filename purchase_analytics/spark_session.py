@@ -108,7 +108,15 @@ def create_spark_session(
     java_options = config.java_options()
     if java_options:
         builder = builder.config("spark.driver.extraJavaOptions", " ".join(java_options))
-    spark = builder.getOrCreate()
+    try:
+        spark = builder.getOrCreate()
+    except Py4JError as exc:
+        if "INVALID_DRIVER_MEMORY" not in str(exc):
+            raise
+        raise SystemExit(
+            f"error: SPARK_DRIVER_MEMORY={config.driver_memory} is too small for Spark: it needs a heap the JVM reports as at "
+            f"least 450 MB (with -XX:+UseParallelGC in SPARK_DRIVER_JAVA_OPTIONS, at least 560m); set it in .env or the environment"
+        ) from None
     spark.sparkContext.setLogLevel(config.log_level)
     register_wire_parser(spark)
     return spark

@@ -7,12 +7,13 @@ import dataclasses
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pyspark
 import pytest
 
-from purchase_analytics.config import PROJECT_ROOT, user_cache_dir
+from purchase_analytics.config import PROJECT_ROOT, load_settings, user_cache_dir
 from purchase_analytics.spark_session import SparkConfig, class_archive_path
 
 from conftest import SETTINGS, TEST_JVM_OPTIONS
@@ -30,8 +31,8 @@ def test_settings_are_read_once_and_relative_paths_are_under_the_project():
     )
     assert (config.log_level, config.ui_enabled, config.driver_java_options) == ("ERROR", True, "-Xmx2g")
     assert config.connector_jars_dir == PROJECT_ROOT / "jars" / "here" and str(config.package_zip) == "/opt/pkg.zip"
-    from_dot_env = SparkConfig.from_settings({k: v for k, v in SETTINGS.items() if k != "SPARK_DRIVER_JAVA_OPTIONS"})
-    assert (from_dot_env.ui_enabled, from_dot_env.driver_java_options) == (False, "")  # .env: no UI, no extra JVM options
+    from_dot_env = SparkConfig.from_settings(load_settings(environ={}))
+    assert (from_dot_env.ui_enabled, from_dot_env.driver_java_options) == (False, "-XX:+UseParallelGC")  # .env: no UI, the parallel GC
     assert from_dot_env.connector_jars_dir == PROJECT_ROOT / SETTINGS["SPARK_CONNECTOR_JARS_DIR"]
 
 
@@ -76,3 +77,19 @@ def test_the_session_jvm_maps_the_class_archive(spark):
     mapped = re.search(r"CDS archive\(s\) mapped at: .*size (\d+)", info)
     assert mapped, info[:2000]
     assert int(mapped.group(1)) > archive.stat().st_size
+
+
+@pytest.mark.spark
+def test_a_heap_spark_refuses_is_one_line_naming_the_setting():
+    """With the parallel collector a 480m heap reports less than Spark's 450 MB minimum: the
+    session's start names SPARK_DRIVER_MEMORY and the fix, not a py4j error."""
+    code = (
+        "from purchase_analytics.config import load_settings\n"
+        "from purchase_analytics.spark_session import SparkConfig, create_spark_session\n"
+        "create_spark_session('t', 'local[1]', 1, 'UTC', SparkConfig.from_settings(load_settings()))\n"
+    )
+    env = {**os.environ, "SPARK_DRIVER_MEMORY": "480m", "SPARK_DRIVER_JAVA_OPTIONS": "-XX:+UseParallelGC -XX:TieredStopAtLevel=1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert errors == [errors[0]] and errors[0].startswith("error: SPARK_DRIVER_MEMORY=480m is too small for Spark"), proc.stderr[-2000:]
