@@ -8,8 +8,8 @@ from bench.traffic import END_BEFORE_NOW_S, plan_traffic
 WINDOW_S, WATERMARK_S = 600, 600
 
 
-def plan(events: int, span_s: float, now_s: float, max_offsets: int = 4_000):
-    return plan_traffic(events, span_s, 120, 0.002, 0.001, max_offsets, WINDOW_S, WATERMARK_S, 2, 5000, 7, now_s=now_s)
+def plan(events: int, span_s: float, now_s: float, jitter_s: float = 120):
+    return plan_traffic(events, span_s, jitter_s, 0.002, 0.001, 4_000, WINDOW_S, WATERMARK_S, 2, 5000, 7, now_s=now_s)
 
 
 def test_a_long_span_ends_a_minute_before_now():
@@ -33,4 +33,4 @@ def test_late_events_need_room_after_the_first_two_batches():
     with pytest.raises(ValueError, match="no room for late events"):
         plan(8_000, 260, 1_800_000_000)
     with pytest.raises(ValueError, match="jitter"):
-        plan_traffic(12_000, 260, 600, 0.002, 0.001, 4_000, WINDOW_S, WATERMARK_S, 2, 5000, 7)
+        plan(12_000, 260, 1_800_000_000, jitter_s=WATERMARK_S)
