@@ -2,11 +2,18 @@
 
 Each message is parsed and checked with the job's own rules (`events.parse_json_value`,
 `events.rejection_reason`); valid events take their `ts` as the Quix timestamp, are
-re-keyed to one key through a repartition topic (`group_by`: Quix windows are per
-message key) and summed in a tumbling window whose grace is the watermark delay. The
-program stops once every partition's end offset, taken at start, is processed and every
-re-keyed event has reached the window; it prints every window's final totals, open ones
-included (the baseline does the same). Run with .venv-quix (make bench-peers):
+re-keyed through a repartition topic (`group_by`: Quix windows are per message key, and
+the traffic's messages have none) and summed in a tumbling window whose grace is the
+watermark delay. The key is the event's source partition: Quix reads the partitions at
+different paces (it serves the lowest partition number first, and waits for its
+repartition topic's partition of the same number), so with one key for all, the grace
+judged one partition's events against another partition's hours-later event times and
+dropped up to 16% of them (docs/performance.md). Per source partition, as each Flink
+source split keeps its own watermark, the grace judges each event against its own
+partition's time; a window's total is the sum over the keys. The program stops once
+every partition's end offset, taken at start, is processed and every re-keyed event has
+reached the window; it prints every window's final totals, open ones included (the
+baseline does the same). Run with .venv-quix (make bench-peers):
 `.venv-quix/bin/python -m bench.quix_peer --bootstrap-servers B --topic T`."""
 
 from __future__ import annotations
@@ -19,8 +26,6 @@ import uuid
 from purchase_analytics.events import RejectedValue, parse_json_value, rejection_reason
 
 from .peer_common import PeerArgs, PeerError, PeerResult, parse_peer_args, run_peer
-
-ONE_KEY = "all"  # every valid event in one window group, as the Spark job sums them
 
 
 def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, tuple[int, int]]:
@@ -49,6 +54,7 @@ class Progress:
         self.args = args
         self.last_offset = {p: end - 1 for p, (begin, end) in ends.items() if end > begin}
         self.regrouped = 0
+        self.windows: dict[tuple[str, int], list[int]] = {}  # (key: the source partition, window start s) -> [total, orders]
         self.app = None
 
     def check(self, raw: bytes | None):
@@ -82,9 +88,21 @@ class Progress:
     def done(self) -> bool:
         return not self.last_offset and self.regrouped == self.result.valid
 
+    def on_window(self, window: dict, key: str, _timestamp_ms: int, _headers) -> None:
+        self.windows[key, window["start"] // 1000] = [window["total_purchase"], window["orders"]]
+
+    def totals(self) -> dict[int, list[int]]:
+        """Each window's total and orders over every key."""
+        summed: dict[int, list[int]] = {}
+        for (_, start), (total, orders) in sorted(self.windows.items(), key=lambda item: item[0][1]):
+            acc = summed.setdefault(start, [0, 0])
+            acc[0] += total
+            acc[1] += orders
+        return summed
+
 
 def count_windows(args: PeerArgs, result: PeerResult, ends: dict[int, tuple[int, int]]) -> None:
-    from quixstreams import Application
+    from quixstreams import Application, message_context
     from quixstreams.dataframe.windows import Count, Sum
 
     progress = Progress(result, args, ends)
@@ -107,18 +125,18 @@ def count_windows(args: PeerArgs, result: PeerResult, ends: dict[int, tuple[int,
         sdf = sdf.apply(progress.check).filter(lambda event: event is not None)
         sdf = sdf.set_timestamp(lambda event, key, timestamp_ms, headers: int(event["ts"] * 1000))
         sdf = sdf.apply(lambda event: {"price": event["price"]})  # only what the window needs crosses the repartition topic
-        sdf = regroup(sdf)
+        sdf = regroup(sdf, lambda _event: str(message_context().partition))
         windows = sdf.tumbling_window(duration_ms=args.window_s * 1000, grace_ms=args.watermark_s * 1000, on_late=progress.on_late)
-        sdf = windows.agg(total_purchase=Sum("price"), orders=Count()).current()
-        sdf.update(lambda w: result.windows.__setitem__(w["start"] // 1000, [w["total_purchase"], w["orders"]]))
+        windows.agg(total_purchase=Sum("price"), orders=Count()).current().update(progress.on_window, metadata=True)
         try:
             app.run()
         finally:
             delete_internal_topics(args.bootstrap_servers, group)
+    result.windows.update(progress.totals())
 
 
-def regroup(sdf):
-    """Re-key every event to ONE_KEY through a repartition topic. Quix creates the topic and
+def regroup(sdf, key):
+    """Re-key every event by `key(event)` through a repartition topic. Quix creates the topic and
     reads it back at once; a broker that does not list it yet makes Quix raise
     TopicNotFoundError, and the next try finds it."""
     from quixstreams.models.topics.exceptions import TopicNotFoundError
@@ -126,7 +144,7 @@ def regroup(sdf):
     deadline = time.monotonic() + 30
     while True:
         try:
-            return sdf.group_by(lambda event: ONE_KEY, name="one_key")
+            return sdf.group_by(key, name="source_partition")
         except TopicNotFoundError:
             if time.monotonic() > deadline:
                 raise PeerError("Quix's repartition topic was created but the broker did not list it within 30 s") from None
