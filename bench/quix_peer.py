@@ -8,7 +8,7 @@ watermark delay. The key is the event's source partition: Quix reads the partiti
 different paces (it serves the lowest partition number first, and waits for its
 repartition topic's partition of the same number), so with one key for all, the grace
 judged one partition's events against another partition's hours-later event times and
-dropped up to 16% of them (docs/performance.md). Per source partition, as each Flink
+dropped up to 29% of them (docs/performance.md, round 11). Per source partition, as each Flink
 source split keeps its own watermark, the grace judges each event against its own
 partition's time; a window's total is the sum over the keys. The program stops once
 every partition's end offset, taken at start, is processed and every re-keyed event has
@@ -94,11 +94,11 @@ class Progress:
     def totals(self) -> dict[int, list[int]]:
         """Each window's total and orders over every key."""
         summed: dict[int, list[int]] = {}
-        for (_, start), (total, orders) in sorted(self.windows.items(), key=lambda item: item[0][1]):
+        for (_, start), (total, orders) in self.windows.items():
             acc = summed.setdefault(start, [0, 0])
             acc[0] += total
             acc[1] += orders
-        return summed
+        return dict(sorted(summed.items()))
 
 
 def count_windows(args: PeerArgs, result: PeerResult, ends: dict[int, tuple[int, int]]) -> None:
