@@ -8,12 +8,14 @@ from __future__ import annotations
 import io
 import json
 import threading
+import uuid
 from collections import Counter
 
 import pytest
 
 from purchase_analytics.config import parse_producer_config
 from purchase_analytics.producer import DeliveryStats, EventGenerator, StopFlag, run_producer
+from purchase_analytics.runtime.kafka_broker import create_topics
 
 from conftest import SETTINGS, read_topic
 
@@ -52,6 +54,35 @@ def test_at_a_low_rate_the_partitions_take_turns_of_a_linger_worth(kafka, new_to
     topic = new_topic(3)
     run_producer(config(kafka, topic, "--rate", "400", "--count", "48"), out=io.StringIO())  # 8 events per 20 ms linger
     assert Counter(r.partition for r in read_topic(kafka, topic)) == {0: 16, 1: 16, 2: 16}
+
+
+@pytest.mark.parametrize("backend", ["kafka-python", "confluent"])
+def test_at_a_rate_no_event_leaves_before_its_time(kafka, new_topic, backend):
+    """Event i is due `i / rate` after the start: the loop sends what is due in short
+    bursts, never ahead. A lower bound on the record timestamps, so a busy machine cannot
+    fail it (10 ms for the first send's own delay)."""
+    topic = new_topic(2)
+    rate, count = 2000, 1000
+    run_producer(config(kafka, topic, "--rate", str(rate), "--count", str(count), "--backend", backend), out=io.StringIO())
+    stamps = sorted(r.timestamp for r in read_topic(kafka, topic))  # set by the client as it sends, in ms
+    assert len(stamps) == count
+    early = [(i, t - stamps[0]) for i, t in enumerate(stamps) if t - stamps[0] < i * 1000 // rate - 10]
+    assert not early, early[:5]
+
+
+@pytest.mark.parametrize("backend", ["kafka-python", "confluent"])
+def test_events_the_broker_refuses_are_failed_not_acknowledged(kafka, backend):
+    """A topic whose records may hold 100 bytes refuses every event (about 130): each one
+    is counted as failed, none as acknowledged (confluent-kafka reports only failures; its
+    acknowledged count is what left its queue without one)."""
+    topic = f"refused-{uuid.uuid4().hex[:12]}"
+    create_topics(kafka, {topic: 1}, configs={topic: {"max.message.bytes": "100"}})
+    out = io.StringIO()
+    args = ("--rate", "0", "--count", "50", "--delivery-timeout-ms", "3000", "--backend", backend)
+    stats = run_producer(config(kafka, topic, *args), out=out)
+    assert (stats.sent, stats.acked, stats.failed, stats.pending) == (50, 0, 50, 0), out.getvalue()
+    assert "sizetoolarge" in "".join(filter(str.isalpha, stats.last_error.lower())), stats.last_error
+    assert read_topic(kafka, topic) == []
 
 
 def test_the_summary_file_has_the_final_figures(kafka, new_topic, tmp_path):
