@@ -94,7 +94,8 @@ def _payload_function(
 @dataclass
 class DeliveryStats:
     """Send and delivery counts, all written on the send loop's thread (kafka-python
-    futures are reaped there; confluent delivery callbacks run inside its `poll()`)."""
+    futures are reaped there; confluent-kafka reports failed deliveries inside its
+    `poll()`, which then counts the rest as acknowledged)."""
 
     sent: int = 0
     acked: int = 0
