@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,15 +239,16 @@ def end_offsets(bootstrap_servers: str, topic: str, security: KafkaSecurity | No
         consumer.close()
 
 
-def checkpoint_offsets(query_checkpoint: Path, committed_only: bool = True) -> dict[int, dict[int, int]]:
+def checkpoint_offsets(query_checkpoint: Path, committed_only: bool = True, skip: Container[int] = ()) -> dict[int, dict[int, int]]:
     """batch id -> {partition: end offset} from a query's checkpoint (`offsets/<id>` is
-    written when a batch is planned, `commits/<id>` when its sink has finished)."""
+    written when a batch is planned, `commits/<id>` when its sink has finished), but for
+    the batch ids in `skip`."""
     result = {}
     offsets_dir = query_checkpoint / "offsets"
     if not offsets_dir.is_dir():
         return result
     for f in offsets_dir.iterdir():
-        if not f.name.isdigit() or (committed_only and not (query_checkpoint / "commits" / f.name).exists()):
+        if not f.name.isdigit() or int(f.name) in skip or (committed_only and not (query_checkpoint / "commits" / f.name).exists()):
             continue
         try:
             source = json.loads(f.read_text().strip().splitlines()[-1])

@@ -10,6 +10,7 @@ window rows include the event). Which batch read a record comes from the checkpo
 from __future__ import annotations
 
 import bisect
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,13 +52,40 @@ class Latencies:
     left_the_log: int  # records read by a batch no longer in the offset log: which one is not known
 
 
-def latencies_s(records: dict[int, list[tuple[int, int]]], query_checkpoint: Path, output_dir: Path) -> Latencies:
-    """Per record: output time minus send time. Spark keeps the last 100 batches in the
-    offset log (spark.sql.streaming.minBatchesToRetain): a record below the oldest kept
-    batch's end offset was read by that batch or by one already deleted, so it is left out,
-    not put on the oldest kept batch (which had added seconds to the first records of a
-    window of more than 100 batches)."""
-    planned = checkpoint_offsets(query_checkpoint, committed_only=False)
+class OffsetLogRecorder:
+    """Spark keeps the last 100 batches in the offset log (spark.sql.streaming.minBatchesToRetain);
+    at a 0-second trigger a warm job plans more than that in the measured seconds, so the
+    log is read every `interval_s` while they last (`with`), and every batch's end offsets
+    are kept: batch id -> {partition: end offset}. A file is read once, when complete."""
+
+    def __init__(self, query_checkpoint: Path, interval_s: float = 0.5):
+        self._checkpoint, self._interval_s = query_checkpoint, interval_s
+        self.planned: dict[int, dict[int, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="offset-log-recorder", daemon=True)
+
+    def __enter__(self) -> OffsetLogRecorder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._read()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self._read()
+
+    def _read(self) -> None:
+        self.planned.update(checkpoint_offsets(self._checkpoint, committed_only=False, skip=self.planned))
+
+
+def latencies_s(records: dict[int, list[tuple[int, int]]], planned: dict[int, dict[int, int]], output_dir: Path) -> Latencies:
+    """Per record: output time minus send time. `planned` is every batch's end offsets
+    (OffsetLogRecorder); a record below the oldest batch's end offset was read by it or by
+    one not recorded, so it is left out, not put on the oldest batch (which had added
+    seconds to the first records of a window of more than 100 batches)."""
     batch_ids = sorted(planned)
     output_s = {}
     for b in batch_ids:

@@ -141,12 +141,13 @@ def phase_stream(
     lag = spark.LagProbe(bench, topic, checkpoint / QUERY_DIR)
     try:
         _warm_up(bench, job, topic, latency_rate, backend, warmup)
-        start = end_offsets(bench.bootstrap_servers, topic)
-        _run_producer(bench, topic, latency_rate, latency_s, backend)
-        end = end_offsets(bench.bootstrap_servers, topic)
-        _wait_caught_up(lag, timeout_s=60)
+        with latency.OffsetLogRecorder(checkpoint / QUERY_DIR) as offset_log:
+            start = end_offsets(bench.bootstrap_servers, topic)
+            _run_producer(bench, topic, latency_rate, latency_s, backend)
+            end = end_offsets(bench.bootstrap_servers, topic)
+            _wait_caught_up(lag, timeout_s=60)
         records = latency.read_timestamps(bench.bootstrap_servers, topic, start, end)
-        measured = latency.latencies_s(records, checkpoint / QUERY_DIR, out_dir)
+        measured = latency.latencies_s(records, offset_log.planned, out_dir)
         values = measured.values_s
         result = {
             "backend": backend,
