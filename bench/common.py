@@ -13,6 +13,7 @@ import time
 from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from purchase_analytics.config import PROJECT_ROOT
 from purchase_analytics.kafka_client import KafkaSecurity
@@ -60,23 +61,19 @@ def mb(n_bytes: float) -> float:
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
-class TreeSampler:
-    """Samples a process tree (the process, its children, grandchildren, ...) from /proc
-    every `interval_s`: per process the kernel's own peak RSS (VmHWM), so a short spike
-    between samples is still seen, the current RSS, and its CPU time (utime + stime of all
-    its threads). A process's last sample before it exits is what counts for it, so the CPU
-    it spends after that sample (at most `interval_s` per process) is missed."""
+_Periodic = TypeVar("_Periodic", bound="Periodic")
 
-    def __init__(self, pid: int, interval_s: float = 0.25):
-        self.pid = pid
+
+class Periodic:
+    """Calls `sample()` at once and then every `interval_s` on a daemon thread, from
+    `__enter__` (a `with`) until `__exit__`."""
+
+    def __init__(self, interval_s: float):
         self.interval_s = interval_s
-        self.peak_kb: dict[int, tuple[str, int]] = {}  # pid -> (name, VmHWM kB)
-        self.cpu_ticks: dict[tuple[int, int], int] = {}  # (pid, start time) -> utime + stime, clock ticks
-        self.series: list[tuple[float, int]] = []  # (monotonic time, total RSS kB)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
 
-    def __enter__(self) -> TreeSampler:
+    def __enter__(self: _Periodic) -> _Periodic:
         self._thread.start()
         return self
 
@@ -89,6 +86,24 @@ class TreeSampler:
             self.sample()
             if self._stop.wait(self.interval_s):
                 return
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+
+class TreeSampler(Periodic):
+    """Samples a process tree (the process, its children, grandchildren, ...) from /proc
+    every `interval_s`: per process the kernel's own peak RSS (VmHWM), so a short spike
+    between samples is still seen, the current RSS, and its CPU time (utime + stime of all
+    its threads). A process's last sample before it exits is what counts for it, so the CPU
+    it spends after that sample (at most `interval_s` per process) is missed."""
+
+    def __init__(self, pid: int, interval_s: float = 0.25):
+        super().__init__(interval_s)
+        self.pid = pid
+        self.peak_kb: dict[int, tuple[str, int]] = {}  # pid -> (name, VmHWM kB)
+        self.cpu_ticks: dict[tuple[int, int], int] = {}  # (pid, start time) -> utime + stime, clock ticks
+        self.series: list[tuple[float, int]] = []  # (monotonic time, total RSS kB)
 
     def sample(self) -> None:
         total = 0

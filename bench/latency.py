@@ -10,13 +10,12 @@ window rows include the event). Which batch read a record comes from the checkpo
 from __future__ import annotations
 
 import bisect
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from purchase_analytics.kafka_client import KafkaSecurity
 
-from .common import checkpoint_offsets
+from .common import Periodic, checkpoint_offsets
 
 
 def read_timestamps(
@@ -52,32 +51,23 @@ class Latencies:
     left_the_log: int  # records read by a batch no longer in the offset log: which one is not known
 
 
-class OffsetLogRecorder:
+class OffsetLogRecorder(Periodic):
     """Spark keeps the last 100 batches in the offset log (spark.sql.streaming.minBatchesToRetain);
     at a 0-second trigger a warm job plans more than that in the measured seconds, so the
-    log is read every `interval_s` while they last (`with`), and every batch's end offsets
-    are kept: batch id -> {partition: end offset}. A file is read once, when complete."""
+    log is read every `interval_s` while they last (`with`), and once more at the end, and
+    every batch's end offsets are kept: batch id -> {partition: end offset}. A file is read
+    once, when complete."""
 
     def __init__(self, query_checkpoint: Path, interval_s: float = 0.5):
-        self._checkpoint, self._interval_s = query_checkpoint, interval_s
+        super().__init__(interval_s)
+        self._checkpoint = query_checkpoint
         self.planned: dict[int, dict[int, int]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="offset-log-recorder", daemon=True)
-
-    def __enter__(self) -> OffsetLogRecorder:
-        self._thread.start()
-        return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._read()
+        super().__exit__(*exc)
+        self.sample()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            self._read()
-
-    def _read(self) -> None:
+    def sample(self) -> None:
         self.planned.update(checkpoint_offsets(self._checkpoint, committed_only=False, skip=self.planned))
 
 
