@@ -45,7 +45,8 @@ packages, checkout = sys.argv[1:]
 lines = [f"import site; site.addsitedir({packages!r})"] + ([checkout] if checkout != "1" else [])
 pathlib.Path(sysconfig.get_paths()["purelib"], "purchase-analytics.pth").write_text("\n".join(lines) + "\n")
 PY
-"$venv/bin/python" -m site | grep -qxF "    '$packages'," || { echo "error: $venv does not see the packages in $packages" >&2; exit 1; }
+# grep reads all of it (no -q): with pipefail, a grep that quits early fails the pipe (BrokenPipeError).
+"$venv/bin/python" -m site | grep -xF "    '$packages'," >/dev/null || { echo "error: $venv does not see the packages in $packages" >&2; exit 1; }
 # The cached venv's programs, in VENV/bin: its Python scripts (pytest, kaskade) as copies that
 # run VENV's Python, so they see this checkout; everything else (py-spy, ruff) as links.
 for program in "$cached"/bin/*; do
