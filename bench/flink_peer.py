@@ -75,7 +75,7 @@ def check_java() -> None:
         raise PeerError(f"Java 17 is needed for Flink ({java} does not run); install a JDK 17 or set JAVA_HOME") from None
 
 
-def kafka_options(args: PeerArgs) -> dict[str, str]:
+def kafka_options(args: PeerArgs, max_poll_records: int) -> dict[str, str]:
     return {
         "connector": "kafka",
         "topic": args.topic,
@@ -83,6 +83,7 @@ def kafka_options(args: PeerArgs) -> dict[str, str]:
         "properties.group.id": f"bench-flink-{uuid.uuid4().hex[:12]}",
         "scan.startup.mode": "earliest-offset",
         "scan.bounded.mode": "latest-offset",
+        "properties.max.poll.records": str(max_poll_records),  # the job's consumers' setting: same footing
         "format": "json",
         "json.ignore-parse-errors": "true",
         # One watermark per row, not every 200 ms: which rows are late then follows the
@@ -91,7 +92,7 @@ def kafka_options(args: PeerArgs) -> dict[str, str]:
     }
 
 
-def run_job(args: PeerArgs, result: PeerResult, jars: list[Path], parallelism: int) -> None:
+def run_job(args: PeerArgs, result: PeerResult, jars: list[Path], parallelism: int, max_poll_records: int) -> None:
     from pyflink.common import RowKind
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
@@ -105,7 +106,7 @@ def run_job(args: PeerArgs, result: PeerResult, jars: list[Path], parallelism: i
     config.set("table.exec.mini-batch.allow-latency", "1 s")
     config.set("table.exec.mini-batch.size", "10000")
     valid = flink_sql.valid_condition(args.price_max, args.max_future_s)
-    env.execute_sql(flink_sql.source_table_ddl(kafka_options(args), args.watermark_s, valid))
+    env.execute_sql(flink_sql.source_table_ddl(kafka_options(args, max_poll_records), args.watermark_s, valid))
     env.execute_sql(flink_sql.valid_view_ddl(valid))
     table_result = env.execute_sql(flink_sql.windows_query(args.window_s))
     result.startup_s = result.extra["submit_s"] = round(result.since_start(), 3)
@@ -123,8 +124,11 @@ def run_job(args: PeerArgs, result: PeerResult, jars: list[Path], parallelism: i
     result.dropped_late = result.valid - sum(orders for _, orders in result.windows.values())
 
 
-def parallelism_option(p: argparse.ArgumentParser) -> None:
+def flink_options(p: argparse.ArgumentParser) -> None:
     p.add_setting("--parallelism", "BENCH_FLINK_PARALLELISM", positive_int, 2, help="Flink job parallelism")
+    p.add_setting(
+        "--max-poll-records", "KAFKA_MAX_POLL_RECORDS", positive_int, 10_000, help="Kafka's max.poll.records, as the job's consumers"
+    )
     p.add_setting(
         "--jars-dir", "FLINK_CONNECTOR_JARS_DIR", str, ".cache/jars/flink-kafka", help="Flink's Kafka SQL connector (make bench-peers)"
     )
@@ -133,7 +137,7 @@ def parallelism_option(p: argparse.ArgumentParser) -> None:
 def run(argv: list[str] | None) -> PeerResult:
     from pyflink.version import __version__
 
-    args, extra = parse_peer_args("python -m bench.flink_peer", __doc__, argv, parallelism_option)
+    args, extra = parse_peer_args("python -m bench.flink_peer", __doc__, argv, flink_options)
     result = PeerResult("flink_sql", __version__, args)
     jars = connector_jars(PROJECT_ROOT / extra.jars_dir)
     check_java()
@@ -144,7 +148,7 @@ def run(argv: list[str] | None) -> PeerResult:
     with tempfile.TemporaryDirectory(prefix="flink-peer-logs-") as log_dir:
         os.environ["FLINK_LOG_DIR"] = log_dir  # the gateway JVM's log, instead of inside the venv
         try:
-            run_job(args, result, jars, extra.parallelism)
+            run_job(args, result, jars, extra.parallelism, extra.max_poll_records)
         except Exception as exc:  # Py4J carries the Java exception; its first line names the cause
             if type(exc).__module__.startswith(("pyflink", "py4j")):
                 raise PeerError(f"the Flink job failed: {str(exc).strip().splitlines()[0][:500]}") from None

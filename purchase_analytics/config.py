@@ -202,6 +202,7 @@ class AggregatorConfig:
     available_now: bool
     starting_offsets: str
     max_offsets_per_trigger: int | None
+    max_poll_records: int  # Kafka's max.poll.records for Spark's consumers: records one poll returns
     max_future_s: int  # how far ahead of the processing time an event's ts may be
     dlq_max_value_bytes: int  # a dead letter's value is cut to this size, so it always fits the topic
     results_topic: str | None
@@ -322,6 +323,13 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
     p.add_setting("--starting-offsets", "STARTING_OFFSETS", str, "earliest", help="where a new query starts: earliest or latest")
     p.add_setting("--max-offsets-per-trigger", "MAX_OFFSETS_PER_TRIGGER", positive_int, None, help="cap on records per micro-batch")
     p.add_setting(
+        "--max-poll-records",
+        "KAFKA_MAX_POLL_RECORDS",
+        positive_int,
+        10_000,
+        help="records one poll of Spark's Kafka consumer returns (Kafka's max.poll.records, 500 by default)",
+    )
+    p.add_setting(
         "--max-future-s",
         "EVENT_MAX_FUTURE_S",
         non_negative_int,
@@ -374,6 +382,7 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
         available_now=a.available_now,
         starting_offsets=a.starting_offsets,
         max_offsets_per_trigger=a.max_offsets_per_trigger,
+        max_poll_records=a.max_poll_records,
         checkpoint_dir=a.checkpoint,
         output_dir=a.output_dir,
         results_db=a.results_db,

@@ -53,6 +53,9 @@ def read_kafka(spark: SparkSession, config: AggregatorConfig) -> DataFrame:
         .options(**config.security.spark_options())
         .option("subscribe", config.topic)
         .option("startingOffsets", config.starting_offsets)
+        # Kafka's default of 500 records a poll: 2,000 polls per partition for a 1M-event batch,
+        # each through the consumer's fetch and network bookkeeping (docs/performance.md, round 13)
+        .option("kafka.max.poll.records", config.max_poll_records)
     )
     if config.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", config.max_offsets_per_trigger)

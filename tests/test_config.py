@@ -90,3 +90,4 @@ def test_project_env_file_is_complete():
         assert settings.get(name), name
     config = parse_aggregator_config([], settings)
     assert config.output_mode == "update" and config.starting_offsets == "earliest" and config.session_timezone == "UTC"
+    assert config.max_poll_records == int(settings["KAFKA_MAX_POLL_RECORDS"]) == 10_000

@@ -139,6 +139,19 @@ def test_append_mode_emits_each_closed_window_once(spark, kafka, new_topic, tmp_
     assert [(rec["window_start"], rec["total_purchase"], rec["orders"]) for rec in lines] == [(iso(T0), 300, 2), (iso(T0 + 600), 400, 1)]
 
 
+def test_consumers_polling_a_few_records_at_a_time_read_every_message_once(spark, kafka, new_topic, tmp_path):
+    """--max-poll-records (Kafka's max.poll.records) only changes how many records one poll of
+    the source's consumers returns: 3 a poll over two partitions gives the same totals."""
+    topic = new_topic(2)
+    events = [{**VALID, "order_id": f"p{i}", "price": 100 + i, "ts": T0 + 11 * i} for i in range(200)]
+    send_raw(kafka, topic, [(json.dumps(e).encode(), i % 2) for i, e in enumerate(events)])
+    config = job_args(kafka, topic, tmp_path, "--max-poll-records", "3")
+    assert config.max_poll_records == 3
+    summary = run_queries(spark, config)
+    assert (summary.messages, summary.rejected) == (200, 0)
+    assert read_json_lines_totals(tmp_path / "out") == expected_totals(events)
+
+
 def test_a_replayed_batch_changes_no_sink(spark, kafka, new_topic, tmp_path):
     """A crash after the sinks wrote a batch but before Spark committed it: on restart Spark
     runs that batch again with the same id and rows. Simulated by deleting its commit."""
