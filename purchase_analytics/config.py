@@ -189,6 +189,11 @@ class ProducerConfig:
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
 
+# Kafka's max.poll.records for Spark's consumers when .env does not set KAFKA_MAX_POLL_RECORDS
+# (the bench's Flink peer reads the same setting)
+DEFAULT_MAX_POLL_RECORDS = 10_000
+
+
 @dataclass(frozen=True)
 class AggregatorConfig:
     bootstrap_servers: str
@@ -326,7 +331,7 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
         "--max-poll-records",
         "KAFKA_MAX_POLL_RECORDS",
         positive_int,
-        10_000,
+        DEFAULT_MAX_POLL_RECORDS,
         help="records one poll of Spark's Kafka consumer returns (Kafka's max.poll.records, 500 by default)",
     )
     p.add_setting(
