@@ -14,19 +14,30 @@ from .kafka_client import KafkaSecurity
 def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 60, security: KafkaSecurity | None = None) -> list:
     """Every record of `topic`, from the beginning to the end offsets seen at the start."""
     from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaConnectionError
 
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap_servers.split(","), enable_auto_commit=False, **(security or KafkaSecurity()).kafka_python_kwargs()
     )
+    deadline = time.monotonic() + timeout_s
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        while True:
+            try:
+                found = consumer.partitions_for_topic(topic)
+                break
+            except KafkaConnectionError:
+                # kafka-python 3.0.12 asks one node for the metadata and raises when it is down
+                # (a cluster's node just killed is still listed); the next try asks another
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        partitions = [TopicPartition(topic, p) for p in sorted(found or [])]
         if not partitions:
             raise RuntimeError(f"topic {topic} not found at {bootstrap_servers}")
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         end = consumer.end_offsets(partitions)
         records: list = []
-        deadline = time.monotonic() + timeout_s
         while any(consumer.position(tp) < end[tp] for tp in partitions):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out reading {topic} after {timeout_s:.0f}s")
