@@ -21,7 +21,7 @@ from pathlib import Path
 from purchase_analytics.config import DEFAULT_MAX_POLL_RECORDS, PROJECT_ROOT, positive_int
 
 from . import flink_sql
-from .peer_common import PeerArgs, PeerError, PeerResult, divert_stdout, parse_peer_args, run_peer
+from .peer_common import PeerArgs, PeerError, PeerResult, divert_stdout, import_peer_module, parse_peer_args, run_peer
 
 # What Flink's JSON format (with 'json.ignore-parse-errors') lets through that the job's
 # rules reject, each one seen on Flink 2.2.1 with a crafted message (tests/test_peers.py
@@ -139,10 +139,8 @@ def flink_options(p: argparse.ArgumentParser) -> None:
 
 
 def run(argv: list[str] | None) -> PeerResult:
-    from pyflink.version import __version__
-
     args, extra = parse_peer_args("python -m bench.flink_peer", __doc__, argv, flink_options)
-    result = PeerResult("flink_sql", __version__, args)
+    result = PeerResult("flink_sql", import_peer_module("pyflink.version", "flink_sql").__version__, args)
     jars = connector_jars(PROJECT_ROOT / extra.jars_dir)
     check_java()
     ends = end_offsets(args.bootstrap_servers, args.topic)

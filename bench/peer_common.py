@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from purchase_analytics.config import SettingsParser, interval_seconds, non_negative_int, positive_int, topic_name
+from purchase_analytics.events import DEFAULT_MAX_FUTURE_S, DEFAULT_PRICE_MAX
 
 
 def whole_seconds(text: str) -> int:
@@ -46,9 +47,13 @@ def parse_peer_args(prog: str, description: str, argv: list[str] | None, extra=N
     p.add_argument("--topic", required=True, type=topic_name, help="topic to read, from its earliest offset to its end at start")
     p.add_setting("--window-s", "WINDOW_DURATION", whole_seconds, 600, help="tumbling window length, seconds")
     p.add_setting("--watermark-s", "WATERMARK_DELAY", whole_seconds, 600, help="watermark delay (grace), seconds")
-    p.add_setting("--price-max", "PRICE_MAX", positive_int, 150_000, help="largest valid price")
+    p.add_setting("--price-max", "PRICE_MAX", positive_int, DEFAULT_PRICE_MAX, help="largest valid price")
     p.add_setting(
-        "--max-future-s", "EVENT_MAX_FUTURE_S", non_negative_int, 300, help="how far ahead of the processing time a valid ts may be"
+        "--max-future-s",
+        "EVENT_MAX_FUTURE_S",
+        non_negative_int,
+        DEFAULT_MAX_FUTURE_S,
+        help="how far ahead of the processing time a valid ts may be",
     )
     if extra:
         extra(p)
@@ -60,6 +65,19 @@ def parse_peer_args(prog: str, description: str, argv: list[str] | None, extra=N
 
 class PeerError(Exception):
     """A problem the user can fix (no broker, no topic, missing jars): one line, no traceback."""
+
+
+def import_peer_module(name: str, peer: str):
+    """Module `name` of peer `peer`'s own library, which lives in the peer's virtualenv
+    (bench/peers.py; `make bench-peers` makes it)."""
+    import importlib
+
+    from .peers import python_of
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise PeerError(f"{exc}: run `make bench-peers`, then run this peer with {python_of(peer)}") from None
 
 
 @dataclass

@@ -25,7 +25,7 @@ import uuid
 
 from purchase_analytics.events import RejectedValue, parse_json_value, rejection_reason
 
-from .peer_common import PeerArgs, PeerError, PeerResult, parse_peer_args, run_peer
+from .peer_common import PeerArgs, PeerError, PeerResult, import_peer_module, parse_peer_args, run_peer
 
 
 def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, tuple[int, int]]:
@@ -167,9 +167,8 @@ def delete_internal_topics(bootstrap_servers: str, group: str) -> None:
 
 
 def run(argv: list[str] | None) -> PeerResult:
-    import quixstreams
-
     args, _ = parse_peer_args("python -m bench.quix_peer", __doc__, argv)
+    quixstreams = import_peer_module("quixstreams", "quix")
     result = PeerResult("quix", quixstreams.__version__, args)
     ends = end_offsets(args.bootstrap_servers, args.topic)
     result.extra["partitions"] = len(ends)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from .events import DEFAULT_MAX_FUTURE_S, DEFAULT_PRICE_MAX
 from .kafka_client import KafkaSecurity, SecurityConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -246,7 +247,7 @@ def parse_producer_config(argv: list[str] | None = None, settings: Mapping[str, 
     p.add_setting(
         "--max-lateness-s", "PRODUCER_MAX_LATENESS_S", non_negative_int, 900, help="how far in the past a late event may be, seconds"
     )
-    p.add_setting("--price-max", "PRICE_MAX", positive_int, 150_000, help="largest price drawn")
+    p.add_setting("--price-max", "PRICE_MAX", positive_int, DEFAULT_PRICE_MAX, help="largest price drawn")
     p.add_setting(
         "--delivery-timeout-ms",
         "PRODUCER_DELIVERY_TIMEOUT_MS",
@@ -338,7 +339,7 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
         "--max-future-s",
         "EVENT_MAX_FUTURE_S",
         non_negative_int,
-        300,
+        DEFAULT_MAX_FUTURE_S,
         help="an event whose ts is more than this many seconds ahead of the processing time is dead-lettered",
     )
     p.add_setting(
@@ -361,7 +362,7 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
         "--shuffle-partitions", "SHUFFLE_PARTITIONS", positive_int, 2, help="spark.sql.shuffle.partitions (state store partitions)"
     )
     p.add_setting("--session-timezone", "SESSION_TIMEZONE", str, "UTC", help="time zone for window display")
-    p.add_setting("--price-max", "PRICE_MAX", positive_int, 150_000, help="largest valid price")
+    p.add_setting("--price-max", "PRICE_MAX", positive_int, DEFAULT_PRICE_MAX, help="largest valid price")
     p.add_argument("--no-console", action="store_true", help="do not print the windows table")
     p.add_setting(
         "--progress-file", None, str, None, help="also append each micro-batch's progress here as a JSON line (the metrics topic's record)"

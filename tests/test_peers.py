@@ -279,6 +279,17 @@ def test_peer_command_and_availability():
         assert reason is None or "make bench-peers" in reason or "java" in reason
 
 
+@pytest.mark.parametrize(("name", "library"), [("quix", "quixstreams"), ("flink_sql", "pyflink.version")])
+def test_a_peer_without_its_library_says_how_to_get_it(name, library, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, library, None)  # an import of it now fails, as outside the peer's venv
+    peer = __import__(PEERS[name].module, fromlist=["main"])
+    assert peer.main(["--bootstrap-servers", "localhost:1", "--topic", "t"]) == 1
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err.startswith("error: ") and "make bench-peers" in out.err and PEERS[name].venv in out.err
+    assert "Traceback" not in out.err
+
+
 @pytest.mark.slow
 @pytest.mark.kafka
 def test_quix_judges_each_partition_by_its_own_time(kafka, new_topic):
