@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import signal
+import struct
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
-from pyspark import StorageLevel
+from py4j.java_gateway import JavaClass
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 
@@ -95,23 +96,36 @@ def window_sinks(config: AggregatorConfig, publisher: KafkaPublisher | None) -> 
     return sinks
 
 
-# A small batch, of at most this many messages, is summed in one task, without the shuffle
-# of a grouping: at 10,000 ev/s and a 0 s trigger (batches of about 5,000) the shuffle's stage
-# cost more than a second task saves. It is not cached for its dead letters either
-# (BatchHandler). Larger batches keep the parallel scan and the cache.
-ONE_TASK_FOLD_MESSAGES = 20_000
+# What one task of the fold keeps of its rejected messages for the dead-letter topic, in bytes
+# (their values, reasons and coordinates). A batch with more is folded all the same, and its
+# dead letters are read from the batch again (from Kafka).
+DEAD_LETTER_BUDGET_BYTES = 16 << 20
 
 
-def small_batch(batch_size: int | None) -> bool:
-    return batch_size is not None and batch_size <= ONE_TASK_FOLD_MESSAGES
+def fold_batch(
+    batch: DataFrame, state: WindowState, batch_id: int, append: bool, budget_bytes: int = DEAD_LETTER_BUDGET_BYTES
+) -> tuple[BatchOutcome, DataFrame | None]:
+    """One pass over the batch (`transform.batch_rows`' columns): its partial sums per window,
+    folded into the open windows, and its rejected messages, for the dead-letter topic (None
+    when there are none). The job's fold (jvm/.../BatchFold.java) makes both in one pass and
+    keeps the rejected messages in memory up to `budget_bytes` per task; past that, or
+    without the fold's jar, the rejected messages are the batch read again."""
+    spark = batch.sparkSession
+    fold = spark._jvm.purchase_analytics.BatchFold
+    if not isinstance(fold, JavaClass):  # not on Spark's classpath (spark_session.register_wire_parser says so)
+        return _fold_in_sql(batch, state, batch_id, append)
+    folded = fold.fold(batch._jdf, state.window_us, budget_bytes)
+    partials = [Partial(*p) for p in struct.iter_unpack("<4q", folded.partials())]
+    rejected = folded.rejected()
+    outcome = state.apply(batch_id, partials, folded.messages(), rejected, append)
+    if not rejected:
+        return outcome, None
+    return outcome, DataFrame(folded.deadLetters(), spark) if folded.complete() else rejected_messages(batch)
 
 
-def fold_batch(batch: DataFrame, state: WindowState, batch_id: int, append: bool, batch_size: int | None = None) -> BatchOutcome:
-    """One action over the batch: its partial sums per window (and its rejected count),
-    collected (a row per window it touches) and folded into the open windows. `batch_size`,
-    its messages when known, picks one task for a small batch (ONE_TASK_FOLD_MESSAGES)."""
-    if small_batch(batch_size):
-        batch = batch.coalesce(1)  # a single partition: the grouping needs no shuffle
+def _fold_in_sql(batch: DataFrame, state: WindowState, batch_id: int, append: bool) -> tuple[BatchOutcome, DataFrame | None]:
+    """fold_batch without the job's jar: Spark SQL's grouping, and the batch read again for
+    its rejected messages."""
     partials, messages, rejected = [], 0, 0
     for r in window_partials(batch, state.window_us).collect():
         messages += r.orders
@@ -119,22 +133,19 @@ def fold_batch(batch: DataFrame, state: WindowState, batch_id: int, append: bool
             rejected = r.orders
         else:
             partials.append(Partial(r.window_start_us, int(r.total_purchase), r.orders, r.max_event_us))
-    return state.apply(batch_id, partials, messages, rejected, append)
+    return state.apply(batch_id, partials, messages, rejected, append), rejected_messages(batch) if rejected else None
 
 
 class BatchHandler:
     """The foreachBatch function of the job's query. A micro-batch arrives parsed and
     checked but for the rule on the batch's time (read from Spark's offset log, so a batch
-    that runs again gets the same time) and is read once for the valid events' partial
-    sums, which are folded into the open windows (window_state), and once more for its
-    rejected messages, if any, which go to the dead-letter topic. A large batch is kept in
-    memory between the two reads; a small one (`small_batch`) is read from Kafka again
-    when it has rejected messages, which in a profile cost less than caching every small
-    batch. Then the sinks get the windows the batch changed (or closed, in append mode),
-    and the state is saved in the checkpoint. All of it happens before Spark commits the
-    batch, so a batch that runs again after a crash writes the same dead letters (keyed by
-    their source coordinates) and the same windows, which every sink takes as a no-op
-    rewrite."""
+    that runs again gets the same time), and is read once (`fold_batch`): the valid events'
+    partial sums are folded into the open windows (window_state), and its rejected messages,
+    if any, go to the dead-letter topic. Then the sinks get the windows the batch changed (or
+    closed, in append mode), and the state is saved in the checkpoint. All of it happens
+    before Spark commits the batch, so a batch that runs again after a crash writes the same
+    dead letters (keyed by their source coordinates) and the same windows, which every sink
+    takes as a no-op rewrite."""
 
     def __init__(self, spark: SparkSession, config: AggregatorConfig, sinks: list):
         self.config = config
@@ -150,27 +161,20 @@ class BatchHandler:
 
     def __call__(self, scanned: DataFrame, batch_id: int) -> None:
         state = self.log.load_before(batch_id)
-        planned = planned_batch(self.offsets, batch_id)
-        batch = self.checked(scanned, planned.time_s)
-        keep = bool(self.config.dlq_topic) and not small_batch(planned.messages)
-        if keep:
-            batch.persist(StorageLevel.MEMORY_AND_DISK_DESER)
-        try:
-            outcome = fold_batch(batch, state, batch_id, self.config.output_mode == "append", planned.messages)
-            if outcome.rejected and self.config.dlq_topic:
-                self._write_dead_letters(batch)
-        finally:
-            if keep:
-                batch.unpersist()
+        batch = self.checked(scanned, planned_batch(self.offsets, batch_id).time_s)
+        budget = DEAD_LETTER_BUDGET_BYTES if self.config.dlq_topic else 0  # without the topic, nothing is kept
+        outcome, dead_letters = fold_batch(batch, state, batch_id, self.config.output_mode == "append", budget)
+        if dead_letters is not None and self.config.dlq_topic:
+            self._write_dead_letters(dead_letters)
         for sink in self.sinks:
             sink.write(batch_id, outcome.windows)
         self.log.save(batch_id, state)
         with self._lock:
             self.outcomes[batch_id] = outcome
 
-    def _write_dead_letters(self, batch: DataFrame) -> None:
+    def _write_dead_letters(self, rejected: DataFrame) -> None:
         (
-            dead_letter_records(rejected_messages(batch), self.config.dlq_max_value_bytes)
+            dead_letter_records(rejected, self.config.dlq_max_value_bytes)
             .write.format("kafka")
             .option("kafka.bootstrap.servers", self.config.bootstrap_servers)
             .options(**self.config.security.spark_options())

@@ -35,4 +35,4 @@ def fold_example(spark: SparkSession, config: AggregatorConfig) -> BatchOutcome:
     events = [PurchaseEvent(f"order-{i}", i, "Chair", "red", 100 * (i + 1), 1_700_000_000 + 120 * i) for i in range(10)]
     raw = spark.createDataFrame([(e.to_json_bytes(),) for e in events] + [(b"not json",)], "value binary")
     state = WindowState(*(round(interval_seconds(t) * US) for t in (config.window_duration, config.watermark_delay)))
-    return fold_batch(batch_rows(parse_events(raw, config.price_max)), state, 0, append=False)
+    return fold_batch(batch_rows(parse_events(raw, config.price_max)), state, 0, append=False)[0]

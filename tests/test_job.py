@@ -10,7 +10,7 @@ import time
 from test_progress import batch
 
 from purchase_analytics.checkpoint import QUERY_DIR
-from purchase_analytics.job import ONE_TASK_FOLD_MESSAGES, JobSummary, fold_batch
+from purchase_analytics.job import JobSummary, _fold_in_sql, fold_batch
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db
 from purchase_analytics.transform import batch_rows, parse_events
 from purchase_analytics.window_state import US, WindowState
@@ -173,19 +173,35 @@ def test_a_replayed_batch_changes_no_sink(spark, kafka, new_topic, tmp_path):
     assert read_results_db(tmp_path / "results.db") == expected_totals(events)
 
 
-def test_a_small_batch_is_folded_in_one_stage_with_the_same_outcome(spark):
-    """A batch of at most ONE_TASK_FOLD_MESSAGES is summed without a shuffle: one stage
-    instead of two, and the same windows, counts and state as the parallel fold."""
-    values = [(event(100 + i, T0 + 37 * i, f"o{i}"), "t", i % 2, i) for i in range(60)] + [(b"not json", "t", 0, 60)]
+def _plan(df) -> str:
+    return df._jdf.queryExecution().analyzed().getClass().getSimpleName()
+
+
+def test_the_fold_reads_a_batch_once_for_its_windows_and_its_dead_letters(spark):
+    """The job's fold (BatchFold.java) gives the windows, counts and state of Spark SQL's
+    grouping, in one stage, and the rejected messages from the same pass; past its budget, the
+    same dead letters read from the batch again."""
+    values = [(event(100 + i, T0 + 37 * i, f"o{i}"), "t", i % 2, i) for i in range(60)]
+    values += [(b"not json", "t", 0, 60), (event(-5, T0, "neg"), "t", 1, 61), (b"\xff" * 3000, "t", 1, 62)]
     raw = spark.createDataFrame(values, "value binary, topic string, partition int, offset long")  # two partitions (local[2])
     rows = batch_rows(parse_events(raw, 150_000))
     tracker = spark.sparkContext.statusTracker()
-    outcomes, stages = [], []
-    for group, size in (("one-task-fold", len(values)), ("parallel-fold", ONE_TASK_FOLD_MESSAGES + 1), ("unknown-size", None)):
-        spark.sparkContext.setJobGroup(group, group)
-        outcomes.append(fold_batch(rows, WindowState(600 * US, 600 * US), 0, append=False, batch_size=size))
-        stages.append(sum(len(tracker.getJobInfo(job).stageIds) for job in tracker.getJobIdsForGroup(group)))
+    spark.sparkContext.setJobGroup("fold", "fold")
+    outcome, dead = fold_batch(rows, WindowState(600 * US, 600 * US), 0, append=False)
+    stages = [len(tracker.getJobInfo(job).stageIds) for job in tracker.getJobIdsForGroup("fold")]
     spark.sparkContext.setJobGroup("", "")
-    assert outcomes[0] == outcomes[1] == outcomes[2]
-    assert (outcomes[0].messages, outcomes[0].rejected, sum(w.orders for w in outcomes[0].windows)) == (61, 1, 60)
-    assert stages[0] == 1 and stages[1] == stages[2] == 2
+    in_sql, dead_in_sql = _fold_in_sql(rows, WindowState(600 * US, 600 * US), 0, append=False)
+    assert outcome == in_sql and stages == [1]
+    assert (outcome.messages, outcome.rejected, sum(w.orders for w in outcome.windows)) == (63, 3, 60)
+    assert len(outcome.windows) == 4 and sum(w.total_purchase for w in outcome.windows) == sum(100 + i for i in range(60))
+
+    def letters(df):
+        return sorted((r.partition, r.offset, bytes(r.value), r.rejection_reason) for r in df.collect())
+
+    expected = letters(dead_in_sql)
+    assert [(p, o) for p, o, _, _ in expected] == [(0, 60), (1, 61), (1, 62)]
+    assert letters(dead) == expected and _plan(dead) == "LocalRelation"  # kept from the one pass, not read again
+    over_budget, read_again = fold_batch(rows, WindowState(600 * US, 600 * US), 0, append=False, budget_bytes=1000)
+    assert over_budget == outcome and letters(read_again) == expected and _plan(read_again) != "LocalRelation"
+    valid_only = batch_rows(parse_events(raw.where("offset < 60"), 150_000))
+    assert fold_batch(valid_only, WindowState(600 * US, 600 * US), 0, append=False)[1] is None

@@ -33,7 +33,7 @@ def event(price, ts, **kw):
 def totals(spark, values, window="10 minutes"):
     """One batch through the job's own fold (job.fold_batch) into a new window state."""
     state = WindowState(round(interval_seconds(window) * US), 600 * US)
-    outcome = fold_batch(batch_rows(parse_events(raw_frame(spark, values), PRICE_MAX)), state, 0, append=False)
+    outcome, _ = fold_batch(batch_rows(parse_events(raw_frame(spark, values), PRICE_MAX)), state, 0, append=False)
     assert outcome.messages == len(values)
     return {iso(w.window_start.timestamp()): (w.total_purchase, w.orders) for w in outcome.windows}
 
