@@ -38,7 +38,7 @@ from .progress import BatchProgress
 from .signals import set_on_signal
 from .sinks import ConsoleSink, JsonLinesSink, KafkaPublisher, KafkaResultsSink, SqliteResultsSink
 from .spark_session import SparkConfig, create_spark_session
-from .transform import STREAM_COLUMNS, CheckedBatch, dead_letter_records, parse_events, rejected_messages, window_partials
+from .transform import STREAM_COLUMNS, CheckedBatch, DeadLetterRecords, parse_events, rejected_messages, window_partials
 from .window_state import US, BatchOutcome, Partial, StateLog, WindowState
 
 QUERY_NAME = "purchases"
@@ -156,6 +156,7 @@ class BatchHandler:
         self.log.load_before(sys.maxsize)  # a checkpoint made with another --window is refused here, before any batch
         self.offsets = checkpoint_files(spark, f"{query_checkpoint(config.checkpoint_dir)}/{OFFSETS_DIR}")  # batch times and sizes
         self.checked = CheckedBatch(config.max_future_s)
+        self.dead_letter_records = DeadLetterRecords(config.dlq_max_value_bytes)
         self.outcomes: dict[int, BatchOutcome] = {}  # batch id -> what it did, for the progress reporter
         self._lock = threading.Lock()
 
@@ -174,7 +175,7 @@ class BatchHandler:
 
     def _write_dead_letters(self, rejected: DataFrame) -> None:
         (
-            dead_letter_records(rejected, self.config.dlq_max_value_bytes)
+            self.dead_letter_records(rejected)
             .write.format("kafka")
             .option("kafka.bootstrap.servers", self.config.bootstrap_servers)
             .options(**self.config.security.spark_options())
