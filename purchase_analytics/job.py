@@ -96,9 +96,10 @@ def window_sinks(config: AggregatorConfig, publisher: KafkaPublisher | None) -> 
     return sinks
 
 
-# What one task of the fold keeps of its rejected messages for the dead-letter topic, in bytes
-# (their values, reasons and coordinates). A batch with more is folded all the same, and its
-# dead letters are read from the batch again (from Kafka).
+# What the fold keeps of a batch's rejected messages for the dead-letter topic, in bytes
+# (their values, reasons and coordinates), shared evenly by the batch's tasks: the driver
+# receives them all. A batch with more is folded all the same, and its dead letters are read
+# from the batch again (from Kafka).
 DEAD_LETTER_BUDGET_BYTES = 16 << 20
 
 
@@ -108,7 +109,7 @@ def fold_batch(
     """One pass over the batch (`transform.batch_rows`' columns): its partial sums per window,
     folded into the open windows, and its rejected messages, for the dead-letter topic (None
     when there are none). The job's fold (jvm/.../BatchFold.java) makes both in one pass and
-    keeps the rejected messages in memory up to `budget_bytes` per task; past that, or
+    keeps the rejected messages in memory up to `budget_bytes` for the batch; past that, or
     without the fold's jar, the rejected messages are the batch read again."""
     spark = batch.sparkSession
     fold = spark._jvm.purchase_analytics.BatchFold

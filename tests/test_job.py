@@ -203,5 +203,9 @@ def test_the_fold_reads_a_batch_once_for_its_windows_and_its_dead_letters(spark)
     assert letters(dead) == expected and _plan(dead) == "LocalRelation"  # kept from the one pass, not read again
     over_budget, read_again = fold_batch(rows, WindowState(600 * US, 600 * US), 0, append=False, budget_bytes=1000)
     assert over_budget == outcome and letters(read_again) == expected and _plan(read_again) != "LocalRelation"
+    # The budget is the batch's, halved for its two tasks: the second (all three rejected messages, about 3,400 bytes) fits in
+    # half of 8,000, not in half of 6,000.
+    assert _plan(fold_batch(rows, WindowState(600 * US, 600 * US), 0, append=False, budget_bytes=8000)[1]) == "LocalRelation"
+    assert _plan(fold_batch(rows, WindowState(600 * US, 600 * US), 0, append=False, budget_bytes=6000)[1]) != "LocalRelation"
     valid_only = batch_rows(parse_events(raw.where("offset < 60"), 150_000))
     assert fold_batch(valid_only, WindowState(600 * US, 600 * US), 0, append=False)[1] is None

@@ -9,6 +9,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 
+import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.catalyst.InternalRow;
@@ -25,9 +26,10 @@ import org.apache.spark.sql.types.StructType;
  *
  * The batch has transform.batch_rows' columns: event_time, price, rejection_reason, and for a
  * rejected message its value and source columns (those the batch has). A window is
- * [start, start + window), as transform.window_partials sums it. A task keeps rejected
- * messages up to a budget of bytes; past it, it only counts them, and the result says the
- * dead letters are incomplete, so the caller reads them from the batch again.
+ * [start, start + window), as transform.window_partials sums it. The tasks keep rejected
+ * messages up to a budget of bytes for the batch, shared evenly between them (the driver
+ * receives them all); past its share a task only counts them, and the result says the dead
+ * letters are incomplete, so the caller reads them from the batch again.
  */
 public final class BatchFold {
     private BatchFold() {}
@@ -69,7 +71,7 @@ public final class BatchFold {
         public Dataset<Row> deadLetters() { return deadLetters; }
     }
 
-    public static Result fold(Dataset<Row> batch, long windowUs, long budgetBytesPerTask) {
+    public static Result fold(Dataset<Row> batch, long windowUs, long budgetBytes) {
         if (windowUs <= 0) throw new IllegalArgumentException("the window must be > 0 us, got " + windowUs);
         StructType schema = batch.schema();
         int time = schema.fieldIndex("event_time");
@@ -87,7 +89,10 @@ public final class BatchFold {
             keptFields[i] = schema.fields()[keptAt[i]];
         }
 
-        List<Part> parts = batch.queryExecution().toRdd().toJavaRDD().mapPartitions(rows -> {
+        JavaRDD<InternalRow> scan = batch.queryExecution().toRdd().toJavaRDD();
+        // The driver receives every task's rejected messages: the budget is the batch's, shared.
+        long budget = budgetBytes / Math.max(1, scan.getNumPartitions());
+        List<Part> parts = scan.mapPartitions(rows -> {
             Part part = new Part();
             while (rows.hasNext()) {
                 InternalRow row = rows.next();
@@ -100,7 +105,7 @@ public final class BatchFold {
                     w[2] = Math.max(w[2], micros);
                 } else {
                     part.rejected++;
-                    if (part.complete) keep(part, row, keptFields, keptAt, budgetBytesPerTask);
+                    if (part.complete) keep(part, row, keptFields, keptAt, budget);
                 }
             }
             return Collections.singletonList(part).iterator();
