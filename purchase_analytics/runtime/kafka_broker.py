@@ -373,6 +373,10 @@ class KafkaCluster:
         try:
             wait_until_ready(self.admin_bootstrap, timeout_s, alive, self.brokers[0].log_file, self.admin_security())
             wait_until(lambda: len(self._describe()["brokers"]) == len(self.brokers), timeout_s, "every broker to register")
+            # Registered is not yet serving: a node is listed before its client listener
+            # accepts connections, and a client that picks it then fails (ECONNREFUSED).
+            for broker in self.brokers:
+                wait_until_ready(broker.admin_bootstrap, timeout_s, alive, broker.log_file, self.admin_security())
         except Exception:
             if started:
                 self.stop()
