@@ -203,36 +203,15 @@ class PlannedBatch:
     """A planned micro-batch, from its entry in Spark's offset log."""
 
     time_s: float  # epoch seconds: what `current_timestamp()` means in it, the same when it runs again after a crash
-    messages: int | None  # its end offsets less the batch before's; None when not known (the first batch, an unreadable entry before)
 
 
 def planned_batch(offsets, batch_id: int) -> PlannedBatch:
-    """Batch `batch_id` of the offset log (`offsets` are the files of its directory); its own
-    entry is read once."""
-    entry = offsets.read(str(batch_id))
-    return PlannedBatch(_entry_time_s(entry), _messages_since(offsets, batch_id, entry))
+    """Batch `batch_id` of the offset log (`offsets` are the files of its directory)."""
+    return PlannedBatch(_entry_time_s(offsets.read(str(batch_id))))
 
 
 def _entry_time_s(entry: str) -> float:
     return json.loads(entry.splitlines()[1])["batchTimestampMs"] / 1000
-
-
-def _messages_since(offsets, batch_id: int, entry: str) -> int | None:
-    if batch_id <= 0:
-        return None
-    try:
-        return _offsets_total(entry) - _offsets_total(offsets.read(str(batch_id - 1)))
-    except (OSError, AttributeError, TypeError, ValueError):
-        return None
-
-
-def _offsets_total(entry: str) -> int:
-    """The sum of an offset-log entry's end offsets: a line per source after the metadata,
-    each `{"topic": {"partition": offset}}`."""
-    sources = entry.splitlines()[2:]
-    if not sources:
-        raise ValueError("no source offsets")
-    return sum(offset for line in sources for partitions in json.loads(line).values() for offset in partitions.values())
 
 
 def earliest_batch_time_s(offsets, now_s: float) -> float:

@@ -155,7 +155,7 @@ class BatchHandler:
         window_us, delay_us = (round(interval_seconds(t) * US) for t in (config.window_duration, config.watermark_delay))
         self.log = StateLog(checkpoint_files(spark, state_dir), window_us, delay_us, config.checkpoint_dir)
         self.log.load_before(sys.maxsize)  # a checkpoint made with another --window is refused here, before any batch
-        self.offsets = checkpoint_files(spark, f"{query_checkpoint(config.checkpoint_dir)}/{OFFSETS_DIR}")  # batch times and sizes
+        self.offsets = checkpoint_files(spark, f"{query_checkpoint(config.checkpoint_dir)}/{OFFSETS_DIR}")  # batch times
         self.checked = CheckedBatch(config.max_future_s)
         self.dead_letter_records = DeadLetterRecords(config.dlq_max_value_bytes)
         self.outcomes: dict[int, BatchOutcome] = {}  # batch id -> what it did, for the progress reporter

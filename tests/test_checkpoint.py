@@ -111,7 +111,7 @@ def test_local_checkpoint_files_get_hadoops_modes_from_the_jobs_file_system(spar
             spark.conf.unset(key)
 
 
-def test_a_batchs_time_and_size_come_from_sparks_offset_log(tmp_path):
+def test_a_batchs_time_comes_from_sparks_offset_log(tmp_path):
     def entry(time_ms: int, *sources: dict) -> str:
         return "\n".join(["v1", json.dumps({"batchWatermarkMs": 0, "batchTimestampMs": time_ms}), *map(json.dumps, sources)])
 
@@ -121,8 +121,8 @@ def test_a_batchs_time_and_size_come_from_sparks_offset_log(tmp_path):
     (tmp_path / "3").write_text("v1\n{not json")
     (tmp_path / "4").write_text(entry(5_000, {"purchases": {"0": 50, "1": 25, "2": 7}}))
     offsets = LocalFiles(tmp_path)
-    assert planned_batch(offsets, 1) == PlannedBatch(2.5, 50)
-    assert [planned_batch(offsets, b).messages for b in (0, 1, 2, 4)] == [None, 50, 7, None]  # the first, and after a bad entry: unknown
+    assert planned_batch(offsets, 1) == PlannedBatch(2.5)
+    assert [planned_batch(offsets, b).time_s for b in (0, 1, 2, 4)] == [1.0, 2.5, 4.0, 5.0]  # after a bad entry too
     with pytest.raises(ValueError):
         planned_batch(offsets, 3)  # a bad entry of its own: Spark refuses it too
     with pytest.raises(FileNotFoundError):
