@@ -99,10 +99,7 @@ public final class BatchFold {
                 part.messages++;
                 if (row.isNullAt(reason)) {
                     long micros = row.getLong(time);
-                    long[] w = part.windows.computeIfAbsent(micros - Math.floorMod(micros, windowUs), k -> new long[] {0, 0, Long.MIN_VALUE});
-                    w[0] = Math.addExact(w[0], row.getLong(price));
-                    w[1]++;
-                    w[2] = Math.max(w[2], micros);
+                    add(part.windows, micros - Math.floorMod(micros, windowUs), row.getLong(price), 1, micros);
                 } else {
                     part.rejected++;
                     if (part.complete) keep(part, row, keptFields, keptAt, budget);
@@ -120,10 +117,7 @@ public final class BatchFold {
             rejected += part.rejected;
             complete &= part.complete;
             for (Map.Entry<Long, long[]> e : part.windows.entrySet()) {
-                long[] w = windows.computeIfAbsent(e.getKey(), k -> new long[] {0, 0, Long.MIN_VALUE});
-                w[0] = Math.addExact(w[0], e.getValue()[0]);
-                w[1] += e.getValue()[1];
-                w[2] = Math.max(w[2], e.getValue()[2]);
+                add(windows, e.getKey(), e.getValue()[0], e.getValue()[1], e.getValue()[2]);
             }
             for (Object[] values : part.deadLetters) deadLetters.add(RowFactory.create(values));
         }
@@ -133,6 +127,14 @@ public final class BatchFold {
         }
         Dataset<Row> dead = complete && rejected > 0 ? batch.sparkSession().createDataFrame(deadLetters, new StructType(keptFields)) : null;
         return new Result(partials.array(), messages, rejected, complete, dead);
+    }
+
+    /** Add a total, its orders and their latest event time to a window of `windows`: an event in a task, a task's sum on the driver. */
+    private static void add(HashMap<Long, long[]> windows, long startUs, long total, long orders, long latestUs) {
+        long[] w = windows.computeIfAbsent(startUs, k -> new long[] {0, 0, Long.MIN_VALUE});
+        w[0] = Math.addExact(w[0], total);
+        w[1] += orders;
+        w[2] = Math.max(w[2], latestUs);
     }
 
     /** Keep a rejected message's columns, unless that passes the task's budget: then it stops keeping. */
