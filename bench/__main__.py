@@ -133,14 +133,17 @@ def versions(settings: dict) -> dict:
     import kafka
     import pyspark
 
-    java = [
-        line
-        for line in subprocess.run([ensure_java(), "-version"], capture_output=True, text=True).stderr.splitlines()
-        if not line.startswith("Picked up JAVA_TOOL_OPTIONS")
-    ]
+    from purchase_analytics.spark_session import SparkConfig
+
+    def java_version(java: str) -> str:
+        lines = subprocess.run([java, "-version"], capture_output=True, text=True).stderr.splitlines()
+        return next((line for line in lines if not line.startswith("Picked up JAVA_TOOL_OPTIONS")), "?")
+
+    spark_java_home = SparkConfig.from_settings(settings).java_home
     return {
         "python": platform.python_version(),
-        "java": java[0] if java else "?",
+        "java": java_version(ensure_java()),
+        "spark java": java_version(str(spark_java_home / "bin" / "java")) if spark_java_home else "the same",
         "spark": pyspark.__version__,
         "kafka": settings.get("KAFKA_VERSION", "?"),
         "kafka-python": kafka.__version__,

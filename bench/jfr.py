@@ -5,11 +5,12 @@ by their leaf method and by what they are inside (inclusive)."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
+from purchase_analytics.config import load_settings
 from purchase_analytics.runtime.processes import ensure_java
+from purchase_analytics.spark_session import SparkConfig
 
 # What a task thread can be busy with, found anywhere on its sampled stack.
 CATEGORIES = {
@@ -30,12 +31,19 @@ def java_options(recording: Path) -> str:
     return f"-XX:StartFlightRecording=filename={recording},settings=profile,dumponexit=true"
 
 
+def jfr_tool() -> Path:
+    """The `jfr` of the JDK that Spark runs on (SPARK_JAVA_HOME): an older JDK's cannot read
+    a newer one's recording."""
+    java_home = SparkConfig.from_settings(load_settings()).java_home
+    return (java_home / "bin" / "jfr") if java_home else Path(ensure_java()).resolve().parent / "jfr"
+
+
 def summarize(recording: Path, top: int = 10) -> dict | None:
-    jfr = shutil.which("jfr") or str(Path(ensure_java()).resolve().parent / "jfr")
-    if not recording.exists() or not Path(jfr).exists():
+    jfr = jfr_tool()
+    if not recording.exists() or not jfr.exists():
         return None
     text = subprocess.run(
-        [jfr, "print", "--events", "jdk.ExecutionSample", "--stack-depth", "64", str(recording)], capture_output=True, text=True
+        [str(jfr), "print", "--events", "jdk.ExecutionSample", "--stack-depth", "64", str(recording)], capture_output=True, text=True
     ).stdout
     leaf: dict[str, int] = {}
     inside = dict.fromkeys(CATEGORIES, 0)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from py4j.protocol import Py4JError
 from pyspark.sql import SparkSession
 
 from .config import PROJECT_ROOT, memory_size
-from .runtime.processes import class_archive_file
+from .runtime.processes import AOT_CACHE_JDK, class_archive_file, class_archive_options, ensure_java, installed_jdk
 from .transform import EVENT_SCHEMA, WIRE_EVENT_FUNCTION
 
 
@@ -31,6 +32,7 @@ class SparkConfig:
     driver_java_options: str  # extra JVM options of the driver (local mode: the whole Spark JVM)
     driver_memory: str | None = None  # spark.driver.memory (the driver JVM's heap); None: Spark's default
     class_archive: Path | None = None  # the JVM class archive to map when it exists (runtime/class_archive.py)
+    java_home: Path | None = None  # the JDK of the Spark JVMs (SPARK_JAVA_HOME); None: JAVA_HOME or `java` on PATH
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str]) -> SparkConfig:
@@ -43,6 +45,8 @@ class SparkConfig:
                 driver_memory = memory_size(driver_memory)
             except ValueError as exc:  # one line, like a bad option of any entry point
                 raise SystemExit(f"error: SPARK_DRIVER_MEMORY (from the environment or .env): {exc}") from None
+        java_home = spark_java_home(settings.get("SPARK_JAVA_HOME", ""))
+        archive_on = settings.get("SPARK_CLASS_ARCHIVE", "false").lower() == "true"
         return cls(
             driver_memory=driver_memory or None,
             log_level=settings.get("SPARK_LOG_LEVEL", "WARN"),
@@ -51,7 +55,8 @@ class SparkConfig:
             package_zip=path("PACKAGE_ZIP", ".cache/purchase_analytics.zip"),
             log4j_config=PROJECT_ROOT / "build" / "log4j2-spark.properties",
             driver_java_options=settings.get("SPARK_DRIVER_JAVA_OPTIONS", "").strip(),
-            class_archive=class_archive_path() if settings.get("SPARK_CLASS_ARCHIVE", "false").lower() == "true" else None,
+            class_archive=class_archive_path(java_home) if archive_on else None,
+            java_home=java_home,
         )
 
     def java_options(self) -> list[str]:
@@ -60,17 +65,51 @@ class SparkConfig:
         start-up time), then SPARK_DRIVER_JAVA_OPTIONS."""
         options = [f"-Dlog4j2.configurationFile=file:{self.log4j_config}"] if self.log4j_config.exists() else []
         if self.class_archive and self.class_archive.is_file():
-            options += [f"-XX:SharedArchiveFile={self.class_archive}", "-Xlog:cds*=off"]
+            options += class_archive_options(self.class_archive)
         return options + self.driver_java_options.split()
 
+    @contextmanager
+    def launching(self) -> Iterator[None]:
+        """While a Spark JVM is launched (pyspark's gateway, spark-class): JAVA_HOME names
+        java_home, which Spark's launch scripts run. Only then: a broker this process starts
+        later runs on the default JDK, whose class archive it has."""
+        before = os.environ.get("JAVA_HOME")
+        if self.java_home:
+            os.environ["JAVA_HOME"] = str(self.java_home)
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("JAVA_HOME", None)
+            else:
+                os.environ["JAVA_HOME"] = before
 
-def class_archive_path() -> Path | None:
-    """Where the class archive of the installed Spark and the JDK that runs it lives
-    (runtime/class_archive.py builds it), shared by every checkout whose .venv uses the same
-    installed packages (build/cached-venv.sh). None without a `java`: Spark then fails at
-    start with its own message."""
+
+def spark_java_home(value: str) -> Path | None:
+    """SPARK_JAVA_HOME: `auto` is an installed JDK AOT_CACHE_JDK (25, which Spark 4.2 runs
+    on), whose class archive is an ahead-of-time cache, or None when there is none; `default`
+    (or unset) is None; anything else is a JDK's home, which must have bin/java. None: JAVA_HOME
+    or `java` on PATH, as for every other JVM."""
+    value = value.strip()
+    if value.lower() == "auto":
+        return installed_jdk(AOT_CACHE_JDK)
+    if value.lower() in ("", "default"):
+        return None
+    if not (Path(value) / "bin" / "java").is_file():
+        raise SystemExit(
+            f"error: SPARK_JAVA_HOME={value} (from the environment or .env) has no bin/java: set a JDK's home, auto or default"
+        )
+    return Path(value)
+
+
+def class_archive_path(java_home: Path | None = None) -> Path | None:
+    """Where the class archive of the installed Spark and the JDK that runs it (java_home's,
+    else the default `java`) lives (runtime/class_archive.py builds it), shared by every
+    checkout whose .venv uses the same installed packages (build/cached-venv.sh). None without
+    a `java`: Spark then fails at start with its own message."""
     try:
-        return class_archive_file(f"spark-{pyspark.__version__}", Path(pyspark.__file__).resolve().parent)
+        java = str(java_home / "bin" / "java") if java_home else ensure_java()
+        return class_archive_file(f"spark-{pyspark.__version__}", Path(pyspark.__file__).resolve().parent, java=java)
     except RuntimeError:
         return None
 
@@ -109,7 +148,8 @@ def create_spark_session(
     if java_options:
         builder = builder.config("spark.driver.extraJavaOptions", " ".join(java_options))
     try:
-        spark = builder.getOrCreate()
+        with config.launching():
+            spark = builder.getOrCreate()
     except Py4JError as exc:
         if "INVALID_DRIVER_MEMORY" not in str(exc):
             raise

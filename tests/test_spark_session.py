@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ import pyspark
 import pytest
 
 from purchase_analytics.config import PROJECT_ROOT, load_settings, user_cache_dir
-from purchase_analytics.spark_session import SparkConfig, class_archive_path
+from purchase_analytics.runtime.processes import AOT_CACHE_JDK, installed_jdk, jdk_feature
+from purchase_analytics.spark_session import SparkConfig, class_archive_path, spark_java_home
 
 from conftest import SETTINGS, TEST_JVM_OPTIONS
 
@@ -65,9 +67,41 @@ def test_the_class_archive_is_one_per_installed_spark_and_jdk_and_optional(tmp_p
     assert present.java_options()[-3:] == [f"-XX:SharedArchiveFile={tmp_path / 'some.jsa'}", "-Xlog:cds*=off", "-Xss2m"]
 
 
+def test_spark_runs_on_the_jdk_spark_java_home_names(tmp_path, monkeypatch):
+    assert spark_java_home("auto") == installed_jdk(AOT_CACHE_JDK)  # a JDK 25 when one is installed, else the default
+    assert spark_java_home("default") is None and spark_java_home("") is None
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "java").write_text("")
+    assert spark_java_home(str(tmp_path)) == tmp_path
+    with pytest.raises(SystemExit, match=r"^error: SPARK_JAVA_HOME=/nowhere \(from the environment or \.env\) has no bin/java"):
+        spark_java_home("/nowhere")
+    config = SparkConfig.from_settings({"SPARK_JAVA_HOME": str(tmp_path), "SPARK_CLASS_ARCHIVE": "true"})
+    assert config.java_home == tmp_path and config.class_archive == class_archive_path(tmp_path) != class_archive_path()
+    monkeypatch.setenv("JAVA_HOME", "/before")
+    with config.launching():  # only while a Spark JVM starts: a broker started later keeps the default JDK
+        assert os.environ["JAVA_HOME"] == str(tmp_path)
+    assert os.environ["JAVA_HOME"] == "/before"
+    monkeypatch.delenv("JAVA_HOME")
+    with config.launching():
+        pass
+    assert "JAVA_HOME" not in os.environ
+
+
+def test_the_session_jvm_runs_on_the_spark_jdk(spark):
+    """The tests' own session, from .env (SPARK_JAVA_HOME=auto): on a JDK 25 when one is
+    installed, whose class archive is an ahead-of-time cache."""
+    config = SparkConfig.from_settings(SETTINGS)
+    java_home = Path(spark.sparkContext._jvm.java.lang.System.getProperty("java.home"))
+    expected = config.java_home or Path(os.environ.get("JAVA_HOME") or shutil.which("java")).resolve().parent.parent
+    assert java_home.resolve() == expected.resolve()
+    if config.class_archive:
+        assert config.class_archive.suffix == (".aot" if jdk_feature(java_home / "bin" / "java") >= AOT_CACHE_JDK else ".jsa")
+
+
 def test_the_session_jvm_maps_the_class_archive(spark):
     """`make test` builds the archive first (make setup), so the tests' own JVM maps it: the
-    JVM's mapped class data is larger than the archive alone (the JDK's own comes with it)."""
+    JVM's mapped class data is most of the archive (a CDS archive comes with the JDK's own,
+    about 15 MB; an ahead-of-time cache replaces it, and leaves its heap objects unmapped)."""
     archive = SparkConfig.from_settings(SETTINGS).class_archive
     if archive is None or not archive.is_file():
         pytest.skip("no class archive here (make class-archive builds it)")
@@ -76,7 +110,7 @@ def test_the_session_jvm_maps_the_class_archive(spark):
     info = subprocess.run([str(jcmd), str(pid), "VM.info"], capture_output=True, text=True, timeout=60).stdout
     mapped = re.search(r"CDS archive\(s\) mapped at: .*size (\d+)", info)
     assert mapped, info[:2000]
-    assert int(mapped.group(1)) > archive.stat().st_size
+    assert int(mapped.group(1)) > archive.stat().st_size * 0.9
 
 
 @pytest.mark.spark

@@ -14,7 +14,10 @@ own runtime code on free ports:
     with --available-now, in three micro-batches, with dead letters.
 A JVM writes the classes it loaded into its archive when it exits
 (`-XX:ArchiveClassesAtExit`), and every later JVM of the same class path maps it
-(SPARK_CLASS_ARCHIVE=true, SparkConfig.java_options; KafkaBroker.class_archive). The JVM
+(SPARK_CLASS_ARCHIVE=true, SparkConfig.java_options; KafkaBroker.class_archive). On JDK 25
+(Spark's with SPARK_JAVA_HOME=auto where one is installed) the archive is an ahead-of-time
+cache (`-XX:AOTCacheOutput`): the classes also linked, and the training's method profiles,
+so the JIT compiles the job's hot code sooner (processes.class_archive_options). The JVM
 checks that an archive matches its own version and class path, and skips one that does not:
 that only costs start-up time.
 
@@ -28,6 +31,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..config import AggregatorConfig, load_settings, parse_aggregator_config
@@ -37,7 +42,7 @@ from ..smoke import fold_example
 from ..spark_session import SparkConfig, create_spark_session
 from .kafka_broker import KafkaBroker, class_archive_path, create_topics
 from .local import KAFKA_JARS
-from .processes import free_port
+from .processes import class_archive_options, free_port, log_tail
 
 TOPIC = "training"
 EVENTS = 300  # and three that are not events: dead letters
@@ -50,7 +55,7 @@ def dumping(archive: Path) -> tuple[Path, tuple[str, ...]]:
     leaves out)."""
     partial = archive.with_name(f".{archive.name}.{os.getpid()}")
     partial.parent.mkdir(parents=True, exist_ok=True)  # before the first JVM that writes there
-    return partial, (f"-XX:ArchiveClassesAtExit={partial}", "-Xlog:cds*=off")
+    return partial, tuple(class_archive_options(archive, write_to=partial))
 
 
 def fill_topic(bootstrap_servers: str) -> None:
@@ -98,6 +103,27 @@ def train_spark(spark, config: AggregatorConfig) -> None:
         raise RuntimeError(f"the training job read {summary.messages} of {EVENTS + 3} messages")
 
 
+@contextmanager
+def output_to(log: Path) -> Iterator[None]:
+    """This process's standard output and error, and so those of the JVMs it launches
+    meanwhile, go to `log`: a JVM that writes an ahead-of-time cache reports each step of it
+    there, with its whole class path, at exit."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log, "ab") as out:
+        os.dup2(out.fileno(), 1)
+        os.dup2(out.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
 def build_spark(archive: Path, settings: dict[str, str], bootstrap_servers: str) -> None:
     partial, dump = dumping(archive)
     # With deeper thread stacks: in this mode the stream execution thread ran out of stack in
@@ -107,7 +133,7 @@ def build_spark(archive: Path, settings: dict[str, str], bootstrap_servers: str)
     spark_config = dataclasses.replace(
         spark_config, class_archive=None, driver_java_options=f"{spark_config.driver_java_options} {options}"
     )
-    with tempfile.TemporaryDirectory(prefix="class-archive-spark-") as work_dir:
+    with tempfile.TemporaryDirectory(prefix="class-archive-spark-") as work_dir, output_to(Path(work_dir) / "spark.log"):
         config = training_config(settings, bootstrap_servers, Path(work_dir))
         spark = create_spark_session("ClassArchive", config.master, config.shuffle_partitions, config.session_timezone, spark_config)
         jvm = spark.sparkContext._gateway.proc  # the Spark JVM: it writes the archive when it exits
@@ -117,9 +143,12 @@ def build_spark(archive: Path, settings: dict[str, str], bootstrap_servers: str)
             spark.stop()
             jvm.stdin.close()  # end of input: the JVM exits (pyspark's gateway protocol)
             jvm.wait(timeout=300)
+        output = log_tail(Path(work_dir) / "spark.log")
     if jvm.returncode != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
-        raise SystemExit(f"error: the Spark JVM exited {jvm.returncode} without writing the class archive {archive}")
+        raise SystemExit(
+            f"error: the Spark JVM exited {jvm.returncode} without writing the class archive {archive}; its output ends:\n{output}"
+        )
     partial.replace(archive)  # whole or not at all: a JVM never maps a half-written archive
 
 

@@ -18,7 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..kafka_client import KafkaSecurity
-from .processes import class_archive_file, ensure_java, log_tail, pid_alive, read_pid, stop_pid, stop_pids, wait_until
+from .processes import (
+    class_archive_file,
+    class_archive_options,
+    ensure_java,
+    log_tail,
+    pid_alive,
+    read_pid,
+    stop_pid,
+    stop_pids,
+    wait_until,
+)
 
 KAFKA_MAIN = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
@@ -147,8 +157,7 @@ class KafkaBroker:
             f"-Xmx{self.heap}",
             "-Xms256m",
             *self.jvm_options,
-            # quiet: a stale archive (another JDK, other jars) is skipped, which only costs start-up time
-            *([f"-XX:SharedArchiveFile={archive}", "-Xlog:cds*=off"] if archive and archive.is_file() else []),
+            *(class_archive_options(archive) if archive and archive.is_file() else []),
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
             "-cp",
             self._classpath(),

@@ -221,7 +221,7 @@ def spark_master_url(settings: dict[str, str]) -> str:
     return settings.get("SPARK_MASTER_URL", "local[*]")
 
 
-def _start_daemon(name: str, argv: list[str]) -> int:
+def _start_daemon(name: str, argv: list[str], java_home: Path | None) -> int:
     SPARK_DIR.mkdir(parents=True, exist_ok=True)
     pid_file = SPARK_DIR / f"{name}.pid"
     if pid_alive(read_pid(pid_file)):
@@ -234,6 +234,7 @@ def _start_daemon(name: str, argv: list[str]) -> int:
         SPARK_LOCAL_IP="127.0.0.1",
         SPARK_WORKER_DIR=str(SPARK_DIR / "work"),
         PYSPARK_PYTHON=sys.executable,
+        **({"JAVA_HOME": str(java_home)} if java_home else {}),  # the worker's executors run on it too
     )
     with open(SPARK_DIR / f"{name}.log", "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
@@ -243,10 +244,15 @@ def _start_daemon(name: str, argv: list[str]) -> int:
 
 def spark_start(settings: dict[str, str]) -> None:
     """A standalone master and one worker, through pyspark's own spark-class."""
+    from ..spark_session import spark_java_home
+
     port, ui_port = settings["SPARK_MASTER_PORT"], settings["SPARK_MASTER_UI_PORT"]
     spark_class = _spark_class()
+    java_home = spark_java_home(settings.get("SPARK_JAVA_HOME", ""))  # the driver's JDK (SparkConfig.java_home)
     _start_daemon(
-        "master", [spark_class, "org.apache.spark.deploy.master.Master", "--host", "localhost", "--port", port, "--webui-port", ui_port]
+        "master",
+        [spark_class, "org.apache.spark.deploy.master.Master", "--host", "localhost", "--port", port, "--webui-port", ui_port],
+        java_home,
     )
     _start_daemon(
         "worker",
@@ -261,6 +267,7 @@ def spark_start(settings: dict[str, str]) -> None:
             "--host",
             "localhost",
         ],
+        java_home,
     )
 
     def worker_registered() -> bool:
