@@ -88,8 +88,8 @@ def test_spark_runs_on_the_jdk_spark_java_home_names(tmp_path, monkeypatch):
 
 
 def test_the_session_jvm_runs_on_the_spark_jdk(spark):
-    """The tests' own session, from .env (SPARK_JAVA_HOME=auto): on a JDK 25 when one is
-    installed, whose class archive is an ahead-of-time cache."""
+    """The tests' own session runs on the JDK .env's SPARK_JAVA_HOME names (`default`: the
+    default `java`), and its class archive is of the kind that JDK maps."""
     config = SparkConfig.from_settings(SETTINGS)
     java_home = Path(spark.sparkContext._jvm.java.lang.System.getProperty("java.home"))
     expected = config.java_home or Path(os.environ.get("JAVA_HOME") or shutil.which("java")).resolve().parent.parent
