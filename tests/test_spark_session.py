@@ -18,7 +18,7 @@ from purchase_analytics.config import PROJECT_ROOT, load_settings, user_cache_di
 from purchase_analytics.runtime.processes import AOT_CACHE_JDK, installed_jdk, jdk_feature
 from purchase_analytics.spark_session import SparkConfig, class_archive_path, spark_java_home
 
-from conftest import SETTINGS, TEST_JVM_OPTIONS
+from conftest import CHILD_ENV, SETTINGS, TEST_JVM_OPTIONS
 
 
 def test_settings_are_read_once_and_relative_paths_are_under_the_project():
@@ -127,3 +127,26 @@ def test_a_heap_spark_refuses_is_one_line_naming_the_setting():
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert len(errors) == 1 and errors[0].startswith("error: SPARK_DRIVER_MEMORY=480m is too small for Spark"), proc.stderr[-2000:]
+
+
+@pytest.mark.spark
+@pytest.mark.skipif(installed_jdk(AOT_CACHE_JDK) is None, reason=f"no JDK {AOT_CACHE_JDK} installed under /usr/lib/jvm")
+def test_spark_java_home_auto_runs_a_job_on_the_installed_jdk_25():
+    """SPARK_JAVA_HOME=auto, as a user sets it: the session's JVM is the installed JDK 25's,
+    it runs a query, and JAVA_HOME is the caller's again afterwards."""
+    code = (
+        "import os\n"
+        "from purchase_analytics.config import load_settings\n"
+        "from purchase_analytics.spark_session import SparkConfig, create_spark_session\n"
+        "spark = create_spark_session('t', 'local[1]', 1, 'UTC', SparkConfig.from_settings(load_settings()))\n"
+        "system = spark.sparkContext._jvm.java.lang.System\n"
+        "print(system.getProperty('java.specification.version'), system.getProperty('java.home'))\n"
+        "print(spark.range(1000).selectExpr('sum(id)').first()[0], os.environ.get('JAVA_HOME', '-'))\n"
+    )
+    env = {**CHILD_ENV, "SPARK_JAVA_HOME": "auto"}
+    env.pop("JAVA_HOME", None)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env, cwd=PROJECT_ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    version, home = proc.stdout.splitlines()[0].split()
+    assert (version, Path(home)) == (str(AOT_CACHE_JDK), installed_jdk(AOT_CACHE_JDK))
+    assert proc.stdout.splitlines()[1] == "499500 -"
