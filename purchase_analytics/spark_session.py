@@ -14,7 +14,7 @@ from py4j.protocol import Py4JError
 from pyspark.sql import SparkSession
 
 from .config import PROJECT_ROOT, memory_size
-from .runtime.processes import AOT_CACHE_JDK, class_archive_file, class_archive_options, ensure_java, installed_jdk
+from .runtime.processes import AOT_CACHE_JDK, class_archive_file, class_archive_options, installed_jdk
 from .transform import EVENT_SCHEMA, WIRE_EVENT_FUNCTION
 
 
@@ -107,8 +107,8 @@ def class_archive_path(java_home: Path | None = None) -> Path | None:
     else the default `java`) lives (runtime/class_archive.py builds it), shared by every
     checkout whose .venv uses the same installed packages (build/cached-venv.sh). None without
     a `java`: Spark then fails at start with its own message."""
+    java = str(java_home / "bin" / "java") if java_home else None  # None: ensure_java's
     try:
-        java = str(java_home / "bin" / "java") if java_home else ensure_java()
         return class_archive_file(f"spark-{pyspark.__version__}", Path(pyspark.__file__).resolve().parent, java=java)
     except RuntimeError:
         return None

@@ -244,11 +244,11 @@ def _start_daemon(name: str, argv: list[str], java_home: Path | None) -> int:
 
 def spark_start(settings: dict[str, str]) -> None:
     """A standalone master and one worker, through pyspark's own spark-class."""
-    from ..spark_session import spark_java_home
+    from ..spark_session import SparkConfig
 
     port, ui_port = settings["SPARK_MASTER_PORT"], settings["SPARK_MASTER_UI_PORT"]
     spark_class = _spark_class()
-    java_home = spark_java_home(settings.get("SPARK_JAVA_HOME", ""))  # the driver's JDK (SparkConfig.java_home)
+    java_home = SparkConfig.from_settings(settings).java_home  # the driver's JDK
     _start_daemon(
         "master",
         [spark_class, "org.apache.spark.deploy.master.Master", "--host", "localhost", "--port", port, "--webui-port", ui_port],
