@@ -34,7 +34,8 @@ def test_settings_are_read_once_and_relative_paths_are_under_the_project():
     assert (config.log_level, config.ui_enabled, config.driver_java_options) == ("ERROR", True, "-Xmx2g")
     assert config.connector_jars_dir == PROJECT_ROOT / "jars" / "here" and str(config.package_zip) == "/opt/pkg.zip"
     from_dot_env = SparkConfig.from_settings(load_settings(environ={}))
-    assert (from_dot_env.ui_enabled, from_dot_env.driver_java_options) == (False, "-XX:+UseParallelGC")  # .env: no UI, the parallel GC
+    assert not from_dot_env.ui_enabled  # .env: no UI, the parallel GC, the JIT's thresholds raised
+    assert {"-XX:+UseParallelGC", "-XX:Tier4CompileThreshold=150000"} <= set(from_dot_env.driver_java_options.split())
     assert from_dot_env.connector_jars_dir == PROJECT_ROOT / SETTINGS["SPARK_CONNECTOR_JARS_DIR"]
 
 
