@@ -15,7 +15,7 @@ import pyspark
 import pytest
 
 from purchase_analytics.config import PROJECT_ROOT, load_settings, user_cache_dir
-from purchase_analytics.runtime.processes import AOT_CACHE_JDK, installed_jdk, jdk_feature
+from purchase_analytics.runtime.processes import AOT_CACHE_JDK, ensure_java, installed_jdk, jdk_feature
 from purchase_analytics.spark_session import SparkConfig, class_archive_path, spark_java_home
 
 from conftest import CHILD_ENV, SETTINGS, TEST_JVM_OPTIONS
@@ -37,6 +37,25 @@ def test_settings_are_read_once_and_relative_paths_are_under_the_project():
     assert not from_dot_env.ui_enabled  # .env: no UI, the parallel GC, the JIT's thresholds raised
     assert {"-XX:+UseParallelGC", "-XX:Tier4CompileThreshold=150000"} <= set(from_dot_env.driver_java_options.split())
     assert from_dot_env.connector_jars_dir == PROJECT_ROOT / SETTINGS["SPARK_CONNECTOR_JARS_DIR"]
+
+
+def test_the_jdk_takes_every_jvm_option_of_dot_env():
+    """The tests' Spark has options of its own; .env's (the collector, the JIT's thresholds)
+    start every user's job, so Spark's JDK must take each with the value written there."""
+    config = SparkConfig.from_settings(load_settings(environ={}))
+    java = str(config.java_home / "bin" / "java") if config.java_home else ensure_java()
+    options = config.driver_java_options.split()
+    run = subprocess.run([java, *options, "-XX:+PrintFlagsFinal", "-version"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    final = dict(re.findall(r"^\s*\S+\s+(\w+)\s+:?= (\S+)", run.stdout, re.MULTILINE))  # type, name, value
+    written = dict(_flag(option) for option in options if option.startswith("-XX:"))
+    assert written and {name: final.get(name) for name in written} == written
+
+
+def _flag(option: str) -> tuple[str, str]:
+    """-XX:Name=value, -XX:+Name or -XX:-Name as (name, value), as -XX:+PrintFlagsFinal shows it."""
+    name, _, value = option.removeprefix("-XX:").partition("=")
+    return (name, value) if value else (name[1:], str(name[0] == "+").lower())
 
 
 def test_the_session_has_the_settings_the_jars_and_the_jvm_options(spark):
