@@ -25,7 +25,7 @@ from purchase_analytics.config import (
     positive_int,
     positive_interval,
 )
-from purchase_analytics.runtime.kafka_broker import KafkaBroker
+from purchase_analytics.runtime.kafka_broker import KafkaBroker, broker_java_options
 from purchase_analytics.runtime.local import KAFKA_JARS
 from purchase_analytics.runtime.processes import ensure_java, free_port
 
@@ -149,6 +149,7 @@ def versions(settings: dict) -> dict:
         "kafka-python": kafka.__version__,
         "confluent-kafka": confluent_kafka.version(),
         "spark.driver.memory": settings.get("SPARK_DRIVER_MEMORY") or "Spark's default",
+        "broker JVM options": " ".join(broker_java_options(settings)) or "the JDK's",
     }
 
 
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:  # inherited by every JVM this run starts: the broker, the perf tools, Spark, peers
         os.environ["JAVA_TOOL_OPTIONS"] = f"{os.environ.get('JAVA_TOOL_OPTIONS', '')} {SMOKE_JAVA_OPTIONS}".strip()
     work_dir = Path(tempfile.mkdtemp(prefix="bench-"))
-    broker = KafkaBroker(KAFKA_JARS, work_dir / "kafka", free_port(), free_port())
+    broker = KafkaBroker(KAFKA_JARS, work_dir / "kafka", free_port(), free_port(), jvm_options=broker_java_options(settings))
     print(f"starting a broker at {broker.bootstrap_servers} (data in {work_dir})", file=sys.stderr, flush=True)
     broker.start()
     bench = Bench(

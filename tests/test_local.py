@@ -41,6 +41,7 @@ def test_one_plaintext_broker_from_the_settings(data_dir):
     assert isinstance(broker, KafkaBroker)
     assert (broker.port, broker.controller_port, broker.data_dir, broker.tls_dir) == (19092, 19093, data_dir / "kafka", None)
     assert broker.default_partitions == int(SETTINGS["KAFKA_TOPIC_PARTITIONS"])
+    assert broker.jvm_options == tuple(SETTINGS["KAFKA_BROKER_JAVA_OPTIONS"].split()) != ()
 
 
 def test_three_secured_brokers_step_their_ports(data_dir):
@@ -61,6 +62,7 @@ def test_three_secured_brokers_step_their_ports(data_dir):
     ]
     assert {b.tls_dir for b in cluster.brokers} == {data_dir / "kafka-cluster" / "tls"}
     assert {b.heap for b in cluster.brokers} == {SETTINGS["KAFKA_CLUSTER_HEAP"]}
+    assert {b.jvm_options for b in cluster.brokers} == {tuple(SETTINGS["KAFKA_BROKER_JAVA_OPTIONS"].split())}
 
 
 @pytest.mark.parametrize(

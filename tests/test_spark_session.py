@@ -39,12 +39,16 @@ def test_settings_are_read_once_and_relative_paths_are_under_the_project():
     assert from_dot_env.connector_jars_dir == PROJECT_ROOT / SETTINGS["SPARK_CONNECTOR_JARS_DIR"]
 
 
-def test_the_jdk_takes_every_jvm_option_of_dot_env():
-    """The tests' Spark has options of its own; .env's (the collector, the JIT's thresholds)
-    start every user's job, so Spark's JDK must take each with the value written there."""
-    config = SparkConfig.from_settings(load_settings(environ={}))
-    java = str(config.java_home / "bin" / "java") if config.java_home else ensure_java()
-    options = config.driver_java_options.split()
+@pytest.mark.parametrize("setting", ["SPARK_DRIVER_JAVA_OPTIONS", "KAFKA_BROKER_JAVA_OPTIONS"])
+def test_the_jdk_takes_every_jvm_option_of_dot_env(setting):
+    """The tests' Spark and brokers have options of their own; .env's (the collectors, the
+    JIT's thresholds) start every user's job and broker, so the JDK that runs each must take
+    every option with the value written there."""
+    settings = load_settings(environ={})
+    config = SparkConfig.from_settings(settings)
+    spark = setting == "SPARK_DRIVER_JAVA_OPTIONS"
+    java = str(config.java_home / "bin" / "java") if spark and config.java_home else ensure_java()
+    options = settings[setting].split()
     run = subprocess.run([java, *options, "-XX:+PrintFlagsFinal", "-version"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     final = dict(re.findall(r"^\s*\S+\s+(\w+)\s+:?= (\S+)", run.stdout, re.MULTILINE))  # type, name, value

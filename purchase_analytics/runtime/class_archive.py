@@ -40,7 +40,7 @@ from ..events import event_json_bytes
 from ..job import ensure_output_topics, run_job
 from ..smoke import fold_example
 from ..spark_session import SparkConfig, create_spark_session
-from .kafka_broker import KafkaBroker, class_archive_path, create_topics
+from .kafka_broker import KafkaBroker, broker_java_options, class_archive_path, create_topics
 from .local import KAFKA_JARS
 from .processes import class_archive_options, free_port, log_tail
 
@@ -156,9 +156,8 @@ def build(settings: dict[str, str], spark_archive: Path | None, kafka_archive: P
     """The archives asked for (None: there already or off), around one training broker."""
     partial, dump = dumping(kafka_archive) if kafka_archive else (None, ())
     with tempfile.TemporaryDirectory(prefix="class-archive-kafka-") as work_dir:
-        broker = KafkaBroker(
-            KAFKA_JARS, Path(work_dir), free_port(), free_port(), jvm_options=(*KafkaBroker.jvm_options, *dump), class_archive=not partial
-        )
+        options = (*broker_java_options(settings), *dump)
+        broker = KafkaBroker(KAFKA_JARS, Path(work_dir), free_port(), free_port(), jvm_options=options, class_archive=not partial)
         try:
             broker.start()
             if partial:

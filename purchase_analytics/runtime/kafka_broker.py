@@ -48,9 +48,10 @@ class KafkaBroker:
     replication_factor: int = 1  # of the internal topics (offsets, transactions)
     tls_dir: Path | None = None  # secured: SASL_SSL on `port`, mutual TLS on `internal_port` and the controller
     internal_port: int | None = None
-    # JVM options besides the heap. The tests' short-lived brokers start in about half the
-    # time with the client compiler only and the serial collector (tests/conftest.py).
-    jvm_options: tuple[str, ...] = ("-XX:+UseG1GC",)
+    # JVM options besides the heap; none: the JDK's defaults. The project's brokers take
+    # KAFKA_BROKER_JAVA_OPTIONS (broker_java_options); the tests' short-lived ones the client
+    # compiler and the serial collector (tests/conftest.py).
+    jvm_options: tuple[str, ...] = ()
     # Map the class archive of these jars (class_archive_path) when there is one: a start
     # then takes about 30% less CPU (runtime/class_archive.py builds it; `make setup`).
     class_archive: bool = True
@@ -224,6 +225,11 @@ class KafkaBroker:
             wait_until(lambda: not pid_alive(pid), 30, "broker to die")
 
 
+def broker_java_options(settings: dict[str, str]) -> tuple[str, ...]:
+    """KAFKA_BROKER_JAVA_OPTIONS (.env): the JVM options of every broker the project starts."""
+    return tuple(settings.get("KAFKA_BROKER_JAVA_OPTIONS", "").split())
+
+
 def class_archive_path(jars_dir: Path) -> Path:
     """The JVM class archive of the Kafka jars in `jars_dir` and the `java` that runs them, in
     the user's cache (runtime/class_archive.py builds it). The JVM maps an archive only for
@@ -326,7 +332,7 @@ class KafkaCluster:
         default_partitions: int = 3,
         heap: str = "512m",
         tls_dir: Path | None = None,
-        jvm_options: tuple[str, ...] = KafkaBroker.jvm_options,
+        jvm_options: tuple[str, ...] = (),
     ) -> KafkaCluster:
         """`ports`: (client, controller, internal) per node; internal only when secured."""
         data_dir.mkdir(parents=True, exist_ok=True)

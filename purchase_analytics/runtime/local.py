@@ -27,7 +27,7 @@ from dotenv import dotenv_values
 
 from ..config import PROJECT_ROOT, load_settings
 from . import kafka_security, kafka_ui
-from .kafka_broker import KafkaBroker, KafkaCluster, create_topics
+from .kafka_broker import KafkaBroker, KafkaCluster, broker_java_options, create_topics
 from .processes import log_tail, pid_alive, port_open, read_pid, stop_pid, stop_pids, wait_until
 from .web_service import WebService
 
@@ -80,12 +80,19 @@ def local_broker(settings: dict[str, str]) -> KafkaBroker | KafkaCluster:
             default_partitions=partitions,
             tls_dir=data_dir / "tls" if secure else None,
             internal_port=controller + 1 if secure else None,
+            jvm_options=broker_java_options(settings),
         )
     step = int_setting(settings, "KAFKA_CLUSTER_PORT_STEP")
     ports = [(port + i * step, controller + i * step, controller + 1 + i * step if secure else None) for i in range(nodes)]
     data_dir = DATA_DIR / "kafka-cluster"
     return KafkaCluster.create(
-        KAFKA_JARS, data_dir, ports, partitions, settings.get("KAFKA_CLUSTER_HEAP", "512m"), data_dir / "tls" if secure else None
+        KAFKA_JARS,
+        data_dir,
+        ports,
+        partitions,
+        settings.get("KAFKA_CLUSTER_HEAP", "512m"),
+        data_dir / "tls" if secure else None,
+        broker_java_options(settings),
     )
 
 
