@@ -1,8 +1,10 @@
 # Real-time purchase analytics: Faker producer -> Kafka -> Spark Structured Streaming.
 # `make` or `make help` lists the targets. Settings come from .env; the environment and
 # the command line win over it (each line of .env is read as `NAME ?= value`).
+# Written to a file of this make's own, then renamed over env.mk in one step: make commands
+# started together each read a whole file, never one another make is still writing.
 ENV_MK := .cache/env.mk
-$(shell mkdir -p .cache && sed -E 's/^([A-Za-z_][A-Za-z0-9_]*)=(.*)$$/\1 ?= \2/' .env > $(ENV_MK))
+$(shell mkdir -p .cache && sed -E 's/^([A-Za-z_][A-Za-z0-9_]*)=(.*)$$/\1 ?= \2/' .env > $(ENV_MK).$$$$ && mv -f $(ENV_MK).$$$$ $(ENV_MK))
 include $(ENV_MK)
 export
 
