@@ -9,12 +9,14 @@ ports, topic names and defaults are written; the defaults below only cover a mis
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
@@ -173,6 +175,70 @@ def memory_size(text: str) -> str:
     return text.strip()
 
 
+# Spark's master URLs: local, local[N], local[*], local[N,F] (N threads, F task failures), a standalone
+# master or several (spark://HOST:PORT,HOST:PORT), Kubernetes (k8s://URL) and yarn.
+_HOST_PORT = r"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}"
+_MASTER_URL = re.compile(rf"local(?:\[(?:\*|[1-9][0-9]*)(?:\s*,\s*[0-9]+)?\])?|spark://{_HOST_PORT}(?:,{_HOST_PORT})*|k8s://\S+|yarn")
+
+
+def master_url(text: str) -> str:
+    ports = re.findall(r":([0-9]+)(?=,|$)", text) if text.startswith("spark://") else []
+    if not _MASTER_URL.fullmatch(text) or not all(0 < int(port) < 65536 for port in ports):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a Spark master URL: use local, local[N], local[*], local[N,F], spark://HOST:PORT[,HOST:PORT...],"
+            " k8s://URL or yarn"
+        )
+    return text
+
+
+def starting_offsets(text: str) -> str:
+    """earliest, latest, or the JSON Spark's Kafka source takes: {"topic":{"0":23,"1":-2}}, every partition's
+    offset (-2: the earliest, -1: the latest)."""
+    if text.strip().lower() in ("earliest", "latest"):
+        return text
+    try:
+        offsets = json.loads(text)
+    except ValueError:
+        offsets = None
+    if not (isinstance(offsets, dict) and offsets and all(_partition_offsets(v) for v in offsets.values())):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a starting offset: use earliest, latest or JSON such as "
+            '{"topic":{"0":23,"1":-2}} (partition: offset; -2 the earliest, -1 the latest)'
+        )
+    return text
+
+
+def _partition_offsets(value) -> bool:
+    """{"0": 23, "1": -2}: partition numbers and offsets from -2 on (JSON's true and false are not offsets)."""
+    if not isinstance(value, dict) or not value:
+        return False
+    return all(re.fullmatch(r"[0-9]+", p) and isinstance(o, int) and not isinstance(o, bool) and o >= -2 for p, o in value.items())
+
+
+# An offset as Spark's session time zone takes it: +01:00, -5, +0100, UTC+01:00, GMT-3
+_UTC_OFFSET = re.compile(r"(?:UTC|GMT)?([+-])([0-9]{1,2})(?::?([0-9]{2}))?")
+
+
+def session_timezone(text: str) -> str:
+    """A zone both Spark and the console sink (zoneinfo) read: a zone zoneinfo knows, or an offset of
+    whole hours, given as its zone (UTC, Z and +00:00 as UTC, +01:00 as Etc/GMT-1, whose sign is POSIX's)."""
+    offset = _UTC_OFFSET.fullmatch(text)
+    if offset:
+        sign, hours, minutes = offset[1], int(offset[2]), int(offset[3] or 0)
+        if minutes or hours > (14 if sign == "+" else 12):
+            raise argparse.ArgumentTypeError(f"no time zone has the offset {text!r}: name the zone instead, e.g. Asia/Kolkata for +05:30")
+        return f"Etc/GMT{'-' if sign == '+' else '+'}{hours}" if hours else "UTC"
+    if text in ("UTC", "Z"):
+        return "UTC"  # without a look-up: also where zoneinfo has no data
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise argparse.ArgumentTypeError(
+            f"unknown time zone {text!r}: use a zone name such as UTC or Europe/Paris, or an offset such as +01:00"
+        ) from None
+    return text
+
+
 @dataclass(frozen=True)
 class ProducerConfig:
     bootstrap_servers: str
@@ -311,7 +377,7 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
         None,
         help="topic with one JSON progress record per micro-batch ('' to disable)",
     )
-    p.add_setting("--master", "SPARK_MASTER_URL", str, "local[*]", help="Spark master URL")
+    p.add_setting("--master", "SPARK_MASTER_URL", master_url, "local[*]", help="Spark master URL")
     p.add_setting("--window", "WINDOW_DURATION", positive_interval, "10 minutes", help="tumbling window length")
     p.add_setting("--watermark", "WATERMARK_DELAY", non_negative_interval, "10 minutes", help="how late an event may be and still count")
     p.add_setting(
@@ -326,7 +392,13 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
         "--trigger", "TRIGGER_INTERVAL", non_negative_interval, "5 seconds", help="micro-batch interval (not with --available-now)"
     )
     p.add_argument("--available-now", action="store_true", help="process all data available now, then stop")
-    p.add_setting("--starting-offsets", "STARTING_OFFSETS", str, "earliest", help="where a new query starts: earliest or latest")
+    p.add_setting(
+        "--starting-offsets",
+        "STARTING_OFFSETS",
+        starting_offsets,
+        "earliest",
+        help='where a new query starts: earliest, latest, or JSON offsets per partition: {"topic":{"0":23,"1":-2}}',
+    )
     p.add_setting("--max-offsets-per-trigger", "MAX_OFFSETS_PER_TRIGGER", positive_int, None, help="cap on records per micro-batch")
     p.add_setting(
         "--max-poll-records",
@@ -361,7 +433,9 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
     p.add_setting(
         "--shuffle-partitions", "SHUFFLE_PARTITIONS", positive_int, 2, help="spark.sql.shuffle.partitions (state store partitions)"
     )
-    p.add_setting("--session-timezone", "SESSION_TIMEZONE", str, "UTC", help="time zone for window display")
+    p.add_setting(
+        "--session-timezone", "SESSION_TIMEZONE", session_timezone, "UTC", help="time zone for window display: a zone name or an offset"
+    )
     p.add_setting("--price-max", "PRICE_MAX", positive_int, DEFAULT_PRICE_MAX, help="largest valid price")
     p.add_argument("--no-console", action="store_true", help="do not print the windows table")
     p.add_setting(
@@ -372,6 +446,9 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
     given = sys.argv[1:] if argv is None else argv
     if a.available_now and any(arg == "--trigger" or arg.startswith("--trigger=") for arg in given):
         p.error("--trigger and --available-now exclude each other: --available-now processes what is there, then stops")
+    if a.starting_offsets.lstrip().startswith("{") and set(json.loads(a.starting_offsets)) != {a.topic}:
+        named = sorted(json.loads(a.starting_offsets))
+        p.error(f"--starting-offsets names the topics {named}, the job reads {a.topic!r}: give the offsets of its partitions only")
     return AggregatorConfig(
         bootstrap_servers=a.bootstrap_servers,
         topic=a.topic,

@@ -1,5 +1,6 @@
 import re
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from dotenv import dotenv_values
@@ -91,3 +92,83 @@ def test_project_env_file_is_complete():
     config = parse_aggregator_config([], settings)
     assert config.output_mode == "update" and config.starting_offsets == "earliest" and config.session_timezone == "UTC"
     assert config.max_poll_records == int(settings["KAFKA_MAX_POLL_RECORDS"]) == 10_000
+
+
+@pytest.mark.parametrize(
+    "master",
+    [
+        "local",
+        "local[1]",
+        "local[*]",
+        "local[4,2]",
+        "local[*, 3]",
+        "spark://host:7077",
+        "spark://a:7077,b.example:7078",
+        "k8s://https://h:6443",
+        "yarn",
+    ],
+)
+def test_spark_master_urls_that_spark_takes(master):
+    assert parse_aggregator_config(["--master", master], {}).master == master
+
+
+@pytest.mark.parametrize(
+    "option,value",
+    [
+        ("--master", "lcoal[2]"),
+        ("--master", "local[0]"),
+        ("--master", "local[two]"),
+        ("--master", "spark://host"),
+        ("--master", "spark://host:99999"),
+        ("--master", "k8s://"),
+        ("--master", "YARN"),
+        ("--starting-offsets", "earlist"),
+        ("--starting-offsets", '{"test-topic": {"0": "23"}}'),
+        ("--starting-offsets", '{"test-topic": {"p0": 23}}'),
+        ("--starting-offsets", '{"test-topic": {"0": -3}}'),
+        ("--starting-offsets", '{"test-topic": {}}'),
+        ("--starting-offsets", '{"other-topic": {"0": 5}}'),  # the job reads test-topic
+        ("--starting-offsets", '{"test-topic": {"0": 5}'),
+        ("--session-timezone", "Mars/Olympus"),
+        ("--session-timezone", "+05:30"),
+        ("--session-timezone", "+19:00"),
+        ("--session-timezone", "../etc/passwd"),
+    ],
+)
+def test_a_bad_master_starting_offset_or_time_zone_is_one_line_before_any_jvm(option, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_aggregator_config([option, value, "--topic", "test-topic"], {})
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and option in err
+
+
+def test_a_bad_value_in_the_environment_names_the_setting(capsys):
+    for name in ("SPARK_MASTER_URL", "STARTING_OFFSETS", "SESSION_TIMEZONE"):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_aggregator_config([], {name: "nonsense"})
+        assert exit_info.value.code == 2 and f"{name}='nonsense'" in capsys.readouterr().err
+
+
+def test_starting_offsets_earliest_latest_or_json_per_partition():
+    offsets = '{"purchases": {"0": 23, "1": -2, "2": -1}}'
+    assert parse_aggregator_config(["--starting-offsets", "latest"], {}).starting_offsets == "latest"
+    assert parse_aggregator_config(["--topic", "purchases", "--starting-offsets", offsets], {}).starting_offsets == offsets
+
+
+@pytest.mark.parametrize(
+    "zone,as_given_to_spark",
+    [
+        ("UTC", "UTC"),
+        ("Europe/Paris", "Europe/Paris"),
+        ("Z", "UTC"),
+        ("+00:00", "UTC"),
+        ("+01:00", "Etc/GMT-1"),
+        ("-5", "Etc/GMT+5"),
+        ("GMT+14", "Etc/GMT-14"),
+    ],
+)
+def test_session_time_zone_a_name_or_an_offset_the_console_sink_can_read_too(zone, as_given_to_spark):
+    config = parse_aggregator_config(["--session-timezone", zone], {})
+    assert config.session_timezone == as_given_to_spark
+    ZoneInfo(config.session_timezone)  # the console sink's zone
