@@ -124,7 +124,7 @@ class TreeSampler(Periodic):
 
     def peak_mb_by_name(self) -> dict[str, float]:
         """Peak RSS of the largest java and python process. Other names are short-lived
-        helpers (spark-submit's shell, a JVM child between fork and exec, which briefly
+        processes (spark-submit's shell, a JVM child between fork and exec, which briefly
         shows its parent's pages) and are left out."""
         peaks: dict[str, int] = {}
         for name, hwm in self.peak_kb.values():

@@ -1,5 +1,5 @@
 """The upper reference for the Spark job: the job itself (its options, Kafka source,
-session, micro-batch handler, window state, sinks and progress records), with the parse
+session, windows, sinks and progress records), with the parse
 and validation replaced by `from_json` alone. A string, a fraction or an out-of-range
 price goes through or becomes null; nothing is rejected. Run as
 `python -m bench.from_json_job` with the job's options (`--available-now` included)."""

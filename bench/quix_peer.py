@@ -8,7 +8,7 @@ watermark delay. The key is the event's source partition: Quix reads the partiti
 different paces (it serves the lowest partition number first, and waits for its
 repartition topic's partition of the same number), so with one key for all, the grace
 judged one partition's events against another partition's hours-later event times and
-dropped up to 29% of them (docs/performance.md, round 11). Per source partition, as each
+dropped up to 29% of them (docs/performance.md, Peers). Per source partition, as each
 Flink source split keeps its own watermark, the grace judges each event against its own
 partition's time; a window's total is the sum over the keys. The program stops once
 every partition's end offset, taken at start, is processed and every re-keyed event has

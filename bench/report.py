@@ -1,6 +1,6 @@
 """The results tables. Figures: one row per figure with its value, its ratio to a figure
-of the same run (absolute numbers move with the machine's load; ratios much less) and the
-issue's target, met or missed. Systems: every system over the traffic topic side by side."""
+of the same run (absolute numbers move with the machine's load; ratios much less) and its
+target, met or missed. Systems: every system over the traffic topic side by side."""
 
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ def _system_rows(results: dict, perf_c: float | None) -> list[tuple]:
         if "flink" in name.lower():
             figure, target = f"same, against {label} (both from submit / first batch to exit)", ">= 1.0x; never below 0.7x"
             met = NOT_MEASURED if ratio is None else ("ok" if ratio >= 1.0 else "MISSED (above 0.7x)" if ratio >= 0.7 else "MISSED")
-            # the other way the issue allows: both from the process's start, JVM start-up included (met: still the above)
+            # the other way to compare: both from the process's start, JVM start-up included (met: still the above)
             wall = _wall(default) / _wall(peer) if ratio and _wall(default) and _wall(peer) else None
             text += f"; {wall:.2f}x from process start to exit" if wall else ""
         else:
@@ -359,7 +359,7 @@ def _size_mb(text: str) -> float | None:
 
 
 def _lax(label: str) -> bool:
-    """Systems whose parsers accept what the job's rules reject (docs/performance.md, Peers)."""
+    """Systems whose parsers accept what the job's rules reject (docs/performance.md, "Peers: Quix Streams and Flink SQL")."""
     return "from_json" in label or "flink" in label.lower()
 
 
