@@ -2,7 +2,7 @@
 `-XX:SharedArchiveFile`).
 
 A Spark JVM loads and links thousands of classes from pyspark's jars before the job reads a
-message; mapping them from an archive saved about 30% of a start's CPU here, and about 30%
+message; mapping them from an archive saves about 30% of a start's CPU, and about 30%
 of a broker's (format and start). `make setup` runs this module, which builds each
 archive once per installed Spark (or Kafka jars), JDK and training (this module), in the
 user's cache (spark_session.class_archive_path, kafka_broker.class_archive_path). The
@@ -10,7 +10,7 @@ training is a short run of what the JVMs do for the pipeline, on one broker of t
 own runtime code on free ports:
   - the broker: a topic created, events produced, then consumed in a group;
   - Spark, in a JVM launched by the project's own session code: the job's transformation
-    and window fold on a static DataFrame, then the job itself (job.run_job) over that topic
+    and window sums on a static DataFrame (smoke.fold_example), then the job itself (job.run_job) over that topic
     with --available-now, in three micro-batches, with dead letters.
 A JVM writes the classes it loaded into its archive when it exits
 (`-XX:ArchiveClassesAtExit`), and every later JVM of the same class path maps it

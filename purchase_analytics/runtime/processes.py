@@ -1,4 +1,4 @@
-"""Small process helpers: pid files, stopping by PID only, waiting with a deadline."""
+"""Small process utilities: pid files, stopping by PID only, waiting with a deadline."""
 
 from __future__ import annotations
 
