@@ -35,7 +35,10 @@ mkdir -p "$cache_root"
     if [ ! -e "$cached/.fetched" ]; then
         rm -rf "$cached"
         echo "fetching the jars of $pom (once per version, into $cached)"
-        mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime "$@" -DoutputDirectory="$cached"
+        # Batch mode without transfer progress; jansi.noreset: Maven's console library (jansi 2)
+        # otherwise writes colour resets (ESC[0m) when it starts and stops, even in batch mode.
+        MAVEN_OPTS="${MAVEN_OPTS:-} -Djansi.noreset=true" \
+            mvn -q -B --no-transfer-progress -f "$pom" dependency:copy-dependencies -DincludeScope=runtime "$@" -DoutputDirectory="$cached"
         touch "$cached/.fetched"
     fi
 ) 9>"$cached.lock"
