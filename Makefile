@@ -139,8 +139,10 @@ lint: venv ## ruff: the linter and the format check (settings in pyproject.toml)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# The benchmark's Spark driver and broker run with its own JVM options (BENCH_*_JAVA_OPTIONS in .env).
 bench: setup bench-peers ## benchmark: Kafka's perf tools, producer, Spark job, latency, baseline, peers; table + JSON in results/
-	$(PY) -m bench $(ARGS)
+	SPARK_DRIVER_JAVA_OPTIONS="$(BENCH_SPARK_DRIVER_JAVA_OPTIONS)" KAFKA_BROKER_JAVA_OPTIONS="$(BENCH_KAFKA_BROKER_JAVA_OPTIONS)" \
+	  $(PY) -m bench $(ARGS)
 
 bench-peers: $(PEER_VENVS) $(FLINK_JARS_STAMP) ## the benchmark's peers: Quix Streams (.venv-quix), Flink SQL (.venv-flink) and Flink's Kafka connector
 
