@@ -13,17 +13,16 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from purchase_analytics.config import load_settings, parse_aggregator_config
-from purchase_analytics.job import BatchHandler, JobSummary, ProgressReporter, start_queries, window_sinks
+from purchase_analytics.job import JobSummary, ProgressReporter, WindowsHandler, start_queries, window_sinks
 from purchase_analytics.spark_session import SparkConfig, create_spark_session
-from purchase_analytics.transform import EVENT_SCHEMA, SOURCE_COLUMNS
+from purchase_analytics.transform import EVENT_COLUMNS, EVENT_SCHEMA, SOURCE_COLUMNS
 
 
-def from_json_only(raw: DataFrame, *_rules, **_batch_times) -> DataFrame:
+def from_json_only(raw: DataFrame, *_rules) -> DataFrame:
     event = F.from_json(F.col("value").cast("string"), EVENT_SCHEMA)
     return raw.select(
+        *[event[name].alias(name) for name in EVENT_COLUMNS if name != "event_time"],
         F.timestamp_seconds(event["ts"]).alias("event_time"),
-        event["ts"].alias("ts"),
-        event["price"].alias("price"),
         F.lit(None).cast("string").alias("rejection_reason"),
         F.lit(None).cast("binary").alias("value"),
         *SOURCE_COLUMNS,
@@ -36,14 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     spark = create_spark_session(
         "FromJsonReference", config.master, config.shuffle_partitions, config.session_timezone, SparkConfig.from_settings(settings)
     )
-    handler = BatchHandler(spark, config, window_sinks(config, None))
+    handler = WindowsHandler(spark, config, window_sinks(config, None))
     reporter = ProgressReporter(handler, config, JobSummary(), None, io.StringIO())
-    (query,) = start_queries(spark, config, handler, parse=from_json_only)
+    query, *others = start_queries(spark, config, handler, parse=from_json_only)
     try:
         while not query.awaitTermination(0.5):
             reporter.report(query)
     finally:
         reporter.report(query)
+        for other in others:
+            other.stop()
         spark.stop()
     return 0
 

@@ -9,7 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from purchase_analytics.checkpoint import QUERY_DIR
+from purchase_analytics.checkpoint import WINDOWS_DIR
 from purchase_analytics.config import PROJECT_ROOT, interval_seconds
 
 from . import ceiling, latency, memory, producer, spark, systems, traffic
@@ -138,10 +138,10 @@ def phase_stream(
     topic, checkpoint, out_dir = "bench-latency", bench.path("ckpt-latency"), bench.path("out-latency")
     create_topic(bench.bootstrap_servers, topic, bench.partitions)
     job = spark.StreamingJob(bench, topic, checkpoint, "--trigger", latency_trigger, "--output-dir", out_dir)
-    lag = spark.LagProbe(bench, topic, checkpoint / QUERY_DIR)
+    lag = spark.LagProbe(bench, topic, checkpoint / WINDOWS_DIR)
     try:
         _warm_up(bench, job, topic, latency_rate, backend, warmup)
-        with latency.OffsetLogRecorder(checkpoint / QUERY_DIR) as offset_log:
+        with latency.OffsetLogRecorder(checkpoint / WINDOWS_DIR) as offset_log:
             start = end_offsets(bench.bootstrap_servers, topic)
             _run_producer(bench, topic, latency_rate, latency_s, backend)
             end = end_offsets(bench.bootstrap_servers, topic)
@@ -170,7 +170,7 @@ def phase_stream(
     topic, checkpoint = "bench-stream", bench.path("ckpt-stream")
     create_topic(bench.bootstrap_servers, topic, bench.partitions)
     job = spark.StreamingJob(bench, topic, checkpoint, "--trigger", STEADY_TRIGGER)
-    lag = spark.LagProbe(bench, topic, checkpoint / QUERY_DIR)
+    lag = spark.LagProbe(bench, topic, checkpoint / WINDOWS_DIR)
     try:
         _warm_up(bench, job, topic, step_rates[0], backend, warmup)
         _wait_caught_up(lag, timeout_s=60)

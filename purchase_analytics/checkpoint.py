@@ -2,7 +2,9 @@
 
 Two jobs on one checkpoint both fail over and over (CONCURRENT_STREAM_LOG_UPDATE), so the
 second is refused at start. The lock is an OS lock (flock) on a file holding the owner's
-PID: the kernel drops it when the process dies, so a stale lock cannot block a restart.
+PID: the kernel drops it when the process dies, so a stale lock cannot block a restart. It
+covers both queries' checkpoints, which live under the one directory. A remote checkpoint
+(hdfs://, s3a://) has no lock: its store has to keep jobs apart (the job says so at start).
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 LOCK_NAME = ".lock"
 SOURCE_NAME = "source.json"  # which Kafka cluster and topic the checkpoint's offsets belong to
-QUERY_DIR = "query"  # Spark's checkpoint of the job's one query, and the window state beside its logs
-EARLIER_LAYOUT = "windows"  # before one query did both: a windows query (and a dead-letter query)
+SHAPE_NAME = "aggregation.json"  # the windows and groups the checkpoint's state was made with
+WINDOWS_DIR = "windows-query"  # Spark's checkpoint of the windows query: offsets, commits, state store
+DEAD_LETTERS_DIR = "dead-letters-query"  # Spark's checkpoint of the dead-letter query
+# Layouts of earlier versions of the job, whose window state Spark's aggregation cannot read:
+# `query` (one query folding its own window state) and `windows` (an earlier windows query).
+EARLIER_LAYOUTS = ("query", "windows")
 
 
 class CheckpointError(RuntimeError):
@@ -30,36 +35,45 @@ def local_path(checkpoint_dir: str) -> Path | None:
     return None if "://" in checkpoint_dir else Path(checkpoint_dir)
 
 
-def query_checkpoint(checkpoint_dir: str) -> str:
-    return f"{checkpoint_dir.rstrip('/')}/{QUERY_DIR}"
+def query_checkpoint(checkpoint_dir: str, query_dir: str = WINDOWS_DIR) -> str:
+    return f"{checkpoint_dir.rstrip('/')}/{query_dir}"
 
 
-def verify_source(checkpoint_dir: str, source: dict[str, str]) -> None:
-    """The checkpoint's offsets count in one topic of one cluster. A wiped broker (a new
-    cluster id) or a recreated topic (a new topic id) makes them meaningless, even when the
-    numbers still fit, so such a checkpoint is refused; a new one records its source."""
-    path = local_path(checkpoint_dir)
-    if path is None:
-        return  # a remote checkpoint
-    if (path / EARLIER_LAYOUT / "offsets").is_dir() and not (path / QUERY_DIR).exists():
+def verify_checkpoint(files, checkpoint_dir: str, source: dict[str, str], shape: dict) -> None:
+    """Refuse a checkpoint this job would misread, with one line and the fix, and record
+    what a new one belongs to. `files` are the checkpoint directory's (LocalFiles, or
+    HadoopFiles for any file system Spark writes to: every guard holds for both).
+    - Written by an earlier version of the job: its window state is not Spark's.
+    - Its offsets count in one topic of one cluster: a wiped broker (a new cluster id) or a
+      recreated topic (a new topic id) makes them meaningless, even when the numbers fit.
+    - Its state holds windows of one length and slide, grouped by the same fields: Spark
+      would read another shape's state without a word (the window length is not in its key).
+    """
+    names = set(files.names())
+    fix = f"start over with a new checkpoint: --checkpoint NEW_DIR, or delete {checkpoint_dir}"
+    earlier = [d for d in EARLIER_LAYOUTS if d in names]
+    if earlier and WINDOWS_DIR not in names:
         raise CheckpointError(
-            f"checkpoint {path} was written by an earlier version of the job (two queries; now one query reads each message "
-            f"once), and its window state cannot be carried over; start over with a new checkpoint: --checkpoint NEW_DIR, "
-            f"or delete {path}"
+            f"checkpoint {checkpoint_dir} was written by an earlier version of the job, whose window state Spark's own "
+            f"aggregation cannot read; {fix}"
         )
-    recorded_file = path / SOURCE_NAME
-    if recorded_file.exists():
-        recorded = json.loads(recorded_file.read_text())
+    if SOURCE_NAME in names:
+        recorded = json.loads(files.read(SOURCE_NAME))
         changed = [k for k in ("cluster_id", "topic_id") if recorded.get(k) and source.get(k) and recorded[k] != source[k]]
         if recorded.get("topic") == source.get("topic") and changed:
             what = "the Kafka cluster" if "cluster_id" in changed else f"topic '{source['topic']}'"
             raise CheckpointError(
-                f"checkpoint {path} belongs to another incarnation of {what} ({', '.join(changed)} changed: the broker was "
-                f"wiped or the topic recreated), so its offsets mean nothing there; start over with a new checkpoint: "
-                f"--checkpoint NEW_DIR, or delete {path}"
+                f"checkpoint {checkpoint_dir} belongs to another incarnation of {what} ({', '.join(changed)} changed: the broker "
+                f"was wiped or the topic recreated), so its offsets mean nothing there; {fix}"
             )
-    path.mkdir(parents=True, exist_ok=True)
-    recorded_file.write_text(json.dumps(source) + "\n")
+    if SHAPE_NAME in names:
+        recorded = json.loads(files.read(SHAPE_NAME))
+        changed = {k: (recorded.get(k), v) for k, v in shape.items() if recorded.get(k) != v}
+        if changed:
+            what = ", ".join(f"{k} {old!r} (now {new!r})" for k, (old, new) in changed.items())
+            raise CheckpointError(f"checkpoint {checkpoint_dir} holds windows made with {what}; use the same settings, or {fix}")
+    files.write(SOURCE_NAME, json.dumps(source) + "\n")
+    files.write(SHAPE_NAME, json.dumps(shape) + "\n")
 
 
 class CheckpointLock:
@@ -193,33 +207,3 @@ def use_checkpoint_file_manager(spark, checkpoint_dir: str) -> None:
     if spark._jvm.org.apache.spark.util.Utils.classIsLoadable(LOCAL_FILE_SYSTEM):  # `make jars` built it
         for key, value in LOCAL_FILE_SYSTEM_SETTINGS.items():
             spark.conf.set(key, value)
-
-
-OFFSETS_DIR = "offsets"  # Spark's offset log: one file per planned micro-batch, named by its id
-
-
-@dataclass(frozen=True)
-class PlannedBatch:
-    """A planned micro-batch, from its entry in Spark's offset log."""
-
-    time_s: float  # epoch seconds: what `current_timestamp()` means in it, the same when it runs again after a crash
-
-
-def planned_batch(offsets, batch_id: int) -> PlannedBatch:
-    """Batch `batch_id` of the offset log (`offsets` are the files of its directory)."""
-    return PlannedBatch(_entry_time_s(offsets.read(str(batch_id))))
-
-
-def _entry_time_s(entry: str) -> float:
-    return json.loads(entry.splitlines()[1])["batchTimestampMs"] / 1000
-
-
-def earliest_batch_time_s(offsets, now_s: float) -> float:
-    """The earliest time any coming micro-batch of a query can have: the last planned
-    batch's (it may run again), or now for a new checkpoint. An entry that cannot be read is
-    left to Spark, which refuses it with its own error (failures.py names the fix)."""
-    planned = [int(name) for name in offsets.names() if name.isdigit()]
-    try:
-        return min(now_s, _entry_time_s(offsets.read(str(max(planned))))) if planned else now_s
-    except (OSError, IndexError, KeyError, ValueError):
-        return now_s

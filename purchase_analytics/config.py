@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
-from .events import DEFAULT_MAX_FUTURE_S, DEFAULT_PRICE_MAX
+from .events import DEFAULT_MAX_FUTURE_S, DEFAULT_PRICE_MAX, FIELDS
 from .kafka_client import KafkaSecurity, SecurityConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -158,6 +158,26 @@ positive_interval = _interval(0, strict=True)
 non_negative_interval = _interval(0, strict=False)
 
 
+def optional_interval(text: str) -> str:
+    return positive_interval(text) if text.strip() else ""
+
+
+# Event fields a window may be grouped by (transform.aggregate_windows): every field but the
+# price (what is summed), the time (what makes the window) and the order id (one per event).
+GROUP_FIELDS = tuple(f.name for f in FIELDS if f.name not in ("price", "ts", "order_id"))
+STATE_STORES = ("hdfs", "rocksdb")
+
+
+def group_fields(text: str) -> tuple[str, ...]:
+    fields = tuple(f.strip() for f in text.split(",") if f.strip())
+    unknown = [f for f in fields if f not in GROUP_FIELDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown field {', '.join(map(repr, unknown))}: the fields are {', '.join(GROUP_FIELDS)}")
+    if len(set(fields)) != len(fields):
+        raise argparse.ArgumentTypeError(f"{text!r} names a field twice")
+    return fields
+
+
 def fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -289,6 +309,9 @@ class AggregatorConfig:
     console: bool
     timeout_s: float | None
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    slide_duration: str | None = None  # None: tumbling windows
+    group_by: tuple[str, ...] = ()  # event fields each window is grouped by, besides the window
+    state_store: str = "hdfs"  # Spark's state store provider: hdfs (the default) or rocksdb
 
 
 PRODUCER_BACKENDS = ("kafka-python", "confluent")
@@ -378,7 +401,16 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
         help="topic with one JSON progress record per micro-batch ('' to disable)",
     )
     p.add_setting("--master", "SPARK_MASTER_URL", master_url, "local[*]", help="Spark master URL")
-    p.add_setting("--window", "WINDOW_DURATION", positive_interval, "10 minutes", help="tumbling window length")
+    p.add_setting("--window", "WINDOW_DURATION", positive_interval, "10 minutes", help="window length")
+    p.add_setting("--slide", "WINDOW_SLIDE", optional_interval, None, help="sliding windows: a new window every DURATION (empty: tumbling)")
+    p.add_setting(
+        "--group-by",
+        "GROUP_BY",
+        group_fields,
+        (),
+        help=f"also group each window by these event fields, comma-separated: {', '.join(GROUP_FIELDS)} (empty: one total)",
+    )
+    p.add_setting("--state-store", "STATE_STORE", str, "hdfs", choices=STATE_STORES, help="Spark's state store provider")
     p.add_setting("--watermark", "WATERMARK_DELAY", non_negative_interval, "10 minutes", help="how late an event may be and still count")
     p.add_setting(
         "--output-mode",
@@ -444,6 +476,8 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
     p.add_setting("--timeout-s", None, float, None, help="stop after this many seconds")
     a = p.parse_args(argv)
     given = sys.argv[1:] if argv is None else argv
+    if a.slide and interval_seconds(a.slide) > interval_seconds(a.window):
+        p.error(f"argument --slide: {a.slide!r} is longer than the window ({a.window!r}): windows would leave gaps")
     if a.available_now and any(arg == "--trigger" or arg.startswith("--trigger=") for arg in given):
         p.error("--trigger and --available-now exclude each other: --available-now processes what is there, then stops")
     if a.starting_offsets.lstrip().startswith("{") and set(json.loads(a.starting_offsets)) != {a.topic}:
@@ -476,4 +510,7 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
         console=not a.no_console,
         timeout_s=a.timeout_s,
         security=parse_security(p),
+        slide_duration=a.slide or None,
+        group_by=a.group_by,
+        state_store=a.state_store,
     )

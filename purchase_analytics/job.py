@@ -1,8 +1,18 @@
-"""The streaming job: one query reads Kafka, parses and validates each message once, and
-each micro-batch yields both outputs: the dead letters, and the windowed totals for the
-sinks (BatchHandler). Supervised until done, stopped or told to drain.
+"""The streaming job: two queries on the job's topic, each with its own checkpoint under
+--checkpoint, supervised together until done, stopped or told to drain.
 
-Signals: SIGINT/SIGTERM stop at once (the checkpoint stays consistent); SIGUSR1 drains:
+- The windows query parses and checks each message (transform.parse_events) and sums the
+  valid events with Spark's own event-time aggregation (transform.aggregate_windows:
+  watermark, windows, Spark's state store). The rows Spark emits reach the sinks in
+  foreachBatch (WindowsHandler).
+- The dead-letter query parses the same messages and writes the rejected ones, with their
+  reason and source coordinates, through Spark's Kafka sink.
+
+Why two queries: the aggregated stream carries only the windows, so the rejected messages
+need a stream of their own; each query keeps its own offsets, so either restarts from its
+checkpoint without the other, and neither stops for a bad message.
+
+Signals: SIGINT/SIGTERM stop at once (the checkpoints stay consistent); SIGUSR1 drains:
 process everything available now, then stop (`make run EVENTS=N` uses it).
 """
 
@@ -10,39 +20,42 @@ from __future__ import annotations
 
 import json
 import signal
-import struct
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from py4j.java_gateway import JavaClass
 from pyspark.errors import StreamingQueryException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import functions as F
 
 from .checkpoint import (
-    OFFSETS_DIR,
+    DEAD_LETTERS_DIR,
+    WINDOWS_DIR,
     CheckpointError,
     CheckpointLock,
     checkpoint_files,
-    earliest_batch_time_s,
-    planned_batch,
+    local_path,
     query_checkpoint,
     use_checkpoint_file_manager,
-    verify_source,
+    verify_checkpoint,
 )
 from .config import AggregatorConfig, interval_seconds, load_settings, parse_aggregator_config
 from .failures import classify_failure, first_line
 from .kafka_client import ClientErrorLog, KafkaSecurity, diagnose_connection, explain_failure
-from .progress import BatchProgress
+from .progress import BATCH_METRICS, BatchProgress
 from .signals import set_on_signal
 from .sinks import ConsoleSink, JsonLinesSink, KafkaPublisher, KafkaResultsSink, SqliteResultsSink
 from .spark_session import SparkConfig, create_spark_session
-from .transform import STREAM_COLUMNS, CheckedBatch, DeadLetterRecords, parse_events, rejected_messages, window_partials
-from .window_state import US, BatchOutcome, Partial, StateLog, WindowState
+from .transform import aggregate_windows, dead_letter_records, parse_events, rejected_messages, valid_events
 
-QUERY_NAME = "purchases"
-STATE_DIR = "window-state"
+WINDOWS_QUERY = "purchase-windows"
+DEAD_LETTERS_QUERY = "purchase-dead-letters"
+STATE_STORE_PROVIDERS = {
+    "hdfs": "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
+    "rocksdb": "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+}
 
 MAX_RESTARTS = 5  # in a row: a batch that completes after a restart gives them back
 
@@ -54,8 +67,8 @@ def read_kafka(spark: SparkSession, config: AggregatorConfig) -> DataFrame:
         .options(**config.security.spark_options())
         .option("subscribe", config.topic)
         .option("startingOffsets", config.starting_offsets)
-        # Kafka's default of 500 records a poll: 2,000 polls per partition for a 1M-event batch,
-        # each through the consumer's fetch and network bookkeeping (docs/performance.md, round 13)
+        # Kafka's default of 500 records a poll means 2,000 polls per partition for a
+        # 1M-event batch, each through the consumer's fetch and network bookkeeping
         .option("kafka.max.poll.records", config.max_poll_records)
     )
     if config.max_offsets_per_trigger:
@@ -69,125 +82,156 @@ def _with_trigger(writer, config: AggregatorConfig):
     return writer.trigger(processingTime=config.trigger_interval)
 
 
-def start_queries(spark: SparkSession, config: AggregatorConfig, handler: BatchHandler, parse=parse_events):
-    """Start the job's query (a list, for the supervisor): Kafka -> parse -> `handler`.
-    (`parse` is the benchmark's seam for its from_json-only reference.) The one rule that
-    depends on the batch's time is checked by the handler: in the query's generated code the
-    time would change the code in every batch (transform.CheckedBatch)."""
+def checkpoint_shape(config: AggregatorConfig) -> dict:
+    """What the windows query's state depends on besides Spark's own checks (checkpoint.verify_checkpoint)."""
+    return {"window": config.window_duration, "slide": config.slide_duration, "group_by": list(config.group_by)}
+
+
+def _verify_checkpoint(files, config: AggregatorConfig) -> None:
+    verify_checkpoint(files, config.checkpoint_dir, source_identity(config), checkpoint_shape(config))
+
+
+def start_queries(spark: SparkSession, config: AggregatorConfig, handler: WindowsHandler, parse=parse_events) -> list:
+    """Start the job's queries (the windows query first). `parse` is the benchmark's seam
+    for its from_json-only reference."""
     use_checkpoint_file_manager(spark, config.checkpoint_dir)
-    since = earliest_batch_time_s(handler.offsets, time.time())
-    rows = parse(read_kafka(spark, config), config.price_max, config.max_future_s, batch_times_from=since).select(*STREAM_COLUMNS)
-    writer = (
-        rows.writeStream.queryName(QUERY_NAME).option("checkpointLocation", query_checkpoint(config.checkpoint_dir)).foreachBatch(handler)
+    spark.conf.set("spark.sql.streaming.stateStore.providerClass", STATE_STORE_PROVIDERS[config.state_store])
+    parsed = parse(read_kafka(spark, config), config.price_max, config.max_future_s)
+    counted = parsed.observe(
+        BATCH_METRICS, F.count(F.lit(1)).alias("messages"), F.count_if(F.col("rejection_reason").isNotNull()).alias("rejected")
     )
-    return [_with_trigger(writer, config).start()]
+    windows = aggregate_windows(
+        valid_events(counted), config.window_duration, config.watermark_delay, config.slide_duration, config.group_by
+    )
+    handler.late.start()
+    windows_writer = (
+        windows.writeStream.queryName(WINDOWS_QUERY)
+        .outputMode(config.output_mode)
+        .option("checkpointLocation", query_checkpoint(config.checkpoint_dir, WINDOWS_DIR))
+        .foreachBatch(handler)
+    )
+    queries = [_with_trigger(windows_writer, config).start()]
+    if config.dlq_topic:
+        rejected = rejected_messages(parse(read_kafka(spark, config), config.price_max, config.max_future_s))
+        dead_letters_writer = (
+            dead_letter_records(rejected, config.dlq_max_value_bytes)
+            .writeStream.queryName(DEAD_LETTERS_QUERY)
+            .format("kafka")
+            .option("kafka.bootstrap.servers", config.bootstrap_servers)
+            .options(**config.security.spark_options())
+            .option("topic", config.dlq_topic)
+            .option("kafka.acks", "all")
+            .option("checkpointLocation", query_checkpoint(config.checkpoint_dir, DEAD_LETTERS_DIR))
+        )
+        queries.append(_with_trigger(dead_letters_writer, config).start())
+    return queries
 
 
 def window_sinks(config: AggregatorConfig, publisher: KafkaPublisher | None) -> list:
     sinks = []
     if config.console:
-        sinks.append(ConsoleSink(config.session_timezone))
+        sinks.append(ConsoleSink(config.session_timezone, config.group_by))
     if config.output_dir:
-        sinks.append(JsonLinesSink(config.output_dir))
+        sinks.append(JsonLinesSink(config.output_dir, config.group_by))
     if config.results_db:
-        sinks.append(SqliteResultsSink(config.results_db))
+        sinks.append(SqliteResultsSink(config.results_db, config.group_by))
     if config.results_topic and publisher:
-        sinks.append(KafkaResultsSink(publisher, config.results_topic))
+        sinks.append(KafkaResultsSink(publisher, config.results_topic, config.group_by))
     return sinks
 
 
-# What the fold keeps of a batch's rejected messages for the dead-letter topic, in bytes
-# (their values, reasons and coordinates), shared evenly by the batch's tasks: the driver
-# receives them all. A batch with more is folded all the same, and its dead letters are read
-# from the batch again (from Kafka).
-DEAD_LETTER_BUDGET_BYTES = 16 << 20
+def window_key(row: Row, group_by: tuple[str, ...]) -> tuple:
+    """A window row's identity: its start and end (epoch seconds), and its group's values."""
+    return (row["window_start"].timestamp(), row["window_end"].timestamp(), *(row[g] for g in group_by))
 
 
-def fold_batch(
-    batch: DataFrame, state: WindowState, batch_id: int, append: bool, budget_bytes: int = DEAD_LETTER_BUDGET_BYTES
-) -> tuple[BatchOutcome, DataFrame | None]:
-    """One pass over the batch (`transform.batch_rows`' columns): its partial sums per window,
-    folded into the open windows, and its rejected messages, for the dead-letter topic (None
-    when there are none). The job's fold (jvm/.../BatchFold.java) makes both in one pass and
-    keeps the rejected messages in memory up to `budget_bytes` for the batch; past that, or
-    without the fold's jar, the rejected messages are the batch read again."""
-    spark = batch.sparkSession
-    fold = spark._jvm.purchase_analytics.BatchFold
-    if not isinstance(fold, JavaClass):  # not on Spark's classpath (spark_session.register_wire_parser says so)
-        return _fold_in_sql(batch, state, batch_id, append)
-    folded = fold.fold(batch._jdf, state.window_us, budget_bytes)
-    partials = [Partial(*p) for p in struct.iter_unpack("<4q", folded.partials())]
-    rejected = folded.rejected()
-    outcome = state.apply(batch_id, partials, folded.messages(), rejected, append)
-    if not rejected:
-        return outcome, None
-    return outcome, DataFrame(folded.deadLetters(), spark) if folded.complete() else rejected_messages(batch)
-
-
-def _fold_in_sql(batch: DataFrame, state: WindowState, batch_id: int, append: bool) -> tuple[BatchOutcome, DataFrame | None]:
-    """fold_batch without the job's jar: Spark SQL's grouping, and the batch read again for
-    its rejected messages."""
-    partials, messages, rejected = [], 0, 0
-    for r in window_partials(batch, state.window_us).collect():
-        messages += r.orders
-        if r.window_start_us is None:
-            rejected = r.orders
-        else:
-            partials.append(Partial(r.window_start_us, int(r.total_purchase), r.orders, r.max_event_us))
-    return state.apply(batch_id, partials, messages, rejected, append), rejected_messages(batch) if rejected else None
-
-
-class BatchHandler:
-    """The foreachBatch function of the job's query. A micro-batch arrives parsed and
-    checked but for the rule on the batch's time (read from Spark's offset log, so a batch
-    that runs again gets the same time), and is read once (`fold_batch`): the valid events'
-    partial sums are folded into the open windows (window_state), and its rejected messages,
-    if any, go to the dead-letter topic. Then the sinks get the windows the batch changed (or
-    closed, in append mode), and the state is saved in the checkpoint. All of it happens
-    before Spark commits the batch, so a batch that runs again after a crash writes the same
-    dead letters (keyed by their source coordinates) and the same windows, which every sink
-    takes as a no-op rewrite."""
+class WindowsHandler:
+    """The foreachBatch function of the windows query: the rows Spark's aggregation emitted
+    for a micro-batch (update mode: every window the batch changed, with its total so far;
+    append mode: each window once, when the watermark has passed its end), in window order,
+    to every sink. All of it happens before Spark commits the batch, so a batch that runs
+    again after a crash hands the sinks the same rows, which each takes as a no-op rewrite."""
 
     def __init__(self, spark: SparkSession, config: AggregatorConfig, sinks: list):
-        self.config = config
-        self.sinks = sinks
-        state_dir = f"{query_checkpoint(config.checkpoint_dir)}/{STATE_DIR}"
-        window_us, delay_us = (round(interval_seconds(t) * US) for t in (config.window_duration, config.watermark_delay))
-        self.log = StateLog(checkpoint_files(spark, state_dir), window_us, delay_us, config.checkpoint_dir)
-        self.log.load_before(sys.maxsize)  # a checkpoint made with another --window is refused here, before any batch
-        self.offsets = checkpoint_files(spark, f"{query_checkpoint(config.checkpoint_dir)}/{OFFSETS_DIR}")  # batch times
-        self.checked = CheckedBatch(config.max_future_s)
-        self.dead_letter_records = DeadLetterRecords(config.dlq_max_value_bytes)
-        self.outcomes: dict[int, BatchOutcome] = {}  # batch id -> what it did, for the progress reporter
+        self.sinks, self.group_by = sinks, config.group_by
+        self.late = LateEvents(spark, config)
+
+    def __call__(self, windows: DataFrame, batch_id: int) -> None:
+        rows = sorted(windows.collect(), key=lambda r: window_key(r, self.group_by))
+        for sink in self.sinks:
+            sink.write(batch_id, rows)
+        self.late.emitted(batch_id, rows)
+
+
+class LateEvents:
+    """How many valid events Spark's aggregation dropped as late in each micro-batch.
+
+    Spark judges a row late when its window ended at or before the watermark of the batch
+    before (and reports numRowsDroppedByWatermark, which counts rows after its partial
+    aggregation: one task's late events of one window are one row). So the job counts
+    events from what the aggregation kept: a batch's valid events less the events it added
+    to windows, read from the window counts. In update mode a batch emits every window it
+    changed with its new count: the added events are those counts less the ones before. In
+    append mode a window is emitted once, closed, so the counts are read from Spark's state
+    store after each batch with input, through Spark's state data source. A (re)started
+    query starts from the counts in the state store of its last committed batch.
+
+    With sliding windows an event is in several windows: the counts add up window rows, and
+    `late_rows` says how many window rows were dropped (`dropped_late` then counts an event
+    once per window that dropped it, divided by the windows per event)."""
+
+    def __init__(self, spark: SparkSession, config: AggregatorConfig):
+        self.spark, self.group_by = spark, config.group_by
+        self.append = config.output_mode == "append"
+        self.checkpoint = query_checkpoint(config.checkpoint_dir, WINDOWS_DIR)
+        self.counts: dict[tuple, int] = {}  # window key -> its events, after the last batch counted
+        self._emitted: dict[int, dict[tuple, int]] = {}  # batch id -> the counts it emitted
         self._lock = threading.Lock()
 
-    def __call__(self, scanned: DataFrame, batch_id: int) -> None:
-        state = self.log.load_before(batch_id)
-        batch = self.checked(scanned, planned_batch(self.offsets, batch_id).time_s)
-        budget = DEAD_LETTER_BUDGET_BYTES if self.config.dlq_topic else 0  # without the topic, nothing is kept
-        outcome, dead_letters = fold_batch(batch, state, batch_id, self.config.output_mode == "append", budget)
-        if dead_letters is not None and self.config.dlq_topic:
-            self._write_dead_letters(dead_letters)
-        for sink in self.sinks:
-            sink.write(batch_id, outcome.windows)
-        self.log.save(batch_id, state)
+    def start(self) -> None:
+        """Before the query (re)starts: the counts of its last committed batch."""
         with self._lock:
-            self.outcomes[batch_id] = outcome
+            self._emitted.clear()
+        self.counts = self._state_counts(None)
 
-    def _write_dead_letters(self, rejected: DataFrame) -> None:
-        (
-            self.dead_letter_records(rejected)
-            .write.format("kafka")
-            .option("kafka.bootstrap.servers", self.config.bootstrap_servers)
-            .options(**self.config.security.spark_options())
-            .option("topic", self.config.dlq_topic)
-            .option("kafka.acks", "all")
-            .save()
-        )
-
-    def outcome(self, batch_id: int) -> BatchOutcome | None:
+    def emitted(self, batch_id: int, rows: list[Row]) -> None:
         with self._lock:
-            return self.outcomes.pop(batch_id, None)
+            self._emitted[batch_id] = {window_key(r, self.group_by): int(r["orders"]) for r in rows}
+
+    def added(self, batch_id: int, had_input: bool, watermark_s: float | None) -> int:
+        """Events batch `batch_id` added to windows (Spark reported it; call in batch order)."""
+        with self._lock:
+            emitted = self._emitted.pop(batch_id, {})
+        if not self.append:
+            current = {**self.counts, **emitted}
+        elif had_input:
+            current = self._state_counts(batch_id)
+        else:  # no input adds nothing: the windows it emitted have closed
+            current = {k: v for k, v in self.counts.items() if k not in emitted}
+        closed = {k: emitted.get(k, self.counts.get(k, 0)) for k in (self.counts.keys() | emitted.keys()) - current.keys()}
+        added = sum(current.values()) + sum(closed.values()) - sum(self.counts.values())
+        if watermark_s is not None:  # windows the watermark has passed left Spark's state
+            current = {k: v for k, v in current.items() if k[1] > watermark_s}
+        self.counts = current
+        return added
+
+    def _state_counts(self, batch_id: int | None) -> dict[tuple, int]:
+        reader = self.spark.read.format("statestore")
+        if batch_id is not None:
+            reader = reader.option("batchId", batch_id)
+        try:
+            state = reader.load(self.checkpoint)
+            rows = state.select(
+                F.col("key.window.start").alias("window_start"),
+                F.col("key.window.end").alias("window_end"),
+                *[F.col(f"key.{g}").alias(g) for g in self.group_by],
+                F.col("value.count").alias("orders"),
+            ).collect()
+        except Exception as exc:  # a query that has committed no batch has no state yet
+            if "STDS_" in str(exc) or "PATH_NOT_FOUND" in str(exc):
+                return {}
+            raise
+        return {window_key(r, self.group_by): int(r["orders"]) for r in rows}
 
 
 @dataclass
@@ -239,16 +283,21 @@ class JobSignals:
 
 
 class ProgressReporter:
-    """Folds each new batch of the job's query into the summary, prints its line and
-    publishes it to the metrics topic."""
+    """Folds each new batch of the windows query into the summary, with its late events
+    (LateEvents), prints its line and publishes it to the metrics topic."""
 
-    def __init__(self, handler: BatchHandler, config: AggregatorConfig, summary: JobSummary, publisher: KafkaPublisher | None, out):
+    def __init__(self, handler: WindowsHandler, config: AggregatorConfig, summary: JobSummary, publisher: KafkaPublisher | None, out):
         self.handler, self.config, self.summary, self.publisher, self.out = handler, config, summary, publisher, out
         self.batches_since_restart = 0
+        self.windows_per_event = windows_per_event(config)
 
     def report(self, query) -> None:
         for raw in self._new_reports(query):
-            progress = BatchProgress.from_spark(json.loads(raw.json), self.handler.outcome(raw.batchId))
+            report = json.loads(raw.json)
+            counted = BatchProgress.from_spark(report)
+            added = self.handler.late.added(counted.batch_id, counted.input_rows > 0, _epoch_s(counted.watermark))
+            dropped_rows = counted.valid * self.windows_per_event - added
+            progress = BatchProgress.from_spark(report, dropped_late=dropped_rows // self.windows_per_event)
             if self.summary.record(progress):
                 self.batches_since_restart += 1
                 print(progress.line(), file=self.out, flush=True)
@@ -275,6 +324,19 @@ class ProgressReporter:
         return [raw for raw in query.recentProgress if self.summary.is_new(str(raw.runId), raw.batchId)]
 
 
+def windows_per_event(config: AggregatorConfig) -> int:
+    """How many windows each event is in: one when tumbling, window / slide when sliding
+    (a window a whole number of slides long; otherwise it varies, and the late count is
+    rounded down)."""
+    if not config.slide_duration:
+        return 1
+    return max(1, int(interval_seconds(config.window_duration) // interval_seconds(config.slide_duration)))
+
+
+def _epoch_s(iso: str | None) -> float | None:
+    return None if iso is None else datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
 class JobFailed(RuntimeError):
     """A failure that a restart cannot heal: the message names the cause and the fix."""
 
@@ -299,8 +361,16 @@ def run_job(
         if signals.installed:
             signals.install()  # the new SparkContext took SIGINT for itself (a traceback on Ctrl-C)
     summary = JobSummary()
+    if local_path(config.checkpoint_dir) is None:  # a local one was checked before Spark started (main)
+        print(
+            f"note: checkpoint {config.checkpoint_dir} is remote: it is checked through Hadoop's file system, but not locked; "
+            f"run one job on it at a time",
+            file=out,
+            flush=True,
+        )
+        _verify_checkpoint(checkpoint_files(spark, config.checkpoint_dir), config)
     publisher = KafkaPublisher(config.bootstrap_servers, config.security) if (config.results_topic or config.metrics_topic) else None
-    handler = BatchHandler(spark, config, window_sinks(config, publisher))
+    handler = WindowsHandler(spark, config, window_sinks(config, publisher))
     reporter = ProgressReporter(handler, config, summary, publisher, out)
     deadline = time.monotonic() + config.timeout_s if config.timeout_s else None
     restarts_in_row = 0
@@ -319,6 +389,7 @@ def run_job(
                     restarts_in_row = 0  # the last restart healed: its budget is given back
                 restarts_in_row += 1
                 _stop_all(queries)
+                reporter.report(queries[0])
                 _before_restart(config, failed, restarts_in_row, summary, signals, out)
                 reporter.batches_since_restart = 0
                 queries = start_queries(spark, config, handler)
@@ -486,11 +557,15 @@ def main(argv: list[str] | None = None) -> int:
         with CheckpointLock(config.checkpoint_dir):
             check_broker(config.bootstrap_servers, config.topic, config.security)
             wait_for_topic(config.bootstrap_servers, config.topic, config.security, signals, config.timeout_s)
-            verify_source(config.checkpoint_dir, source_identity(config))
+            path = local_path(config.checkpoint_dir)
+            if path is not None:  # a remote one is checked once Spark's file systems are there (run_job)
+                _verify_checkpoint(checkpoint_files(None, str(path)), config)
             ensure_output_topics(config)
             print(
                 f"aggregating topic '{config.topic}' at {config.bootstrap_servers} on {config.master}: "
-                f"{config.window_duration} windows, watermark {config.watermark_delay}, {config.output_mode} mode, "
+                f"{config.window_duration} windows{' every ' + config.slide_duration if config.slide_duration else ''}"
+                f"{' by ' + ','.join(config.group_by) if config.group_by else ''}, watermark {config.watermark_delay}, "
+                f"{config.output_mode} mode, "
                 f"{'available-now' if config.available_now else 'trigger ' + config.trigger_interval}, checkpoint {config.checkpoint_dir}",
                 file=sys.stderr,
                 flush=True,

@@ -1,8 +1,9 @@
-"""Structured progress: one record per micro-batch of the job's query, from Spark's own
-progress report (timing, rates, offsets) and what the batch did to the windows
-(window_state.BatchOutcome: messages, rejected, late, state, watermark). It is the one
-source for the job's console lines and summary, the metrics topic (the dashboard), the
-benchmark and the tests; nothing parses prose back.
+"""Structured progress: one record per micro-batch of the job's windows query, from Spark's
+own progress report: timing, rates, offsets, the watermark, the state store's rows, and the
+batch's message counts (an observed metric of the query, BATCH_METRICS). Only the late
+events are counted by the job (job.LateEvents). It is the one source for the job's console
+lines and summary, the metrics topic (the dashboard), the benchmark and the tests; nothing
+parses prose back.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from .window_state import BatchOutcome
+# The windows query's observed metric (Dataset.observe): per micro-batch, `messages` read
+# and `rejected` (dead-lettered by the dead-letter query).
+BATCH_METRICS = "batch"
+NO_WATERMARK = "1970-01-01T00:00:00.000Z"  # Spark's watermark before any event was seen
 
 
 def _offsets(source_offsets: str | dict | None) -> dict[str, dict[str, int]]:
@@ -32,12 +36,13 @@ class BatchProgress:
     batch_duration_ms: int
     messages: int  # read from the topic in this batch
     rejected: int  # sent to the dead-letter topic
-    dropped_late: int  # valid events dropped by the watermark (their window had closed)
-    state_rows: int  # open windows
+    dropped_late: int  # valid events Spark's aggregation dropped as late (their window had closed)
+    state_rows: int  # open windows (rows of Spark's state store)
     watermark: str | None
     start_offsets: dict[str, dict[str, int]] = field(default_factory=dict)
     end_offsets: dict[str, dict[str, int]] = field(default_factory=dict)
-    # Where the batch's time went, as Spark reports it (addBatch: the job's batch handler;
+    late_rows: int = 0  # Spark's numRowsDroppedByWatermark: late rows after its partial aggregation, not events
+    # Where the batch's time went, as Spark reports it (addBatch: the batch and the sinks;
     # walCommit and commitOffsets: the checkpoint's logs; latestOffset, getBatch, queryPlanning)
     durations_ms: dict[str, int] = field(default_factory=dict)
 
@@ -51,10 +56,12 @@ class BatchProgress:
         return self.input_rows == 0 and self.dropped_late == 0
 
     @classmethod
-    def from_spark(cls, progress: dict, outcome: BatchOutcome | None = None) -> BatchProgress:
-        """Spark's report of one batch, with what the job's batch handler recorded for it
-        (None for a batch that never reached the handler: it changed nothing)."""
+    def from_spark(cls, progress: dict, dropped_late: int = 0) -> BatchProgress:
+        """Spark's report of one batch of the windows query, with its late events."""
         sources = progress.get("sources") or [{}]
+        observed = (progress.get("observedMetrics") or {}).get(BATCH_METRICS) or {}
+        state = (progress.get("stateOperators") or [{}])[0]
+        watermark = (progress.get("eventTime") or {}).get("watermark")
         return cls(
             run_id=str(progress["runId"]),
             batch_id=int(progress["batchId"]),
@@ -63,13 +70,14 @@ class BatchProgress:
             input_rows_per_s=float(progress.get("inputRowsPerSecond") or 0.0),
             processed_rows_per_s=float(progress.get("processedRowsPerSecond") or 0.0),
             batch_duration_ms=int(progress.get("batchDuration", 0)),
-            messages=outcome.messages if outcome else 0,
-            rejected=outcome.rejected if outcome else 0,
-            dropped_late=outcome.dropped_late if outcome else 0,
-            state_rows=outcome.state_rows if outcome else 0,
-            watermark=outcome.watermark if outcome else None,
+            messages=int(observed.get("messages") or 0),
+            rejected=int(observed.get("rejected") or 0),
+            dropped_late=dropped_late,
+            state_rows=int(state.get("numRowsTotal") or 0),
+            watermark=None if watermark in (None, NO_WATERMARK) else watermark,
             start_offsets=_offsets(sources[0].get("startOffset")),
             end_offsets=_offsets(sources[0].get("endOffset")),
+            late_rows=int(state.get("numRowsDroppedByWatermark") or 0),
             durations_ms={k: int(v) for k, v in (progress.get("durationMs") or {}).items()},
         )
 

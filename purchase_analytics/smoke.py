@@ -1,18 +1,16 @@
-"""`spark-scripts/spark-example.py`: the job's transformation and window fold on a static DataFrame, no Kafka."""
+"""`spark-scripts/spark-example.py`: the job's transformation and Spark's window aggregation on a static DataFrame, no Kafka."""
 
 from __future__ import annotations
 
 import sys
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
-from .config import AggregatorConfig, interval_seconds, load_settings, parse_aggregator_config
+from .config import AggregatorConfig, load_settings, parse_aggregator_config
 from .events import PurchaseEvent
-from .job import fold_batch
 from .sinks import ConsoleSink
 from .spark_session import SparkConfig, create_spark_session
-from .transform import batch_rows, parse_events
-from .window_state import US, BatchOutcome, WindowState
+from .transform import aggregate_windows, parse_events, valid_events
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,15 +22,17 @@ def main(argv: list[str] | None = None) -> int:
         "SparkExample", config.master, config.shuffle_partitions, config.session_timezone, SparkConfig.from_settings(settings)
     )
     try:
-        ConsoleSink().write(0, fold_example(spark, config).windows)
+        windows = example_windows(spark, config).orderBy("window_start", *config.group_by).collect()
+        ConsoleSink(config.session_timezone, config.group_by).write(0, windows)
     finally:
         spark.stop()
     return 0
 
 
-def fold_example(spark: SparkSession, config: AggregatorConfig) -> BatchOutcome:
-    """Ten events over two windows and one message that is not JSON, parsed and folded as one batch."""
+def example_windows(spark: SparkSession, config: AggregatorConfig) -> DataFrame:
+    """Ten events over two windows and one message that is not JSON, parsed and aggregated
+    as the job does (on a static DataFrame the watermark has nothing to drop)."""
     events = [PurchaseEvent(f"order-{i}", i, "Chair", "red", 100 * (i + 1), 1_700_000_000 + 120 * i) for i in range(10)]
     raw = spark.createDataFrame([(e.to_json_bytes(),) for e in events] + [(b"not json",)], "value binary")
-    state = WindowState(*(round(interval_seconds(t) * US) for t in (config.window_duration, config.watermark_delay)))
-    return fold_batch(batch_rows(parse_events(raw, config.price_max)), state, 0, append=False)[0]
+    parsed = parse_events(raw, config.price_max, config.max_future_s)
+    return aggregate_windows(valid_events(parsed), config.window_duration, config.watermark_delay, config.slide_duration, config.group_by)

@@ -1,7 +1,8 @@
 """Pure DataFrame transformations: raw Kafka rows -> validated events -> windowed totals.
 
 No session is created and no I/O happens here, so every function works the same on a
-streaming DataFrame and on a static one built in a test.
+streaming DataFrame and on a static one built in a test. What the job computes is
+`aggregate_windows`: Spark's own event-time aggregation, in a few lines.
 
 A value in the producer's wire form takes a fast path: the job's wire parser
 (jvm/src/purchase_analytics/WireEvent.java, registered as WIRE_EVENT_FUNCTION by
@@ -19,9 +20,7 @@ checks (one string comparison instead of six lookups); any other value takes the
 
 from __future__ import annotations
 
-import math
 import string
-from decimal import Decimal
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -32,8 +31,6 @@ from .events import DEFAULT_MAX_FUTURE_S, FIELD_NAMES, FIELDS, MAX_NESTING_DEPTH
 EVENT_COLUMNS = tuple(f.name for f in FIELDS if f.name != "ts") + ("event_time",)
 # Columns of a raw Kafka row that travel with an invalid message to the dead-letter topic.
 SOURCE_COLUMNS = ("topic", "partition", "offset")
-# What the streaming job's scan hands each micro-batch, before `CheckedBatch`.
-STREAM_COLUMNS = ("event_time", "ts", "price", "rejection_reason", "value", *SOURCE_COLUMNS)
 
 # How `from_json` reads the values once their JSON types are known to be right.
 EVENT_SCHEMA = ", ".join(f"{f.name} {f.spark_type}" for f in FIELDS)
@@ -128,7 +125,7 @@ def _first(checks: list[tuple[Column, Column]]) -> Column:
 
 
 def _rejection_reason(
-    raw_text: Column, variant: Column, schema: Column, fields: dict[str, Column], price_max: int, max_future_s: int, future: bool
+    raw_text: Column, variant: Column, schema: Column, fields: dict[str, Column], price_max: int, max_future_s: int
 ) -> Column:
     """The first rule a message breaks, or NULL for a valid event. `coalesce` and `CASE`
     stop at their first hit, so each group of checks runs only when the ones before pass,
@@ -157,26 +154,16 @@ def _rejection_reason(
         )
     canonical = schema.isin(list(CANONICAL_SCHEMAS)) | schema.rlike(CANONICAL_SCHEMA_PATTERN)
     field_types = F.when(~canonical, _first(type_checks))
-    return F.coalesce(whole_value, field_types, _value_reason(fields, price_max, max_future_s, future))
+    return F.coalesce(whole_value, field_types, _value_reason(fields, price_max, max_future_s))
 
 
-def _value_reason(fields: dict[str, Column], price_max: int, max_future_s: int, future: bool) -> Column:
-    """The first value rule (events.value_rules) an event with the right JSON types breaks,
-    without the last one (`_future_rule`) unless `future`. Both parsers must agree first (a
-    key could imitate the schema text)."""
-    rules = value_rules(price_max, max_future_s)
+def _value_reason(fields: dict[str, Column], price_max: int, max_future_s: int) -> Column:
+    """The first value rule (events.value_rules) an event with the right JSON types breaks.
+    Both parsers must agree first (a key could imitate the schema text)."""
     return _first(
         [(value.isNull(), F.lit(f"field {name} could not be read")) for name, value in fields.items()]
-        + [(_breaks(rule, fields[rule.field]), F.lit(rule.reason)) for rule in (rules if future else rules[:-1])]
+        + [(_breaks(rule, fields[rule.field]), F.lit(rule.reason)) for rule in value_rules(price_max, max_future_s)]
     )
-
-
-def _future_rule(max_future_s: int) -> ValueRule:
-    """The one rule that depends on the time a batch is processed. It is the last rule, so
-    checking it after the others gives every message the same first reason."""
-    rule = value_rules(0, max_future_s)[-1]
-    assert rule.kind == "at_most_ahead", "the rule that needs the batch time must come last"
-    return rule
 
 
 def _breaks(rule: ValueRule, value: Column) -> Column:
@@ -192,46 +179,30 @@ def _breaks(rule: ValueRule, value: Column) -> Column:
     if rule.kind == "finite":
         return F.isnan(value) | F.abs(value).eqNullSafe(float("inf"))
     if rule.kind == "at_most_ahead":
+        # current_timestamp() in a streaming query is the micro-batch's own time, kept in
+        # Spark's offset log: a batch that runs again after a crash judges every event alike.
         return _ahead(value, F.unix_timestamp(F.current_timestamp()) + rule.limit)
     raise ValueError(f"unknown rule kind {rule.kind!r}")
 
 
-# The latest allowed `ts` is compared as a DECIMAL. Spark writes a BIGINT or DOUBLE literal
-# into its generated Java code, so a time that changes with every micro-batch would mean new
-# code to compile (and for the JIT to compile again) in every batch, over half a second of CPU;
-# a DECIMAL literal is passed by reference and the code stays the same. 18 digits keep the
-# decimal a long inside; a `ts` too large for them is decided by its sign.
+# `ts > latest_s` is compared as a DECIMAL: `ts` may be a double beyond a long's range, and
+# 18 digits keep the decimal a long inside; a `ts` too large for them is decided by its sign.
 _LATEST_TYPE = "decimal(18,0)"
 _LATEST_RANGE = 1e17
 
 
-class _Ahead:
-    """`ts > latest_s` (epoch seconds, latest_s a whole number): `ts` is finite here, and
-    `ts > n` is `ceil(ts) > n` for a whole number n. The columns over `ts` alone are built
-    once, for every `latest_s` it is compared with (CheckedBatch: one per micro-batch)."""
-
-    def __init__(self, ts: Column):
-        self.in_range, self.ceil, self.positive = F.abs(ts) < _LATEST_RANGE, F.ceil(ts).cast(_LATEST_TYPE), ts > 0
-
-    def __call__(self, latest_s: Column) -> Column:
-        return F.when(self.in_range, self.ceil > latest_s.cast(_LATEST_TYPE)).otherwise(self.positive)
-
-
 def _ahead(ts: Column, latest_s: Column) -> Column:
-    return _Ahead(ts)(latest_s)
+    """`ts > latest_s` (epoch seconds, latest_s a whole number): `ts` is finite here, and
+    `ts > n` is `ceil(ts) > n` for a whole number n."""
+    in_range = F.abs(ts) < _LATEST_RANGE
+    return F.when(in_range, F.ceil(ts).cast(_LATEST_TYPE) > latest_s.cast(_LATEST_TYPE)).otherwise(ts > 0)
 
 
 def has_wire_parser(spark: SparkSession) -> bool:
     return spark.catalog.functionExists(WIRE_EVENT_FUNCTION)
 
 
-def parse_events(
-    raw: DataFrame,
-    price_max: int,
-    max_future_s: int = DEFAULT_MAX_FUTURE_S,
-    fast_path: bool = True,
-    batch_times_from: float | None = None,
-) -> DataFrame:
+def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX_FUTURE_S, fast_path: bool = True) -> DataFrame:
     """Kafka rows (binary `value`, plus topic/partition/offset when present) -> one row per
     message with the typed event columns, `rejection_reason` (NULL for a valid event), the
     source columns, and `value`: the original bytes of a rejected message (all the
@@ -242,18 +213,7 @@ def parse_events(
     so only the value rules are checked, and unless it breaks one its bytes are dropped
     right there. Only other values are parsed into a VARIANT for the full checks.
     `fast_path=False`, or a session without the wire parser, sends every value the full
-    way (the tests compare both).
-
-    The streaming job passes `batch_times_from`, the earliest time (epoch seconds) any of its
-    micro-batches can have: the rule that depends on the batch's time (`_future_rule`) is
-    then left to `CheckedBatch`, once per batch, and the result has `ts` too. A valid event
-    keeps its bytes until then only if that rule could still reject it: its `ts` is ahead of
-    `batch_times_from` by more than the rule allows."""
-    future = batch_times_from is None
-    if future:
-        kept_for_later = F.lit(False)
-    else:
-        kept_for_later = _ahead(F.col("ts"), F.lit(_latest_s(batch_times_from, max_future_s))).eqNullSafe(True)
+    way (the tests compare both)."""
     source = [F.col(c) for c in SOURCE_COLUMNS if c in raw.columns]
     if fast_path and has_wire_parser(raw.sparkSession):
         wire = F.call_function(WIRE_EVENT_FUNCTION, F.col("value"))
@@ -267,9 +227,9 @@ def parse_events(
     on_wire = read.select(
         F.col("value"), *source, F.col("_w").isNotNull().alias("_wire"), *[F.col("_w")[f.name].alias(f.name) for f in FIELDS]
     )
-    wire_reason = _value_reason({name: F.col(name) for name in FIELD_NAMES}, price_max, max_future_s, future)
+    wire_reason = _value_reason({name: F.col(name) for name in FIELD_NAMES}, price_max, max_future_s)
     settled = on_wire.withColumn("_reason", F.when(F.col("_wire"), wire_reason)).withColumn(
-        "value", F.when(~F.col("_wire") | F.col("_reason").isNotNull() | kept_for_later, F.col("value"))
+        "value", F.when(~F.col("_wire") | F.col("_reason").isNotNull(), F.col("value"))
     )
     # The full checks, for every other value. One projection per step, so that each
     # expensive expression runs once per row and only for the rows that need it: Spark keeps
@@ -285,41 +245,36 @@ def parse_events(
     read_fully = {f.name: F.col("_e")[f.name] for f in FIELDS}
     fields = {name: F.when(F.col("_wire"), F.col(name)).otherwise(read_fully[name]) for name in FIELD_NAMES}
     reason = F.when(F.col("_wire"), F.col("_reason")).otherwise(
-        _rejection_reason(F.col("_text"), F.col("_v"), F.col("_schema"), read_fully, price_max, max_future_s, future)
+        _rejection_reason(F.col("_text"), F.col("_v"), F.col("_schema"), read_fully, price_max, max_future_s)
     )
     checked = parsed.select(
         F.col("value"),
         *source,
         *[fields[name].alias(name) for name in EVENT_COLUMNS if name != "event_time"],
         F.timestamp_seconds(fields["ts"]).alias("event_time"),
-        *([] if future else [fields["ts"].alias("ts")]),
         reason.alias("rejection_reason"),
     )
-    return checked.withColumn("value", F.when(F.col("rejection_reason").isNotNull() | kept_for_later, F.col("value")))
+    return checked.withColumn("value", F.when(F.col("rejection_reason").isNotNull(), F.col("value")))
 
 
-def _latest_s(batch_time_s: float, max_future_s: int) -> Decimal:
-    """The latest `ts` the future rule allows at a batch time: unix_timestamp(batch time) + limit."""
-    return Decimal(math.floor(batch_time_s) + _future_rule(max_future_s).limit)
-
-
-class CheckedBatch:
-    """A micro-batch of the streaming job's scan as its handler keeps it (`batch_rows`), with
-    the rule that `parse_events(batch_times_from=...)` left out checked at the batch's time
-    (the same when the batch runs again after a crash): a valid event whose `ts` is too far
-    ahead of it is rejected now, and only a rejected message keeps its bytes. One projection
-    (it was four DataFrames), whose columns that do not depend on the time are built once
-    per job: each column function is a few py4j round trips (41 against 48 ms a batch, in a
-    microbenchmark)."""
-
-    def __init__(self, max_future_s: int):
-        self.max_future_s = max_future_s
-        self.ahead = _Ahead(F.col("ts"))
-        self.reason, self.rule_reason = F.col("rejection_reason"), F.lit(_future_rule(max_future_s).reason)
-
-    def __call__(self, scanned: DataFrame, batch_time_s: float) -> DataFrame:
-        ahead = self.ahead(F.lit(_latest_s(batch_time_s, self.max_future_s)))
-        return batch_rows(scanned, F.coalesce(self.reason, F.when(ahead, self.rule_reason)))
+def aggregate_windows(
+    events: DataFrame,
+    window_duration: str,
+    watermark_delay: str,
+    slide_duration: str | None = None,
+    group_by: tuple[str, ...] = (),
+) -> DataFrame:
+    """What the job computes: Spark's own event-time aggregation of the valid events. The
+    watermark trails the latest event time by `watermark_delay`; a window is
+    [start, start + window_duration), every `slide_duration` (tumbling when None); Spark's
+    state store keeps the open windows, judges late rows and emits windows in update or
+    append mode (the writer's output mode)."""
+    return (
+        events.withWatermark("event_time", watermark_delay)
+        .groupBy(F.window("event_time", window_duration, slide_duration), *group_by)
+        .agg(F.sum("price").alias("total_purchase"), F.count(F.lit(1)).alias("orders"))
+        .select(F.col("window.start").alias("window_start"), F.col("window.end").alias("window_end"), *group_by, "total_purchase", "orders")
+    )
 
 
 def valid_events(parsed: DataFrame) -> DataFrame:
@@ -330,60 +285,28 @@ def rejected_messages(parsed: DataFrame) -> DataFrame:
     return parsed.where(F.col("rejection_reason").isNotNull())
 
 
-class DeadLetterRecords:
+def dead_letter_records(rejected: DataFrame, max_value_bytes: int) -> DataFrame:
     """Rejected messages in the dead-letter topic's form: the original bytes as the value,
     the reason and the source coordinates as headers, `topic-partition-offset` as the key.
     A value longer than `max_value_bytes` is cut to that size, with the headers
     `value_truncated` and `original_size`, so that one huge bad message cannot fail the
-    dead-letter write (and the whole stream with it, at every restart). The columns are
-    built once per job (as in CheckedBatch): they are some forty py4j calls, which took
-    39-155 ms of every micro-batch with dead letters in a scratch loop."""
+    dead-letter write (and the whole stream with it, at every restart)."""
 
-    def __init__(self, max_value_bytes: int):
-        def header(name: str, col: Column) -> Column:
-            return F.struct(F.lit(name).alias("key"), col.cast("string").cast("binary").alias("value"))
+    def header(name: str, col: Column) -> Column:
+        return F.struct(F.lit(name).alias("key"), col.cast("string").cast("binary").alias("value"))
 
-        size = F.octet_length("value")
-        truncated = size > max_value_bytes
-        headers = F.array(
-            header("rejection_reason", F.col("rejection_reason")),
-            header("source_topic", F.col("topic")),
-            header("source_partition", F.col("partition")),
-            header("source_offset", F.col("offset")),
-            header("value_truncated", F.when(truncated, F.lit("true"))),
-            header("original_size", F.when(truncated, size)),
-        )
-        self.columns = (
-            F.concat_ws("-", "topic", "partition", "offset").alias("key"),
-            F.when(truncated, F.substring("value", 1, max_value_bytes)).otherwise(F.col("value")).alias("value"),
-            F.filter(headers, lambda h: h["value"].isNotNull()).alias("headers"),
-        )
-
-    def __call__(self, rejected: DataFrame) -> DataFrame:
-        return rejected.select(*self.columns)
-
-
-def batch_rows(parsed: DataFrame, reason: Column | None = None) -> DataFrame:
-    """What a micro-batch keeps of each parsed message: the event time, price and reason
-    (`reason`, else the `rejection_reason` column) for every row, plus the original bytes
-    and source coordinates of a rejected one (all the dead-letter topic needs), so that a
-    batch held in memory stays small."""
-    reason = F.col("rejection_reason") if reason is None else reason
-    rejected = reason.isNotNull()
-    kept = [F.when(rejected, F.col(c)).alias(c) for c in ("value", *SOURCE_COLUMNS) if c in parsed.columns]
-    return parsed.select("event_time", "price", reason.alias("rejection_reason"), *kept)
-
-
-def window_partials(batch: DataFrame, window_us: int) -> DataFrame:
-    """One batch's valid events summed per tumbling window: `window_start_us` (epoch
-    microseconds; a window is [start, start + window), so an event on a boundary opens the
-    later one), `total_purchase`, `orders` and the latest event time `max_event_us`. The
-    rejected messages make one more row, with `window_start_us` NULL and their number as
-    `orders`. Folded into the open windows by window_state.WindowState."""
-    micros = F.unix_micros("event_time")
-    valid = F.col("rejection_reason").isNull()
-    return batch.groupBy(F.when(valid, micros - F.pmod(micros, F.lit(window_us))).alias("window_start_us")).agg(
-        F.sum(F.when(valid, F.col("price"))).alias("total_purchase"),
-        F.count(F.lit(1)).alias("orders"),
-        F.max(F.when(valid, micros)).alias("max_event_us"),
+    size = F.octet_length("value")
+    truncated = size > max_value_bytes
+    headers = F.array(
+        header("rejection_reason", F.col("rejection_reason")),
+        header("source_topic", F.col("topic")),
+        header("source_partition", F.col("partition")),
+        header("source_offset", F.col("offset")),
+        header("value_truncated", F.when(truncated, F.lit("true"))),
+        header("original_size", F.when(truncated, size)),
+    )
+    return rejected.select(
+        F.concat_ws("-", "topic", "partition", "offset").alias("key"),
+        F.when(truncated, F.substring("value", 1, max_value_bytes)).otherwise(F.col("value")).alias("value"),
+        F.filter(headers, lambda h: h["value"].isNotNull()).alias("headers"),
     )

@@ -5,6 +5,8 @@ queries in-process.
 Tests are marked by what they start (pyproject.toml): `kafka` (the session broker, or one
 of their own), `spark` (a JVM: the session's SparkSession or a spark-submit child) and
 `slow` (command-line end to end, fault injection). Fixtures mark their users themselves.
+The benchmark's own tests (its harness and its peers: BENCH_FILES) are marked `bench`:
+`make test-bench` runs them, `make test` leaves them out.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ import pytest
 
 from purchase_analytics.config import AggregatorConfig, load_settings, parse_aggregator_config
 from purchase_analytics.job import (
-    BatchHandler,
     JobSignals,
     JobSummary,
     ProgressReporter,
+    WindowsHandler,
     ensure_output_topics,
     run_job,
     start_queries,
@@ -58,6 +60,7 @@ CHILD_ENV = {**os.environ, "SPARK_DRIVER_JAVA_OPTIONS": SETTINGS["SPARK_DRIVER_J
 TOOL_ENV = {**os.environ, "JAVA_TOOL_OPTIONS": " ".join(o for o in TEST_JVM_OPTIONS if not o.endswith("GC"))}
 
 FIXTURE_MARKS = {"kafka": "kafka", "broker": "kafka", "new_topic": "kafka", "spark": "spark"}
+BENCH_FILES = ("test_bench_*.py", "test_peers.py")
 
 
 # ---------------------------------------------------------------- the schedule of `make test`
@@ -101,6 +104,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         for fixture in set(getattr(item, "fixturenames", ())) & FIXTURE_MARKS.keys():
             item.add_marker(FIXTURE_MARKS[fixture])
+        if any(item.path.match(pattern) for pattern in BENCH_FILES):
+            item.add_marker("bench")
     items.sort(key=seconds, reverse=True)  # stable: the file order among equals
 
 
@@ -221,7 +226,7 @@ def job_args(kafka: str, topic: str, tmp_path, *extra: str):
 
 
 def run_queries(spark, config: AggregatorConfig, timeout_s: float = 180) -> JobSummary:
-    """The job's own query (`job.start_queries`, available-now trigger) on the shared
+    """The job's own queries (`job.start_queries`, available-now trigger) on the shared
     session: wait until all available input is processed, stop them in any case, and fold
     their progress into a JobSummary with the job's own reporter (results and metrics
     topics and the progress file included)."""
@@ -229,7 +234,7 @@ def run_queries(spark, config: AggregatorConfig, timeout_s: float = 180) -> JobS
     ensure_output_topics(config)
     publisher = KafkaPublisher(config.bootstrap_servers, config.security) if (config.results_topic or config.metrics_topic) else None
     summary = JobSummary()
-    handler = BatchHandler(spark, config, window_sinks(config, publisher))
+    handler = WindowsHandler(spark, config, window_sinks(config, publisher))
     reporter = ProgressReporter(handler, config, summary, publisher, io.StringIO())
     queries = start_queries(spark, config, handler)
     try:

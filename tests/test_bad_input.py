@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from purchase_analytics.checkpoint import QUERY_DIR, CheckpointLock
+from purchase_analytics.checkpoint import WINDOWS_DIR, CheckpointLock
 from purchase_analytics.job import JobFailed, run_job
 from purchase_analytics.runtime.kafka_broker import create_topics
 from purchase_analytics.runtime.processes import wait_until
@@ -190,7 +190,7 @@ def test_damaged_checkpoint_fails_at_once_with_the_fix(spark, kafka, new_topic, 
     topic, ckpt = new_topic(1), tmp_path / "ckpt"
     send(kafka, topic, [event("a", 100, T0)])
     run_queries(spark, job_args(kafka, topic, tmp_path))
-    offsets = sorted((ckpt / QUERY_DIR / "offsets").glob("[0-9]*"))[-1]
+    offsets = sorted((ckpt / WINDOWS_DIR / "offsets").glob("[0-9]*"))[-1]
     offsets.write_text(offsets.read_text()[:20])  # truncated mid-record
     send(kafka, topic, [event("b", 100, T0)])
     message = fails_at_once(spark, job_args(kafka, topic, tmp_path))
@@ -218,13 +218,13 @@ def test_recreated_topic_with_the_same_offsets_is_refused_before_spark(spark, ka
     Spark would silently skip the new ones. The checkpoint records the topic's id."""
     from kafka import KafkaAdminClient
 
-    from purchase_analytics.checkpoint import verify_source
-    from purchase_analytics.job import source_identity
+    from purchase_analytics.checkpoint import LocalFiles
+    from purchase_analytics.job import _verify_checkpoint
 
     topic, ckpt = new_topic(1), tmp_path / "ckpt"
     send(kafka, topic, [event("a", 100, T0)])
     config = job_args(kafka, topic, tmp_path)
-    verify_source(config.checkpoint_dir, source_identity(config))  # as the command line does before it starts
+    _verify_checkpoint(LocalFiles(ckpt), config)  # as the command line does before it starts
     run_queries(spark, config)
     admin = KafkaAdminClient(bootstrap_servers=kafka)
     admin.delete_topics([topic])

@@ -12,15 +12,17 @@ from purchase_analytics.checkpoint import (
     LOCAL_CHECKPOINT_FILE_MANAGER,
     LOCAL_FILE_SYSTEM,
     LOCAL_FILE_SYSTEM_SETTINGS,
+    WINDOWS_DIR,
     CheckpointError,
     CheckpointLock,
+    HadoopFiles,
     LocalFiles,
-    PlannedBatch,
     local_path,
-    planned_batch,
     use_checkpoint_file_manager,
-    verify_source,
+    verify_checkpoint,
 )
+
+SHAPE = {"window": "10 minutes", "slide": None, "group_by": []}
 
 
 def test_a_second_holder_is_refused_with_the_owner_pid(tmp_path):
@@ -56,25 +58,42 @@ def test_remote_checkpoints_are_not_locked_here():
     assert local_path("file:///tmp/ckpt") == local_path("/tmp/ckpt")
 
 
-def test_a_checkpoint_of_another_cluster_or_topic_incarnation_is_refused(tmp_path):
-    ckpt = str(tmp_path / "ckpt")
-    (tmp_path / "ckpt").mkdir()
+def guards(files, where: str):
+    """Every guard of verify_checkpoint, on one checkpoint directory's files."""
     first = {"topic": "t", "cluster_id": "c1", "topic_id": "id1"}
-    verify_source(ckpt, first)  # recorded
-    verify_source(ckpt, first)  # the same source: fine
+    verify_checkpoint(files, where, first, SHAPE)  # recorded
+    verify_checkpoint(files, where, first, SHAPE)  # the same source: fine
     with pytest.raises(CheckpointError, match=r"another incarnation of topic 't' \(topic_id changed"):
-        verify_source(ckpt, {**first, "topic_id": "id2"})
+        verify_checkpoint(files, where, {**first, "topic_id": "id2"}, SHAPE)
     with pytest.raises(CheckpointError, match=r"another incarnation of the Kafka cluster \(cluster_id, topic_id changed"):
-        verify_source(ckpt, {"topic": "t", "cluster_id": "c2", "topic_id": "id3"})
-    verify_source(ckpt, {"topic": "other", "cluster_id": "c1", "topic_id": "id9"})  # another topic: a new source, recorded
+        verify_checkpoint(files, where, {"topic": "t", "cluster_id": "c2", "topic_id": "id3"}, SHAPE)
+    with pytest.raises(CheckpointError, match=r"windows made with window '10 minutes' \(now '5 minutes'\).*--checkpoint NEW_DIR"):
+        verify_checkpoint(files, where, first, {**SHAPE, "window": "5 minutes"})
+    with pytest.raises(CheckpointError, match=r"group_by \[\] \(now \['furniture'\]\)"):
+        verify_checkpoint(files, where, first, {**SHAPE, "group_by": ["furniture"]})
+    with pytest.raises(CheckpointError, match=r"slide None \(now '5 minutes'\)"):
+        verify_checkpoint(files, where, first, {**SHAPE, "slide": "5 minutes"})
+    verify_checkpoint(files, where, {"topic": "other", "cluster_id": "c1", "topic_id": "id9"}, SHAPE)  # another topic: recorded
 
 
-def test_a_checkpoint_of_the_earlier_two_query_job_is_refused(tmp_path):
-    (tmp_path / "old" / "windows" / "offsets").mkdir(parents=True)
-    with pytest.raises(CheckpointError, match="written by an earlier version of the job"):
-        verify_source(str(tmp_path / "old"), {"topic": "t", "cluster_id": "c", "topic_id": "x"})
-    (tmp_path / "new" / "query" / "offsets").mkdir(parents=True)
-    verify_source(str(tmp_path / "new"), {"topic": "t", "cluster_id": "c", "topic_id": "x"})
+def test_a_checkpoint_of_another_source_or_shape_is_refused(tmp_path):
+    guards(LocalFiles(tmp_path / "ckpt"), str(tmp_path / "ckpt"))
+
+
+def test_the_guards_hold_for_any_file_system_spark_writes_to(spark, tmp_path):
+    """Through Hadoop's file system API (hdfs://, s3a://...): here its local one, by URI."""
+    guards(HadoopFiles(spark, f"file://{tmp_path}/remote"), "a remote checkpoint")
+    assert json.loads((tmp_path / "remote" / "aggregation.json").read_text()) == SHAPE
+
+
+def test_a_checkpoint_of_an_earlier_engine_is_refused(tmp_path):
+    source = {"topic": "t", "cluster_id": "c", "topic_id": "x"}
+    for earlier in ("query", "windows"):
+        (tmp_path / earlier / earlier / "offsets").mkdir(parents=True)
+        with pytest.raises(CheckpointError, match="written by an earlier version of the job.*--checkpoint NEW_DIR"):
+            verify_checkpoint(LocalFiles(tmp_path / earlier), earlier, source, SHAPE)
+    (tmp_path / "new" / WINDOWS_DIR / "offsets").mkdir(parents=True)
+    verify_checkpoint(LocalFiles(tmp_path / "new"), "new", source, SHAPE)
 
 
 def test_local_checkpoint_logs_are_written_in_process(spark):
@@ -109,21 +128,3 @@ def test_local_checkpoint_files_get_hadoops_modes_from_the_jobs_file_system(spar
     finally:
         for key in LOCAL_FILE_SYSTEM_SETTINGS:
             spark.conf.unset(key)
-
-
-def test_a_batchs_time_comes_from_sparks_offset_log(tmp_path):
-    def entry(time_ms: int, *sources: dict) -> str:
-        return "\n".join(["v1", json.dumps({"batchWatermarkMs": 0, "batchTimestampMs": time_ms}), *map(json.dumps, sources)])
-
-    (tmp_path / "0").write_text(entry(1_000, {"purchases": {"0": 10, "1": 5}}))
-    (tmp_path / "1").write_text(entry(2_500, {"purchases": {"0": 40, "1": 25}}))
-    (tmp_path / "2").write_text(entry(4_000, {"purchases": {"0": 40, "1": 25, "2": 7}}))  # a partition added
-    (tmp_path / "3").write_text("v1\n{not json")
-    (tmp_path / "4").write_text(entry(5_000, {"purchases": {"0": 50, "1": 25, "2": 7}}))
-    offsets = LocalFiles(tmp_path)
-    assert planned_batch(offsets, 1) == PlannedBatch(2.5)
-    assert [planned_batch(offsets, b).time_s for b in (0, 1, 2, 4)] == [1.0, 2.5, 4.0, 5.0]  # after a bad entry too
-    with pytest.raises(ValueError):
-        planned_batch(offsets, 3)  # a bad entry of its own: Spark refuses it too
-    with pytest.raises(FileNotFoundError):
-        planned_batch(offsets, 5)

@@ -7,13 +7,13 @@ import json
 import random
 import time
 
+from pyspark.sql import functions as F
 from test_progress import batch
 
-from purchase_analytics.checkpoint import QUERY_DIR
-from purchase_analytics.job import JobSummary, _fold_in_sql, fold_batch
+from purchase_analytics.checkpoint import WINDOWS_DIR
+from purchase_analytics.job import JobSummary
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db
-from purchase_analytics.transform import batch_rows, parse_events
-from purchase_analytics.window_state import US, WindowState
+from purchase_analytics.transform import EVENT_SCHEMA
 
 from conftest import expected_totals, job_args, read_topic, run_queries, send_raw
 from malformed import MALFORMED, VALID
@@ -160,10 +160,19 @@ def test_a_replayed_batch_changes_no_sink(spark, kafka, new_topic, tmp_path):
     send_raw(kafka, topic, [(json.dumps(e).encode(), i % 2) for i, e in enumerate(events)])
     config = job_args(kafka, topic, tmp_path, "--max-offsets-per-trigger", "100", "--results-db", str(tmp_path / "results.db"))
     first = run_queries(spark, config)
-    commits = sorted((tmp_path / "ckpt" / QUERY_DIR / "commits").glob("[0-9]*"), key=lambda p: int(p.name))
-    last = commits[-1]
-    last.unlink()
-    (last.parent / f".{last.name}.crc").unlink(missing_ok=True)
+    query_dir = tmp_path / "ckpt" / WINDOWS_DIR
+    commits = sorted((query_dir / "commits").glob("[0-9]*"), key=lambda p: int(p.name))
+
+    def sources(batch_id: int) -> str:
+        return (query_dir / "offsets" / str(batch_id)).read_text().splitlines()[-1]
+
+    # uncommit the last batch that read input, and forget the ones after it (they only moved the watermark)
+    last_read = max(int(c.name) for c in commits if int(c.name) == 0 or sources(int(c.name)) != sources(int(c.name) - 1))
+    for log, first_id in (("commits", last_read), ("offsets", last_read + 1)):
+        for entry in (query_dir / log).glob("[0-9]*"):
+            if int(entry.name) >= first_id:
+                entry.unlink()
+                (entry.parent / f".{entry.name}.crc").unlink(missing_ok=True)
     files_before = sorted(p.name for p in (tmp_path / "out").iterdir())
 
     replay = run_queries(spark, config)
@@ -173,39 +182,82 @@ def test_a_replayed_batch_changes_no_sink(spark, kafka, new_topic, tmp_path):
     assert read_results_db(tmp_path / "results.db") == expected_totals(events)
 
 
-def _plan(df) -> str:
-    return df._jdf.queryExecution().analyzed().getClass().getSimpleName()
+def textbook_windows(spark, kafka: str, topic: str, checkpoint, max_offsets: int, mode: str = "update") -> dict[int, list]:
+    """Spark's own windowed sum as its programming guide writes it, on the same topic and
+    micro-batches as the job: batch id -> the rows it emitted (window start ISO, total, orders)."""
+    raw = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", kafka)
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+        .option("maxOffsetsPerTrigger", max_offsets)
+        .load()
+    )
+    events = raw.select(F.from_json(F.col("value").cast("string"), EVENT_SCHEMA).alias("e")).select(
+        F.timestamp_seconds("e.ts").alias("event_time"), "e.price"
+    )
+    windows = (
+        events.withWatermark("event_time", "10 minutes")
+        .groupBy(F.window("event_time", "10 minutes"))
+        .agg(F.sum("price").alias("total"), F.count("*").alias("orders"))
+    )
+    emitted: dict[int, list] = {}
+
+    def collect(df, batch_id):
+        rows = df.select(F.date_format(F.col("window.start"), "yyyy-MM-dd'T'HH:mm:ss'Z'").alias("start"), "total", "orders").collect()
+        emitted[batch_id] = sorted((r.start, r.total, r.orders) for r in rows)
+
+    query = (
+        windows.writeStream.outputMode(mode)
+        .option("checkpointLocation", str(checkpoint))
+        .foreachBatch(collect)
+        .trigger(availableNow=True)
+        .start()
+    )
+    try:
+        assert query.awaitTermination(180)
+    finally:
+        query.stop()
+    return {b: rows for b, rows in emitted.items() if rows}
 
 
-def test_the_fold_reads_a_batch_once_for_its_windows_and_its_dead_letters(spark):
-    """The job's fold (BatchFold.java) gives the windows, counts and state of Spark SQL's
-    grouping, in one stage, and the rejected messages from the same pass; past its budget, the
-    same dead letters read from the batch again."""
-    values = [(event(100 + i, T0 + 37 * i, f"o{i}"), "t", i % 2, i) for i in range(60)]
-    values += [(b"not json", "t", 0, 60), (event(-5, T0, "neg"), "t", 1, 61), (b"\xff" * 3000, "t", 1, 62)]
-    raw = spark.createDataFrame(values, "value binary, topic string, partition int, offset long")  # two partitions (local[2])
-    rows = batch_rows(parse_events(raw, 150_000))
-    tracker = spark.sparkContext.statusTracker()
-    spark.sparkContext.setJobGroup("fold", "fold")
-    outcome, dead = fold_batch(rows, WindowState(600 * US, 600 * US), 0, append=False)
-    stages = [len(tracker.getJobInfo(job).stageIds) for job in tracker.getJobIdsForGroup("fold")]
-    spark.sparkContext.setJobGroup("", "")
-    in_sql, dead_in_sql = _fold_in_sql(rows, WindowState(600 * US, 600 * US), 0, append=False)
-    assert outcome == in_sql and stages == [1]
-    assert (outcome.messages, outcome.rejected, sum(w.orders for w in outcome.windows)) == (63, 3, 60)
-    assert len(outcome.windows) == 4 and sum(w.total_purchase for w in outcome.windows) == sum(100 + i for i in range(60))
+def disordered_skewed_topic(kafka: str, topic: str, count: int, seed: int) -> list[dict]:
+    """`count` valid events on 3 partitions of very different sizes, their times out of
+    order by up to 25 minutes, some exactly on a window boundary or fractional."""
+    rng = random.Random(seed)
+    events, values = [], []
+    for i in range(count):
+        ts = T0 + i - rng.randint(0, 1500)
+        ts = ts - ts % 600 if i % 97 == 0 else ts + (rng.random() if i % 5 == 0 else 0)  # boundaries and fractions
+        events.append({**VALID, "order_id": f"d{i}", "price": rng.randint(100, 9000), "ts": ts})
+        values.append((json.dumps(events[-1]).encode(), rng.choices([0, 1, 2], weights=[6, 3, 1])[0]))
+    send_raw(kafka, topic, values)
+    return events
 
-    def letters(df):
-        return sorted((r.partition, r.offset, bytes(r.value), r.rejection_reason) for r in df.collect())
 
-    expected = letters(dead_in_sql)
-    assert [(p, o) for p, o, _, _ in expected] == [(0, 60), (1, 61), (1, 62)]
-    assert letters(dead) == expected and _plan(dead) == "LocalRelation"  # kept from the one pass, not read again
-    over_budget, read_again = fold_batch(rows, WindowState(600 * US, 600 * US), 0, append=False, budget_bytes=1000)
-    assert over_budget == outcome and letters(read_again) == expected and _plan(read_again) != "LocalRelation"
-    # The budget is the batch's, halved for its two tasks: the second (all three rejected messages, about 3,400 bytes) fits in
-    # half of 8,000, not in half of 6,000.
-    assert _plan(fold_batch(rows, WindowState(600 * US, 600 * US), 0, append=False, budget_bytes=8000)[1]) == "LocalRelation"
-    assert _plan(fold_batch(rows, WindowState(600 * US, 600 * US), 0, append=False, budget_bytes=6000)[1]) != "LocalRelation"
-    valid_only = batch_rows(parse_events(raw.where("offset < 60"), 150_000))
-    assert fold_batch(valid_only, WindowState(600 * US, 600 * US), 0, append=False)[1] is None
+def test_the_job_and_the_textbook_query_agree_batch_by_batch(spark, kafka, new_topic, tmp_path):
+    """The job's windows are Spark's: over a disordered, skewed topic read in the same
+    micro-batches, every batch emits what the textbook query emits, in both output modes,
+    and the job's late count is the events the windows did not take (in append mode, where
+    the open windows are never emitted, counted from Spark's state store: the same number)."""
+    topic = new_topic(3)
+    events = disordered_skewed_topic(kafka, topic, 2000, seed=30)
+    dropped = {}
+    for mode in ("update", "append"):
+        expected = textbook_windows(spark, kafka, topic, tmp_path / f"textbook-{mode}", 150, mode)
+        out = tmp_path / f"out-{mode}"
+        config = job_args(
+            kafka, topic, tmp_path / mode, "--max-offsets-per-trigger", "150", "--output-mode", mode, "--output-dir", str(out)
+        )
+        summary = run_queries(spark, config)
+        emitted = {}
+        for path in sorted(out.glob("batch-*.jsonl")):
+            records = [json.loads(line) for line in path.read_text().splitlines()]
+            emitted[records[0]["batch_id"]] = sorted((r["window_start"], r["total_purchase"], r["orders"]) for r in records)
+        assert emitted == expected, mode
+        assert summary.messages == len(events), mode
+        dropped[mode] = summary.dropped_late
+    kept = sum(orders for _, orders in read_json_lines_totals(tmp_path / "out-update").values())
+    assert dropped["update"] == dropped["append"] == len(events) - kept > 0
+    starts = [start for rows in emitted.values() for start, _, _ in rows]
+    assert len(starts) == len(set(starts))  # append mode: every window once, closed

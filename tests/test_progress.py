@@ -1,13 +1,14 @@
 """Structured progress from Spark's own progress reports (canned, shaped like Spark 4's for
-a foreachBatch query) and what the job's batch handler recorded for the batch."""
+the windows query: a stateful aggregation with an observed metric) and the batch's late events."""
 
 from __future__ import annotations
 
-from purchase_analytics.progress import BatchProgress
-from purchase_analytics.window_state import US, BatchOutcome
+from purchase_analytics.progress import BATCH_METRICS, NO_WATERMARK, BatchProgress
 
 
-def spark_progress(batch_id: int, rows: int, run_id: str = "r1") -> dict:
+def spark_progress(
+    batch_id: int, rows: int, run_id: str = "r1", messages: int = 0, rejected: int = 0, watermark: str = "2026-01-01T00:00:00.000Z"
+) -> dict:
     return {
         "runId": run_id,
         "batchId": batch_id,
@@ -18,28 +19,27 @@ def spark_progress(batch_id: int, rows: int, run_id: str = "r1") -> dict:
         "batchDuration": 250,
         "durationMs": {"addBatch": 180, "walCommit": 30, "triggerExecution": 250},
         "sources": [{"startOffset": '{"t":{"0":5,"1":7}}', "endOffset": {"t": {"0": 15, "1": 12}}}],
+        "eventTime": {"watermark": watermark},
+        "stateOperators": [{"numRowsTotal": 7, "numRowsDroppedByWatermark": 2}],
+        "observedMetrics": {BATCH_METRICS: {"messages": messages, "rejected": rejected}},
     }
 
 
-def outcome(batch_id: int, messages: int, rejected: int = 0, dropped: int = 0, state_rows: int = 7) -> BatchOutcome:
-    return BatchOutcome(batch_id, messages, rejected, dropped, state_rows, 1_767_225_600 * US, ())
-
-
 def batch(batch_id: int, rows: int, messages: int, rejected: int = 0, dropped: int = 0, run_id: str = "r1") -> BatchProgress:
-    return BatchProgress.from_spark(spark_progress(batch_id, rows, run_id), outcome(batch_id, messages, rejected, dropped))
+    return BatchProgress.from_spark(spark_progress(batch_id, rows, run_id, messages, rejected), dropped_late=dropped)
 
 
 def test_from_spark_takes_timing_and_offsets_from_spark_and_counts_from_the_batch():
     p = batch(3, rows=15, messages=15, rejected=2, dropped=1)
     assert (p.batch_id, p.input_rows, p.messages, p.rejected, p.valid) == (3, 15, 15, 2, 13)
-    assert (p.dropped_late, p.state_rows, p.batch_duration_ms) == (1, 7, 250)
+    assert (p.dropped_late, p.late_rows, p.state_rows, p.batch_duration_ms) == (1, 2, 7, 250)
     assert p.start_offsets == {"t": {"0": 5, "1": 7}} and p.end_offsets == {"t": {"0": 15, "1": 12}}
     assert p.watermark == "2026-01-01T00:00:00.000Z"
 
 
-def test_a_batch_the_handler_never_saw_changed_nothing():
-    p = BatchProgress.from_spark(spark_progress(0, rows=0))
-    assert (p.messages, p.rejected, p.dropped_late, p.state_rows, p.watermark) == (0, 0, 0, 0, None)
+def test_a_batch_before_any_event_has_no_watermark():
+    p = BatchProgress.from_spark(spark_progress(0, rows=0, watermark=NO_WATERMARK))
+    assert (p.messages, p.rejected, p.dropped_late, p.watermark) == (0, 0, 0, None)
     assert p.is_idle
 
 

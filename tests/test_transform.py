@@ -8,11 +8,8 @@ from datetime import datetime, timezone
 import pytest
 from pyspark.sql import functions as F
 
-from purchase_analytics.config import interval_seconds
 from purchase_analytics.events import WIRE_PATTERN
-from purchase_analytics.job import fold_batch
-from purchase_analytics.transform import WIRE_EVENT_FUNCTION, CheckedBatch, batch_rows, parse_events, rejected_messages, valid_events
-from purchase_analytics.window_state import US, WindowState
+from purchase_analytics.transform import EVENT_SCHEMA, WIRE_EVENT_FUNCTION, aggregate_windows, parse_events, rejected_messages, valid_events
 
 from conftest import SETTINGS
 from malformed import MALFORMED, VALID, VALID_UNUSUAL, WIRE_FORM
@@ -30,12 +27,15 @@ def event(price, ts, **kw):
     return json.dumps({**VALID, "price": price, "ts": ts, **kw}).encode()
 
 
-def totals(spark, values, window="10 minutes"):
-    """One batch through the job's own fold (job.fold_batch) into a new window state."""
-    state = WindowState(round(interval_seconds(window) * US), 600 * US)
-    outcome, _ = fold_batch(batch_rows(parse_events(raw_frame(spark, values), PRICE_MAX)), state, 0, append=False)
-    assert outcome.messages == len(values)
-    return {iso(w.window_start.timestamp()): (w.total_purchase, w.orders) for w in outcome.windows}
+def totals(spark, values, window="10 minutes", slide=None, group_by=()):
+    """The job's aggregation (transform.aggregate_windows) over one static batch: (window
+    start ISO, *group values) -> (total, orders); just the start when not grouped."""
+    windows = aggregate_windows(valid_events(parse_events(raw_frame(spark, values), PRICE_MAX)), window, "10 minutes", slide, group_by)
+    result = {}
+    for w in windows.collect():
+        key = (iso(w.window_start.timestamp()), *(w[g] for g in group_by))
+        result[key if group_by else key[0]] = (w.total_purchase, w.orders)
+    return result
 
 
 def iso(epoch_s):
@@ -112,32 +112,26 @@ def test_future_bound_is_a_parameter(spark):
     assert reasons == ["ts is more than 60 seconds ahead of the processing time", None]
 
 
-def test_the_batch_time_rule_checked_per_batch_gives_the_same_reasons_and_no_new_code(spark):
-    """The streaming job checks the rule that depends on the batch's time once per batch
-    (CheckedBatch), so the query's generated code never holds a time: in it, a new time in
-    every micro-batch meant new classes to compile in every batch."""
-    now = time.time()
-    values = [v for v, _ in MALFORMED] + [event(100, T0), event(5, now + 200), event(7, now + 400), event(9, 1e300)]
-    once = parse_events(raw_frame(spark, values), PRICE_MAX)
-    expected = [r.rejection_reason for r in once.orderBy("offset").select("rejection_reason").collect()]
-    assert expected[-4:] == [None, None] + ["ts is more than 300 seconds ahead of the processing time"] * 2
-    compiled = spark._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
-    scanned = parse_events(raw_frame(spark, values), PRICE_MAX, batch_times_from=now - 60)
-
-    check = CheckedBatch(300)
-
-    def batch(batch_time_s):
-        checked = check(scanned, batch_time_s)
-        assert checked.count() == len(values)
-        return checked.select("rejection_reason", "value").collect()  # a projection: the input's order (a valid row has no offset)
-
-    rows = batch(now)
-    assert [r.rejection_reason for r in rows] == expected
-    assert [r.value for r in rows] == [v if r.rejection_reason else None for v, r in zip(values, rows, strict=True)]
-    before = compiled.getCount()
-    later = batch(now + 3600)  # another batch, an hour later: the event 400 s ahead is in time now
-    assert [r.rejection_reason for r in later] == expected[:-2] + [None, expected[-1]]
-    assert compiled.getCount() == before
+def test_a_streaming_query_judges_the_future_rule_at_its_batch_time(spark, tmp_path):
+    """current_timestamp() in a streaming query is the micro-batch's time from Spark's offset
+    log (what makes the future rule judge a replayed batch alike): checked against Spark."""
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "0.json").write_text(json.dumps({"v": 1}) + "\n")
+    seen = []
+    query = (
+        spark.readStream.schema("v int")
+        .json(str(source))
+        .select(F.unix_millis(F.current_timestamp()).alias("now_ms"))
+        .writeStream.option("checkpointLocation", str(tmp_path / "ckpt"))
+        .foreachBatch(lambda df, batch_id: seen.extend((batch_id, r.now_ms) for r in df.collect()))
+        .trigger(availableNow=True)
+        .start()
+    )
+    assert query.awaitTermination(120)
+    time.sleep(1)
+    logged = json.loads((tmp_path / "ckpt" / "offsets" / "0").read_text().splitlines()[1])["batchTimestampMs"]
+    assert seen == [(0, logged)]
 
 
 def test_window_boundaries_by_hand(spark):
@@ -164,3 +158,37 @@ def test_invalid_rows_are_left_out_of_totals(spark):
 def test_window_duration_is_a_parameter(spark):
     values = [event(100, T0), event(200, T0 + 60), event(300, T0 + 59)]
     assert totals(spark, values, window="1 minute") == {iso(T0): (400, 2), iso(T0 + 60): (200, 1)}
+
+
+def test_windows_grouped_by_event_fields(spark):
+    """--group-by: one row per window and group value, the totals split among them."""
+    values = [event(100, T0, furniture="Sofa"), event(200, T0 + 5, furniture="Bed"), event(300, T0 + 9, furniture="Sofa")]
+    values += [event(400, T0 + 600, furniture="Sofa", color="blue"), b"not json"]
+    assert totals(spark, values, group_by=("furniture",)) == {
+        (iso(T0), "Bed"): (200, 1),
+        (iso(T0), "Sofa"): (400, 2),
+        (iso(T0 + 600), "Sofa"): (400, 1),
+    }
+    assert totals(spark, values, group_by=("furniture", "color"))[(iso(T0 + 600), "Sofa", "blue")] == (400, 1)
+
+
+def test_sliding_windows_count_an_event_in_every_window_it_falls_in(spark):
+    """--slide: 10-minute windows every 5 minutes; an event is in two of them, one on a
+    boundary is in the two windows that start at or before it."""
+    values = [event(100, T0 + 60), event(200, T0 + 300), event(400, T0 + 599)]
+    assert totals(spark, values, slide="5 minutes") == {
+        iso(T0 - 300): (100, 1),
+        iso(T0): (700, 3),
+        iso(T0 + 300): (600, 2),
+    }
+
+
+def test_from_json_alone_silently_nulls_a_wrongly_typed_price(spark):
+    """Why the job checks each value's JSON type (VARIANT) before from_json reads it: Spark's
+    from_json with the event schema turns these prices into null without a word."""
+    prices = ['"100"', "12.5", "true", "1e3"]
+    values = [f'{{"order_id":"a","customer_id":1,"furniture":"Desk","color":"red","price":{p},"ts":{T0}}}' for p in prices]
+    read = spark.createDataFrame([(v,) for v in values], "v string").select(F.from_json("v", EVENT_SCHEMA).alias("e"))
+    assert [(r.e.order_id, r.e.price) for r in read.collect()] == [("a", None)] * 4
+    reasons = [r.rejection_reason for r in parse_events(raw_frame(spark, [v.encode() for v in values]), PRICE_MAX).collect()]
+    assert all(reason.startswith("price must be") for reason in reasons), reasons

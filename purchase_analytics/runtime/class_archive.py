@@ -10,7 +10,7 @@ training is a short run of what the JVMs do for the pipeline, on one broker of t
 own runtime code on free ports:
   - the broker: a topic created, events produced, then consumed in a group;
   - Spark, in a JVM launched by the project's own session code: the job's transformation
-    and window sums on a static DataFrame (smoke.fold_example), then the job itself (job.run_job) over that topic
+    and window sums on a static DataFrame (smoke.example_windows), then the job itself (job.run_job) over that topic
     with --available-now, in three micro-batches, with dead letters.
 A JVM writes the classes it loaded into its archive when it exits
 (`-XX:ArchiveClassesAtExit`), and every later JVM of the same class path maps it
@@ -38,7 +38,7 @@ from pathlib import Path
 from ..config import AggregatorConfig, load_settings, parse_aggregator_config
 from ..events import event_json_bytes
 from ..job import ensure_output_topics, run_job
-from ..smoke import fold_example
+from ..smoke import example_windows
 from ..spark_session import SparkConfig, create_spark_session
 from .kafka_broker import KafkaBroker, broker_java_options, class_archive_path, create_topics
 from .local import KAFKA_JARS
@@ -94,8 +94,8 @@ def training_config(settings: dict[str, str], bootstrap_servers: str, work_dir: 
 
 
 def train_spark(spark, config: AggregatorConfig) -> None:
-    """What a Spark entry point does: the fold on a static DataFrame, then the job's own run."""
-    fold_example(spark, config)
+    """What a Spark entry point does: the aggregation on a static DataFrame, then the job's own run."""
+    example_windows(spark, config).collect()
     ensure_output_topics(config)
     with open(os.devnull, "w") as quiet:
         summary = run_job(config, out=quiet, spark=spark)
