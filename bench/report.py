@@ -9,6 +9,7 @@ NOT_MEASURED = "not measured"
 SPARK_LABELS = {
     "default": "Spark default job (dead-letter query on)",
     "no_dlq": "Spark, dead-letter query off",
+    "group_by": "Spark, --group-by furniture",
     "from_json": "from_json alone, no validation",
     "before": "Spark default job, before",  # and the revision
 }
@@ -113,6 +114,11 @@ def _system_rows(results: dict, perf_c: float | None) -> list[tuple]:
             out.append(
                 ("Spark, dead-letter query off", _system_value(no_dlq, spark=True), f"default job = {ratio} this" if ratio else "", "", "")
             )
+        grouped = spark.get("group_by")
+        if grouped is not None:
+            ratio = _times(_net(grouped), _net(default))
+            value = _system_value(grouped, spark=True)
+            out.append(("Spark, --group-by furniture", value, f"{ratio} the default job" if ratio else "", "", ""))
         ref = spark.get("from_json")
         if ref is not None:
             share = _net(default) / _net(ref) if _net(default) and _net(ref) else None

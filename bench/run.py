@@ -68,7 +68,7 @@ def phase_baseline(bench: Bench) -> dict:
 
 
 def phase_spark(bench: Bench, before: str | None, profile: bool, together: bool = False) -> dict:
-    """The job with its dead-letter query (as users run it), without it, `from_json` alone,
+    """The job with its dead-letter query (as users run it), without it, grouped by furniture, `from_json` alone,
     and optionally the job of revision `before`, one after the other over the same topic
     (`together`: all at once, for --smoke). With `profile`, the default job runs once more
     under Java Flight Recorder: where its CPU goes, apart from the figures (the recording
@@ -76,6 +76,7 @@ def phase_spark(bench: Bench, before: str | None, profile: bool, together: bool 
     runs = {
         "default": lambda: systems.spark_default(bench, TRAFFIC_TOPIC),
         "no_dlq": lambda: systems.spark_no_dlq(bench, TRAFFIC_TOPIC),
+        "group_by": lambda: systems.spark_group_by(bench, TRAFFIC_TOPIC),
         "from_json": lambda: systems.from_json_only(bench, TRAFFIC_TOPIC),
     }
     if before:

@@ -75,6 +75,7 @@ def available_now(
     aggregator: Path = AGGREGATOR,
     env: dict | None = None,
     profile: bool = False,
+    extra: tuple[str, ...] = (),
 ) -> dict:
     """The job's command line with --available-now (or another `program` that reads what
     the topic holds, then stops) over the whole topic, in micro-batches of
@@ -83,7 +84,7 @@ def available_now(
     JVM during the run, which costs it CPU: a profiled run is not a figure."""
     checkpoint, out_dir, progress = bench.path(f"ckpt-{name}"), bench.path(f"out-{name}"), bench.path(f"progress-{name}.jsonl")
     recording = bench.path(f"{name}.jfr")
-    batches = ("--max-offsets-per-trigger", bench.max_offsets_per_trigger, "--output-dir", out_dir, "--progress-file", progress)
+    batches = ("--max-offsets-per-trigger", bench.max_offsets_per_trigger, "--output-dir", out_dir, "--progress-file", progress, *extra)
     if program is None:
         cmd = job_args(bench, topic, checkpoint, "--available-now", *batches, dlq_topic=dlq_topic, aggregator=aggregator)
     else:
@@ -117,11 +118,15 @@ def batches_result(run: Finished, batches: list[Batch], out_dir: Path) -> dict:
 
 
 def read_windows(out_dir: Path) -> dict[int, tuple[int, int]]:
-    """The job's final windows from its JSON-lines output: {start epoch s: (total, orders)}."""
-    return {
-        int(datetime.strptime(k, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()): tuple(v)
-        for k, v in read_json_lines_totals(out_dir).items()
-    }
+    """The job's final windows from its JSON-lines output: {start epoch s: (total, orders)},
+    a window's groups (--group-by) summed."""
+    windows: dict[int, tuple[int, int]] = {}
+    for key, (total, orders) in read_json_lines_totals(out_dir).items():
+        start = key if isinstance(key, str) else key[0]
+        start_s = int(datetime.strptime(start, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp())
+        before = windows.get(start_s, (0, 0))
+        windows[start_s] = (before[0] + total, before[1] + orders)
+    return windows
 
 
 def weighted_rate(batches: list[Batch]) -> float:

@@ -1,5 +1,6 @@
 """Every system over the same traffic topic, measured the same way (bench.common.system_result):
-the plain consumer, the Spark job with and without its dead-letter query, `from_json` alone,
+the plain consumer, the Spark job with and without its dead-letter query and grouped by
+furniture, `from_json` alone,
 optionally the job of another git revision, and the peers (bench/peers.py, when present).
 Their window totals are compared with the plain consumer's."""
 
@@ -86,6 +87,11 @@ def create_output_topics(bench: Bench, topic: str) -> None:
 
 def spark_no_dlq(bench: Bench, topic: str) -> dict:
     return spark.available_now(bench, topic, "spark-no-dlq", dlq_topic="")
+
+
+def spark_group_by(bench: Bench, topic: str) -> dict:
+    """The job with each window split by furniture type (its windows summed back for the comparison)."""
+    return spark.available_now(bench, topic, "spark-group-by", dlq_topic="", extra=("--group-by", "furniture"))
 
 
 def from_json_only(bench: Bench, topic: str) -> dict:
