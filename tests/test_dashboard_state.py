@@ -70,3 +70,23 @@ def test_dead_letters_by_reason_and_tombstones():
     view = state.view(last_windows=12)
     assert view["dead_letters"] == {"value is not valid JSON": 2, "missing field price": 1, "(no reason header)": 1}
     assert view["windows"] == []
+
+
+def coordinates(topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+    return [("source_topic", topic.encode()), ("source_partition", str(partition).encode()), ("source_offset", str(offset).encode())]
+
+
+def test_a_dead_letter_written_again_counts_once():
+    state = PipelineState()
+    batch = [(("t", 0, 5), b"value is not valid JSON"), (("t", 1, 5), b"value is not valid JSON"), (("t", 0, 6), b"missing field price")]
+    for _ in range(2):  # a batch run again after a crash writes its dead letters again
+        for (topic, partition, offset), reason in batch:
+            state.apply_dead_letter(
+                [("rejection_reason", reason), *coordinates(topic, partition, offset)], f"{topic}-{partition}-{offset}".encode()
+            )
+    # without the coordinate headers, the key `topic-partition-offset` (a topic name may hold dashes)
+    state.apply_dead_letter([("rejection_reason", b"missing field price")], b"my-topic-2-7")
+    state.apply_dead_letter([("rejection_reason", b"missing field price")], b"my-topic-2-7")
+    # the same message again with another reason (the rules changed between the two runs): the later one counts
+    state.apply_dead_letter([("rejection_reason", b"price is negative"), *coordinates("t", 0, 6)])
+    assert state.view(last_windows=12)["dead_letters"] == {"value is not valid JSON": 2, "missing field price": 1, "price is negative": 1}

@@ -124,4 +124,4 @@ class KafkaFeed:
             elif topic == self.topics.metrics:
                 self.state.apply_metrics(message.value())
             elif topic == self.topics.dead_letters:
-                self.state.apply_dead_letter(message.headers() or [])
+                self.state.apply_dead_letter(message.headers() or [], message.key())

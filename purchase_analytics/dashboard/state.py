@@ -3,6 +3,10 @@
 Inputs (see docs/dashboard.md): the results topic (latest total per window, keyed by window
 start), the metrics topic (one JSON per micro-batch), the dead-letter topic's
 `rejection_reason` headers and the purchase topic's end offsets.
+
+Every topic may hold a record twice: a micro-batch that runs again after a crash writes its
+outputs again. So each is folded by what identifies it: a window by its start, a batch by
+its id, a dead letter by its source message (topic, partition, offset).
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ def _json(value: bytes | None) -> dict | None:
 class PipelineState:
     windows: dict[str, dict] = field(default_factory=dict)  # window_start -> latest value
     batches: dict[int, dict] = field(default_factory=dict)  # batch_id -> its metrics (the latest copy of a replay)
-    dead_letters: Counter = field(default_factory=Counter)  # rejection_reason -> count
+    dead_letter_reasons: dict[tuple[str, str, str], str] = field(default_factory=dict)  # source coordinates -> reason
+    dead_letters: Counter = field(default_factory=Counter)  # rejection_reason -> distinct dead letters
     end_offsets: dict[int, int] = field(default_factory=dict)  # the purchase topic's, as the broker reports them
     ignored: int = 0  # records that were not the contract's JSON
 
@@ -60,9 +65,28 @@ class PipelineState:
             return
         self.batches[row["batch_id"]] = row
 
-    def apply_dead_letter(self, headers: list[tuple[str, bytes | None]]) -> None:
-        reason = next((v for k, v in headers if k == "rejection_reason"), None)
-        self.dead_letters[reason.decode("utf-8", "replace") if reason else "(no reason header)"] += 1
+    def apply_dead_letter(self, headers: list[tuple[str, bytes | None]], key: bytes | None = None) -> None:
+        """Count a dead letter once per source message: its `source_topic`, `source_partition`
+        and `source_offset` headers, else its key (`topic-partition-offset`). A copy written
+        again by a replayed batch replaces the first (its reason the latest one); a record with
+        neither is counted as it comes."""
+        values = {k: v.decode("utf-8", "replace") for k, v in headers if v is not None}
+        reason = values.get("rejection_reason") or "(no reason header)"
+        source = tuple(values.get(name) for name in ("source_topic", "source_partition", "source_offset"))
+        if None in source:
+            source = tuple(key.decode("utf-8", "replace").rsplit("-", 2)) if key else ()
+        if len(source) != 3:
+            self.dead_letters[reason] += 1
+            return
+        before = self.dead_letter_reasons.get(source)
+        if before == reason:
+            return
+        if before is not None:
+            self.dead_letters[before] -= 1
+            if not self.dead_letters[before]:
+                del self.dead_letters[before]
+        self.dead_letter_reasons[source] = reason
+        self.dead_letters[reason] += 1
 
     def latest_batch(self) -> dict | None:
         return self.batches[max(self.batches)] if self.batches else None
