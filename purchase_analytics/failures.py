@@ -5,11 +5,39 @@ a partition leader moving, the topic not there yet. It cannot heal a damaged che
 checkpoint that points at offsets the broker no longer has, two jobs on one checkpoint or
 a refused login: retrying those only delays the same error, so they end the job at once
 with the cause and the fix.
+
+The job's own output topics (results, metrics) raise one of two errors when a write fails
+(sinks.KafkaPublisher): OutputRetriable, which a restart heals, or OutputRefused, whose
+message is the line that ends the job. Raised in a foreachBatch handler, they reach the
+query's failure inside a JVM exception, as the last line of the Python traceback py4j put
+in its message, and are recognised there too.
 """
 
 from __future__ import annotations
 
+import re
+
 from .config import AggregatorConfig
+
+
+class OutputWriteError(RuntimeError):
+    """A write to one of the job's own output topics (results, metrics) did not succeed."""
+
+
+class OutputRetriable(OutputWriteError):
+    """The write failed in a way a restart from the checkpoint heals (the broker away, a
+    leader moving, too few in-sync replicas, a timeout): the batch runs again and writes
+    the same records again."""
+
+
+class OutputRefused(OutputWriteError):
+    """The broker refused the write for good (a record larger than the topic takes, a
+    missing ACL, ...). The message is the one line the user reads: topic, cause and fix."""
+
+
+# How these two look inside a JVM error when raised in a foreachBatch handler: py4j puts the
+# Python traceback, whose last line is `module.Class: message`, in the Java exception's message.
+_OUTPUT = re.compile(rf"\b({OutputRefused.__name__}|{OutputRetriable.__name__}): ([^\r\n]+)")
 
 # (markers in the error or its JVM trace, what the user reads: {checkpoint} and {topic} filled in)
 _FATAL: list[tuple[tuple[str, ...], str]] = [
@@ -89,13 +117,27 @@ def error_text(error) -> str:
 
 
 def first_line(error) -> str:
+    """The line that says what failed: an output topic's line whole (also from inside a JVM
+    error), else the error's first line, cut at 300 characters."""
     text = str(getattr(error, "desc", None) or error).strip()
+    if isinstance(error, OutputWriteError):
+        return text
+    output = _OUTPUT.search(text)
+    if output:
+        return output.group(2).strip()
     return text.splitlines()[0][:300] if text else type(error).__name__
 
 
 def classify_failure(error, config: AggregatorConfig) -> str | None:
     """None when a restart can heal the failure, else the one line that ends the job."""
+    if isinstance(error, OutputRefused):
+        return str(error)
+    if isinstance(error, OutputRetriable):
+        return None
     text = error_text(error)
+    output = _OUTPUT.search(text)
+    if output:
+        return output.group(2).strip() if output.group(1) == OutputRefused.__name__ else None
     for markers, message in _FATAL:
         if any(m in text for m in markers):
             return message.format(checkpoint=config.checkpoint_dir, topic=config.topic, detail=first_line(error))

@@ -289,3 +289,106 @@ def diagnose_connection(security: KafkaSecurity, bootstrap_servers: str, timeout
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]
+
+
+# ------------------------------------------------------------------ the job's own writes
+
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1048588  # the broker's message.max.bytes, a topic's default max.message.bytes
+# Failed writes a new attempt can succeed at, besides kafka-python's RetriableError classes: a
+# broker restarting, an idempotent producer's sequence lost with a batch that failed, and a
+# record whose producer was closed under it (sinks.KafkaPublisher replaces a failed producer).
+_WRITE_RETRIABLE = ("BrokerNotAvailableError", "OutOfOrderSequenceNumberError", "UnknownProducerIdError", "IllegalStateError")
+
+
+def describe_error(error: BaseException) -> str:
+    """`Class: detail` of a client error, on one line (kafka-python's own text repeats the
+    class and ends in `None` when the broker said no more)."""
+    detail = str(error.args[0]).strip().splitlines()[0][:200] if error.args and error.args[0] not in (None, "") else ""
+    return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+
+
+def is_retriable_write_error(error: BaseException) -> bool:
+    """A produce error (kafka-python) that the same write, tried again later, can get past:
+    too few in-sync replicas, a leader moving or not there yet, the broker away, a timeout."""
+    from kafka.errors import RetriableError
+
+    return isinstance(error, RetriableError) or type(error).__name__ in _WRITE_RETRIABLE
+
+
+def batch_bytes(key: bytes | None, value: bytes | None) -> int:
+    """The size of a record as a broker compares it with a topic's max.message.bytes: in a
+    record batch of its own (uncompressed, no headers)."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+    from kafka.record.util import size_of_varint
+
+    body = 3 + DefaultRecordBatchBuilder.size_of(key, value, [])  # attributes, timestamp and offset deltas (0)
+    return DefaultRecordBatchBuilder.HEADER_STRUCT.size + size_of_varint(body) + body
+
+
+def topic_config(bootstrap_servers: str, topic: str, name: str, security: KafkaSecurity | None = None) -> str | None:
+    """A topic's setting as the broker applies it (its own, else the broker's default), or
+    None when the broker cannot tell."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers.split(","),
+            request_timeout_ms=5000,
+            bootstrap_timeout_ms=5000,
+            **(security or KafkaSecurity()).kafka_python_kwargs(),
+        )
+    except Exception:  # the line is written without it
+        return None
+    try:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, [name])])
+        return str(described["topic"][topic][name]["value"])
+    except Exception:
+        return None
+    finally:
+        admin.close()
+
+
+def explain_write_failure(
+    error: BaseException,
+    topic: str,
+    what: str,
+    bootstrap_servers: str,
+    security: KafkaSecurity,
+    record_bytes: int | None = None,
+    option: str | None = None,
+) -> str:
+    """The one line for a write to `topic` (`what`: "results topic", "metrics topic") that
+    a new attempt cannot get past: the topic, the cause and the fix. `record_bytes`: the
+    refused record as the broker counts it (`batch_bytes`); `option`: the job's option that
+    names the topic."""
+    from kafka.errors import AuthorizationError, InvalidTopicError, MessageSizeTooLargeError, RecordListTooLargeError
+
+    name = type(error).__name__
+    elsewhere = f"or set {option} to a topic that takes it" if option else "or write to another topic"
+    if isinstance(error, MessageSizeTooLargeError) and "max_request_size" in str(error):  # refused by the producer itself
+        return f"a record of {record_bytes} bytes for {what} '{topic}' is larger than the job's producer sends (max_request_size)"
+    if isinstance(error, (MessageSizeTooLargeError, RecordListTooLargeError)):
+        size = f"a record of {record_bytes} bytes" if record_bytes is not None else "a record"
+        limit = topic_config(bootstrap_servers, topic, "max.message.bytes", security)
+        needed = max(KAFKA_DEFAULT_MAX_MESSAGE_BYTES, (record_bytes or 0) + 1024)
+        return (
+            f"{what} '{topic}' refused {size}: larger than the topic's max.message.bytes ({limit or 'unknown'}); raise it with "
+            f"kafka-configs.sh --bootstrap-server {bootstrap_servers} --alter --entity-type topics --entity-name {topic} "
+            f"--add-config max.message.bytes={needed}, {elsewhere}"
+        )
+    if isinstance(error, AuthorizationError):
+        if security.uses_sasl:
+            user = security.sasl_username
+            grant = (
+                f"grant WRITE and DESCRIBE on it to User:{user} (kafka-acls.sh --bootstrap-server {bootstrap_servers} --add "
+                f"--allow-principal User:{user} --operation WRITE --operation DESCRIBE --topic {topic}; docs/cluster.md)"
+            )
+            who = f"the job's user '{user}'"
+        else:
+            grant, who = "grant WRITE and DESCRIBE on it to the job's principal (docs/cluster.md)", "the job's user"
+        return f"{who} may not write to {what} '{topic}' at {bootstrap_servers} ({name}): {grant}"
+    if isinstance(error, InvalidTopicError):
+        fix = f"name another with {option}" if option else "name another"
+        return f"{what} name '{topic}' is refused by the broker at {bootstrap_servers} ({name}); {fix}"
+    return f"{what} '{topic}' refused a write ({describe_error(error)}) at {bootstrap_servers}; not a failure a restart heals"

@@ -11,13 +11,16 @@ import json
 import os
 import sqlite3
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol, TextIO
 from zoneinfo import ZoneInfo
 
-from .kafka_client import KafkaSecurity
+from .failures import OutputRefused, OutputRetriable
+from .kafka_client import KafkaSecurity, batch_bytes, describe_error, explain_write_failure, is_retriable_write_error
 
 WINDOW_COLUMNS = ("window_start", "window_end", "total_purchase", "orders")
 
@@ -100,34 +103,148 @@ def window_record(row: WindowRow, batch_id: int) -> dict:
 
 
 class KafkaPublisher:
-    """A small kafka-python producer for the job's own outputs (results and metrics):
-    acks from every in-sync replica, flushed before the batch counts as done."""
+    """A small kafka-python producer for the job's own outputs (results and metrics): acks
+    from every in-sync replica, and every record's outcome checked before the batch counts
+    as done. `flush` waits for the records sent since the last flush (by this thread: the
+    job's batches and its progress reporter share one publisher) and raises for any that
+    failed: `OutputRetriable` for a failure a restart from the checkpoint heals (too few
+    in-sync replicas, a leader moving, the broker away, a timeout), else `OutputRefused`,
+    whose message is one line naming the topic, the cause and the fix. kafka-python's own
+    flush returns normally after a failed request (or raises "Future not done" when it split
+    a batch the broker refused), so the records' futures are what tell.
 
-    def __init__(self, bootstrap_servers: str, security: KafkaSecurity):
-        from kafka import KafkaProducer
+    After a failure the producer is replaced: an idempotent producer that had a batch
+    refused refuses every later record with the same error."""
 
-        self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers.split(","), acks="all", linger_ms=5, retries=10, **security.kafka_python_kwargs()
-        )
+    # A record is given up on (its future fails) this long after it was sent, so a flush that
+    # waits a little longer always ends with every record's outcome known: none is left to
+    # land later, after the same window's newer total written by a replay.
+    DELIVERY_TIMEOUT_S = 60.0
+    ROLES = {"results": ("results topic", "--results-topic"), "metrics": ("metrics topic", "--metrics-topic")}
+
+    def __init__(self, bootstrap_servers: str, security: KafkaSecurity, topics: Mapping[str, str] | None = None):
+        """`topics`: topic -> role ("results", "metrics"), for the error lines."""
+        self._bootstrap_servers = bootstrap_servers
+        self._security = security
+        self._roles = dict(topics or {})
+        self._lock = threading.Lock()
+        self._producer = None
+        self._sent = threading.local()  # .records: [(future, topic, bytes, producer)] since this thread's last flush
+
+    @classmethod
+    def for_job(cls, config) -> KafkaPublisher:
+        """The publisher of an AggregatorConfig's results and metrics topics."""
+        topics = {config.metrics_topic: "metrics", config.results_topic: "results"}
+        return cls(config.bootstrap_servers, config.security, {t: role for t, role in topics.items() if t})
+
+    def name_topic(self, topic: str, role: str) -> None:
+        """Say which of the job's outputs `topic` is ("results", "metrics"), for the error lines."""
+        self._roles[topic] = role
+
+    def _current(self):
+        with self._lock:
+            if self._producer is None:
+                from kafka import KafkaProducer
+
+                self._producer = KafkaProducer(
+                    bootstrap_servers=self._bootstrap_servers.split(","),
+                    acks="all",
+                    linger_ms=5,
+                    retries=10,
+                    delivery_timeout_ms=int(self.DELIVERY_TIMEOUT_S * 1000),
+                    **self._security.kafka_python_kwargs(),
+                )
+            return self._producer
+
+    def _records(self) -> list:
+        if not hasattr(self._sent, "records"):
+            self._sent.records = []
+        return self._sent.records
 
     def send(self, topic: str, value: dict, key: str | None = None) -> None:
-        self._producer.send(topic, value=json.dumps(value).encode(), key=key.encode() if key is not None else None)
+        data, key_data = json.dumps(value).encode(), key.encode() if key is not None else None
+        size = batch_bytes(key_data, data)
+        producer = None
+        try:
+            producer = self._current()
+            future = producer.send(topic, value=data, key=key_data)
+        except Exception as exc:  # refused before it was sent: no metadata in time, too large for the producer
+            self._records().clear()
+            self._fail([(exc, topic, size)], producer)
+        self._records().append((future, topic, size, producer))
 
-    def flush(self, timeout_s: float = 60.0) -> None:
-        self._producer.flush(timeout=timeout_s)
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until every record this thread sent since its last flush is written, or
+        raise OutputRetriable / OutputRefused for those that were not."""
+        records, self._sent.records = self._records(), []
+        if not records:
+            return
+        from kafka.errors import KafkaError
+
+        deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.DELIVERY_TIMEOUT_S + 15)
+        for producer in {id(r[3]): r[3] for r in records}.values():
+            try:
+                producer.flush(timeout=max(0.0, deadline - time.monotonic()))
+            except KafkaError:  # its own timeout, or a batch it split: the futures below tell
+                pass
+        failures = []
+        for future, topic, size, _ in records:
+            try:
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
+            except KafkaError as exc:  # the broker's answer, or KafkaTimeoutError: no answer by the deadline
+                failures.append((exc, topic, size))
+        if failures:
+            self._fail(failures, *{id(r[3]): r[3] for r in records}.values())
+
+    def _fail(self, failures: list[tuple[BaseException, str, int]], *producers) -> None:
+        """Replace the failed producers, then raise: OutputRefused when any failure is one a
+        new attempt cannot get past, else OutputRetriable."""
+        self._retire(producers)
+        refused = next(((e, t, n) for e, t, n in failures if not is_retriable_write_error(e)), None)
+        if refused:
+            error, topic, size = refused
+            what, option = self.ROLES.get(self._roles.get(topic, ""), ("output topic", None))
+            line = explain_write_failure(error, topic, what, self._bootstrap_servers, self._security, size, option)
+            raise OutputRefused(line) from None
+        error, topic, _ = failures[0]
+        what = self.ROLES.get(self._roles.get(topic, ""), ("output topic", None))[0]
+        topics = ", ".join(sorted({f"'{t}'" for _, t, _ in failures}))
+        raise OutputRetriable(
+            f"{len(failures)} record(s) not written to {what} {topics} at {self._bootstrap_servers} ({describe_error(error)}); "
+            f"a restart from the checkpoint writes them again"
+        ) from None
+
+    def _retire(self, producers) -> None:
+        with self._lock:
+            retired = [p for p in producers if p is not None and p is self._producer]
+            if retired:
+                self._producer = None
+        for producer in retired:
+            try:  # the records other threads sent to it still get their outcome (by the delivery timeout)
+                producer.close(timeout=self.DELIVERY_TIMEOUT_S + 15)
+            except Exception:  # this thread's records' outcomes are known: nothing to report here
+                pass
 
     def close(self) -> None:
-        self._producer.close(timeout=10)
+        with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=10)
+            except Exception:  # a failed record was reported by flush; closing is not the place to fail the job
+                pass
 
 
 class KafkaResultsSink:
     """`--results-topic`: the latest total per window in a compacted topic keyed by the
     window start. A replayed batch sends the same keys and values, so a reader of the
-    latest value per key never sees a window counted twice."""
+    latest value per key never sees a window counted twice. A batch is done once every
+    record is written (KafkaPublisher.flush raises otherwise)."""
 
     def __init__(self, publisher: KafkaPublisher, topic: str):
         self._publisher = publisher
         self._topic = topic
+        publisher.name_topic(topic, "results")
 
     def write(self, batch_id: int, rows: Sequence[WindowRow]) -> None:
         for r in rows:
