@@ -42,7 +42,7 @@ from .checkpoint import (
     verify_checkpoint,
 )
 from .config import AggregatorConfig, interval_seconds, load_settings, parse_aggregator_config
-from .failures import classify_failure, first_line
+from .failures import OutputRefused, OutputRetriable, classify_failure, first_line
 from .kafka_client import ClientErrorLog, KafkaSecurity, diagnose_connection, explain_failure
 from .progress import BATCH_METRICS, BatchProgress
 from .signals import set_on_signal
@@ -216,6 +216,7 @@ class LateEvents:
         return added
 
     def _state_counts(self, batch_id: int | None) -> dict[tuple, int]:
+        _ = self.spark.streams  # starts the session's state store coordinator, which the reader asks, if no query has yet
         reader = self.spark.read.format("statestore")
         if batch_id is not None:
             reader = reader.option("batchId", batch_id)
@@ -292,6 +293,7 @@ class ProgressReporter:
         self.windows_per_event = windows_per_event(config)
 
     def report(self, query) -> None:
+        records = []
         for raw in self._new_reports(query):
             report = json.loads(raw.json)
             counted = BatchProgress.from_spark(report)
@@ -301,14 +303,29 @@ class ProgressReporter:
             if self.summary.record(progress):
                 self.batches_since_restart += 1
                 print(progress.line(), file=self.out, flush=True)
-            record = progress.to_record(self.config.topic)
-            if self.publisher and self.config.metrics_topic:
-                self.publisher.send(self.config.metrics_topic, record)
+            records.append(progress.to_record(self.config.topic))
             if self.config.progress_file:
                 with open(self.config.progress_file, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-        if self.publisher:
-            self.publisher.flush()
+                    f.write(json.dumps(records[-1]) + "\n")
+        if records and self.publisher and self.config.metrics_topic:
+            self._publish(records)
+
+    def _publish(self, records: list[dict]) -> None:
+        """The batches' records to the metrics topic: written, or sent again after a failure
+        a retry can heal (with backoff, as a query restart), else the job ends with its line."""
+        for attempt in range(1, MAX_RESTARTS + 2):
+            try:
+                for record in records:
+                    self.publisher.send(self.config.metrics_topic, record)
+                self.publisher.flush()
+                return
+            except OutputRefused as exc:
+                raise JobFailed(str(exc)) from None
+            except OutputRetriable as exc:
+                if attempt > MAX_RESTARTS:
+                    raise JobFailed(f"the metrics could not be written {attempt} times in a row; last error: {exc}") from None
+                print(f"metrics not written ({exc}); sending them again ({attempt}/{MAX_RESTARTS})", file=self.out, flush=True)
+                time.sleep(min(2**attempt, 30))
 
     def _new_reports(self, query) -> list:
         """The query's progress reports not folded in yet, oldest first. Between two polls
@@ -369,7 +386,7 @@ def run_job(
             flush=True,
         )
         _verify_checkpoint(checkpoint_files(spark, config.checkpoint_dir), config)
-    publisher = KafkaPublisher(config.bootstrap_servers, config.security) if (config.results_topic or config.metrics_topic) else None
+    publisher = KafkaPublisher.for_job(config) if (config.results_topic or config.metrics_topic) else None
     handler = WindowsHandler(spark, config, window_sinks(config, publisher))
     reporter = ProgressReporter(handler, config, summary, publisher, out)
     deadline = time.monotonic() + config.timeout_s if config.timeout_s else None
@@ -406,7 +423,10 @@ def run_job(
     finally:
         _stop_all(queries)
         if queries:
-            reporter.report(queries[0])
+            try:
+                reporter.report(queries[0])
+            except JobFailed as exc:  # the metrics of the last batches: said, then the job ends as it was ending
+                print(f"error: {exc}", file=out, flush=True)
         if publisher:
             publisher.close()
         print(summary.line(), file=out, flush=True)

@@ -26,10 +26,10 @@ WINDOW_COLUMNS = ("window_start", "window_end", "total_purchase", "orders")
 
 
 class WindowRow(Protocol):
-    window_start: datetime
-    window_end: datetime
-    total_purchase: int
-    orders: int
+    """A row Spark's aggregation emitted (a pyspark Row): window_start, window_end, the
+    group fields, total_purchase, orders, read by name."""
+
+    def __getitem__(self, name: str): ...
 
 
 class WindowSink(Protocol):
@@ -46,23 +46,27 @@ def _iso_utc(ts: datetime) -> str:
 
 
 class ConsoleSink:
-    """The table users know from the original pipeline, sorted by window."""
+    """The table users know from the original pipeline, sorted by window: one column per
+    group field (--group-by) after the window's."""
 
-    def __init__(self, timezone_name: str = "UTC", out: TextIO = sys.stdout):
+    def __init__(self, timezone_name: str = "UTC", group_by: tuple[str, ...] = (), out: TextIO = sys.stdout):
         self._zone = ZoneInfo(timezone_name)
+        self._columns = (*WINDOW_COLUMNS[:2], *group_by, *WINDOW_COLUMNS[2:])
         self._out = out
 
-    def _local(self, ts: datetime) -> str:
-        return _as_utc(ts).astimezone(self._zone).strftime("%Y-%m-%d %H:%M:%S")
+    def _cell(self, value) -> str:
+        if isinstance(value, datetime):
+            return _as_utc(value).astimezone(self._zone).strftime("%Y-%m-%d %H:%M:%S")
+        return str(value)
 
     def write(self, batch_id: int, rows: Sequence[WindowRow]) -> None:
         if not rows:
             return  # a batch that only moved the watermark changed no window
-        cells = [[self._local(r.window_start), self._local(r.window_end), str(r.total_purchase), str(r.orders)] for r in rows]
-        widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(WINDOW_COLUMNS)]
+        cells = [[self._cell(r[c]) for c in self._columns] for r in rows]
+        widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(self._columns)]
         rule = "+" + "+".join("-" * w for w in widths) + "+"
         lines = ["-------------------------------------------", f"Batch: {batch_id}", "-------------------------------------------", rule]
-        lines.append("|" + "|".join(h.rjust(w) for h, w in zip(WINDOW_COLUMNS, widths, strict=True)) + "|")
+        lines.append("|" + "|".join(h.rjust(w) for h, w in zip(self._columns, widths, strict=True)) + "|")
         lines.append(rule)
         lines += ["|" + "|".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) + "|" for row in cells]
         lines.append(rule)
@@ -74,9 +78,10 @@ class JsonLinesSink:
     replayed batch rewrites its own file. Read the files in name order: the last line
     for a window holds its current total."""
 
-    def __init__(self, output_dir: str | Path):
+    def __init__(self, output_dir: str | Path, group_by: tuple[str, ...] = ()):
         self._dir = Path(output_dir)
         self._dir.mkdir(parents=True, exist_ok=True)
+        self._group_by = group_by
 
     def write(self, batch_id: int, rows: Sequence[WindowRow]) -> None:
         if not rows:
@@ -85,21 +90,39 @@ class JsonLinesSink:
         tmp = target.with_suffix(".tmp")
         with open(tmp, "w") as f:
             for r in rows:
-                f.write(json.dumps(window_record(r, batch_id)) + "\n")
+                f.write(json.dumps(window_record(r, batch_id, self._group_by)) + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
 
 
-def window_record(row: WindowRow, batch_id: int) -> dict:
-    """A window as the JSON-lines files and the results topic carry it."""
+def window_record(row: WindowRow, batch_id: int, group_by: tuple[str, ...] = ()) -> dict:
+    """A window as the JSON-lines files and the results topic carry it: its group's values
+    (--group-by) after the window's start and end."""
     return {
-        "window_start": _iso_utc(row.window_start),
-        "window_end": _iso_utc(row.window_end),
-        "total_purchase": int(row.total_purchase),
-        "orders": int(row.orders),
+        "window_start": _iso_utc(row["window_start"]),
+        "window_end": _iso_utc(row["window_end"]),
+        **{g: row[g] for g in group_by},
+        "total_purchase": int(row["total_purchase"]),
+        "orders": int(row["orders"]),
         "batch_id": batch_id,
     }
+
+
+RECORD_FIELDS = ("window_start", "window_end", "total_purchase", "orders", "batch_id")
+
+
+def record_key(record: dict) -> str | tuple:
+    """Which window (and group) a record is the total of: its start (ISO-8601 UTC), with
+    the values of its group fields after it when it has any."""
+    groups = tuple(v for k, v in record.items() if k not in RECORD_FIELDS)
+    return (record["window_start"], *groups) if groups else record["window_start"]
+
+
+def results_topic_key(record: dict) -> str:
+    """The results topic's key: the window start, then each group value, `|`-separated."""
+    key = record_key(record)
+    return key if isinstance(key, str) else "|".join(str(part) for part in key)
 
 
 class KafkaPublisher:
@@ -237,57 +260,78 @@ class KafkaPublisher:
 
 class KafkaResultsSink:
     """`--results-topic`: the latest total per window in a compacted topic keyed by the
-    window start. A replayed batch sends the same keys and values, so a reader of the
+    window start and group values. A replayed batch sends the same keys and values, so a reader of the
     latest value per key never sees a window counted twice. A batch is done once every
     record is written (KafkaPublisher.flush raises otherwise)."""
 
-    def __init__(self, publisher: KafkaPublisher, topic: str):
+    def __init__(self, publisher: KafkaPublisher, topic: str, group_by: tuple[str, ...] = ()):
         self._publisher = publisher
         self._topic = topic
+        self._group_by = group_by
         publisher.name_topic(topic, "results")
 
     def write(self, batch_id: int, rows: Sequence[WindowRow]) -> None:
         for r in rows:
-            record = window_record(r, batch_id)
-            self._publisher.send(self._topic, record, key=record["window_start"])
+            record = window_record(r, batch_id, self._group_by)
+            self._publisher.send(self._topic, record, key=results_topic_key(record))
         self._publisher.flush()
 
 
-def read_json_lines_totals(output_dir: str | Path) -> dict[str, tuple[int, int]]:
-    """window_start (ISO) -> (total_purchase, orders), the latest line per window."""
-    totals: dict[str, tuple[int, int]] = {}
+def read_json_lines_totals(output_dir: str | Path) -> dict[str | tuple, tuple[int, int]]:
+    """record_key -> (total_purchase, orders), the latest line per window (and group)."""
+    totals: dict[str | tuple, tuple[int, int]] = {}
     for path in sorted(Path(output_dir).glob("batch-*.jsonl")):
         for line in path.read_text().splitlines():
             rec = json.loads(line)
-            totals[rec["window_start"]] = (rec["total_purchase"], rec["orders"])
+            totals[record_key(rec)] = (rec["total_purchase"], rec["orders"])
     return totals
 
 
-def read_results_topic(bootstrap_servers: str, topic: str, security: KafkaSecurity | None = None) -> dict[str, tuple[int, int]]:
-    """window_start (ISO) -> (total_purchase, orders): the latest value per key of the results topic."""
+def read_results_topic(bootstrap_servers: str, topic: str, security: KafkaSecurity | None = None) -> dict[str | tuple, tuple[int, int]]:
+    """record_key -> (total_purchase, orders): the latest value per key of the results topic."""
     from .reference import read_topic
 
     latest = {record.key.decode(): json.loads(record.value) for record in read_topic(bootstrap_servers, topic, security=security)}
-    return {key: (value["total_purchase"], value["orders"]) for key, value in latest.items()}
+    return {record_key(value): (value["total_purchase"], value["orders"]) for value in latest.values()}
+
+
+class ResultsDbMismatch(RuntimeError):
+    """The results database holds windows of another shape (other group fields)."""
 
 
 class SqliteResultsSink:
-    """`--results-db`: the durable results table, one row per window holding its latest
-    total. Each batch commits in one transaction together with its batch id; a batch id
-    at or below the last committed one is skipped, so a replay changes nothing."""
+    """`--results-db`: the durable results table, one row per window (and group, whose
+    fields are part of the key) holding its latest total. Each batch commits in one
+    transaction together with its batch id; a batch id at or below the last committed one
+    is skipped, so a replay changes nothing."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, group_by: tuple[str, ...] = ()):
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._columns = ("window_start", "window_end", *group_by, "total_purchase", "orders", "batch_id")
+        self._group_by = group_by
+        key = ", ".join(("window_start", *group_by))
+        groups = "".join(f"{g} NOT NULL, " for g in group_by)
         with self._connect() as db:
             db.executescript(
-                """
+                f"""
                 CREATE TABLE IF NOT EXISTS window_totals (
-                    window_start TEXT PRIMARY KEY, window_end TEXT NOT NULL,
-                    total_purchase INTEGER NOT NULL, orders INTEGER NOT NULL, batch_id INTEGER NOT NULL);
+                    window_start TEXT NOT NULL, window_end TEXT NOT NULL, {groups}
+                    total_purchase INTEGER NOT NULL, orders INTEGER NOT NULL, batch_id INTEGER NOT NULL,
+                    PRIMARY KEY ({key}));
                 CREATE TABLE IF NOT EXISTS committed_batches (batch_id INTEGER PRIMARY KEY);
                 """
             )
+            found = tuple(row[1] for row in db.execute("PRAGMA table_info(window_totals)"))
+        if found != self._columns:
+            raise ResultsDbMismatch(
+                f"results database {path} holds windows with the columns {', '.join(found)}, and this job writes "
+                f"{', '.join(self._columns)} (another --group-by); give this job its own --results-db"
+            )
+        self._upsert = (
+            f"INSERT INTO window_totals VALUES ({', '.join('?' for _ in self._columns)}) ON CONFLICT({key}) DO UPDATE SET "
+            "window_end=excluded.window_end, total_purchase=excluded.total_purchase, orders=excluded.orders, batch_id=excluded.batch_id"
+        )
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self._path, timeout=30, isolation_level=None)
@@ -300,21 +344,18 @@ class SqliteResultsSink:
             if last is not None and batch_id <= last:
                 db.execute("ROLLBACK")
                 return
-            db.executemany(
-                "INSERT INTO window_totals VALUES (?, ?, ?, ?, ?) ON CONFLICT(window_start) DO UPDATE SET "
-                "window_end=excluded.window_end, total_purchase=excluded.total_purchase, orders=excluded.orders, "
-                "batch_id=excluded.batch_id",
-                [(_iso_utc(r.window_start), _iso_utc(r.window_end), int(r.total_purchase), int(r.orders), batch_id) for r in rows],
-            )
+            db.executemany(self._upsert, [tuple(window_record(r, batch_id, self._group_by).values()) for r in rows])
             db.execute("INSERT INTO committed_batches VALUES (?)", (batch_id,))
             db.execute("COMMIT")
         finally:
             db.close()
 
 
-def read_results_db(path: str | Path) -> dict[str, tuple[int, int]]:
+def read_results_db(path: str | Path) -> dict[str | tuple, tuple[int, int]]:
+    """record_key -> (total_purchase, orders) of every window in the results database."""
     db = sqlite3.connect(path)
+    db.row_factory = sqlite3.Row
     try:
-        return {ws: (total, orders) for ws, total, orders in db.execute("SELECT window_start, total_purchase, orders FROM window_totals")}
+        return {record_key(dict(row)): (row["total_purchase"], row["orders"]) for row in db.execute("SELECT * FROM window_totals")}
     finally:
         db.close()

@@ -232,7 +232,7 @@ def run_queries(spark, config: AggregatorConfig, timeout_s: float = 180) -> JobS
     topics and the progress file included)."""
     assert config.available_now, "in-process runs must end by themselves"
     ensure_output_topics(config)
-    publisher = KafkaPublisher(config.bootstrap_servers, config.security) if (config.results_topic or config.metrics_topic) else None
+    publisher = KafkaPublisher.for_job(config) if (config.results_topic or config.metrics_topic) else None
     summary = JobSummary()
     handler = WindowsHandler(spark, config, window_sinks(config, publisher))
     reporter = ProgressReporter(handler, config, summary, publisher, io.StringIO())
