@@ -174,25 +174,26 @@ class LateEvents:
     changed with its new count: the added events are those counts less the ones before. In
     append mode a window is emitted once, closed, so the counts are read from Spark's state
     store after each batch with input, through Spark's state data source. A (re)started
-    query starts from the counts in the state store of its last committed batch.
+    query starts from the counts in the state store of the batch before its first.
 
-    With sliding windows an event is in several windows: the counts add up window rows, and
-    `late_rows` says how many window rows were dropped (`dropped_late` then counts an event
-    once per window that dropped it, divided by the windows per event)."""
+    With sliding windows an event is in several windows and the counts add up window rows:
+    ProgressReporter divides the dropped ones by the windows per event (docs/data-rules.md)."""
 
     def __init__(self, spark: SparkSession, config: AggregatorConfig):
         self.spark, self.group_by = spark, config.group_by
         self.append = config.output_mode == "append"
         self.checkpoint = query_checkpoint(config.checkpoint_dir, WINDOWS_DIR)
-        self.counts: dict[tuple, int] = {}  # window key -> its events, after the last batch counted
+        self.counts: dict[tuple, int] | None = None  # window key -> its events, after the last batch counted
         self._emitted: dict[int, dict[tuple, int]] = {}  # batch id -> the counts it emitted
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        """Before the query (re)starts: the counts of its last committed batch."""
+        """Before the query (re)starts: its first batch starts from the counts of the batch
+        before it, read then (by then Spark has read the checkpoint: a damaged one fails
+        the query with Spark's own error, which the job explains)."""
         with self._lock:
             self._emitted.clear()
-        self.counts = self._state_counts(None)
+        self.counts = None
 
     def emitted(self, batch_id: int, rows: list[Row]) -> None:
         with self._lock:
@@ -202,6 +203,8 @@ class LateEvents:
         """Events batch `batch_id` added to windows (Spark reported it; call in batch order)."""
         with self._lock:
             emitted = self._emitted.pop(batch_id, {})
+        if self.counts is None:
+            self.counts = self._state_counts(batch_id - 1) if batch_id > 0 else {}
         if not self.append:
             current = {**self.counts, **emitted}
         elif had_input:
@@ -215,11 +218,8 @@ class LateEvents:
         self.counts = current
         return added
 
-    def _state_counts(self, batch_id: int | None) -> dict[tuple, int]:
-        _ = self.spark.streams  # starts the session's state store coordinator, which the reader asks, if no query has yet
-        reader = self.spark.read.format("statestore")
-        if batch_id is not None:
-            reader = reader.option("batchId", batch_id)
+    def _state_counts(self, batch_id: int) -> dict[tuple, int]:
+        reader = self.spark.read.format("statestore").option("batchId", batch_id)
         try:
             state = reader.load(self.checkpoint)
             rows = state.select(

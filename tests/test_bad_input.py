@@ -169,9 +169,12 @@ def test_late_drops_are_counted_in_events(spark, kafka, new_topic, tmp_path):
     late = [event(f"late{i}", 100, T0 + 10 + i) for i in range(50)]  # window [T0, T0+600) ended long before
     send(kafka, topic, late[:25], partition=0)
     send(kafka, topic, late[25:], partition=1)
-    summary = run_queries(spark, job_args(kafka, topic, tmp_path, "--watermark", "5 minutes"))
+    progress = tmp_path / "progress.jsonl"
+    summary = run_queries(spark, job_args(kafka, topic, tmp_path, "--watermark", "5 minutes", "--progress-file", str(progress)))
     assert (summary.messages, summary.rejected, summary.dropped_late) == (50, 0, 50)
     assert read_json_lines_totals(tmp_path / "out") == expected_totals([{"price": 100, "ts": T0 + 3000}] * 2)
+    records = [json.loads(line) for line in progress.read_text().splitlines()]
+    assert sum(r["late_rows"] for r in records) == 2  # Spark's numRowsDroppedByWatermark: one row per partition
 
 
 # ------------------------------------------------------------------ failures a restart cannot heal

@@ -21,7 +21,8 @@ from purchase_analytics.runtime.kafka_broker import KafkaCluster, create_topics
 from purchase_analytics.runtime.processes import free_port, wait_until
 from purchase_analytics.sinks import KafkaPublisher, KafkaResultsSink, read_results_topic, window_record
 
-from conftest import KAFKA_JARS, TEST_JVM_OPTIONS, job_config
+from conftest import KAFKA_JARS, TEST_JVM_OPTIONS, JobThread, expected_totals, job_config, run_aggregator, send_raw
+from malformed import VALID
 
 CONFIG = job_config("--checkpoint", "/data/ckpt", "--topic", "purchases")
 
@@ -149,3 +150,54 @@ def test_too_few_in_sync_replicas_is_retriable_and_the_batch_written_again_is_al
     finally:
         publisher.close()
     assert read_results_topic(cluster.bootstrap_servers, topic) == expected(batch, 1)
+
+
+# ------------------------------------------------------------------ through the job
+
+
+def test_the_job_ends_with_one_line_when_the_results_topic_refuses_its_records(kafka, new_topic, tmp_path):
+    """The command line, as users run it: a results topic whose records may be 20 bytes at
+    most ends the job with one line naming the topic and the cause, and a non-zero exit."""
+    topic, results = new_topic(1), name("results")
+    create_topics(kafka, {results: 1}, configs={results: {"max.message.bytes": "20"}})
+    now = datetime.now(timezone.utc).timestamp()
+    send_raw(kafka, topic, [(json.dumps({**VALID, "order_id": f"o{i}", "ts": now - 60}).encode(), 0) for i in range(5)])
+    proc = run_aggregator(
+        "--bootstrap-servers", kafka, "--topic", topic, "--checkpoint", str(tmp_path / "ckpt"), "--results-topic", results,
+        "--dlq-topic", "", "--metrics-topic", "", "--no-console", "--available-now", check=False,
+    )  # fmt: skip
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(errors) == 1 and errors[0].startswith(f"error: results topic '{results}' refused a record of "), proc.stderr[-3000:]
+    assert "max.message.bytes (20)" in errors[0]
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+@pytest.mark.kafka
+def test_the_job_recovers_from_a_temporary_replica_loss_with_exact_totals(spark, cluster, tmp_path):
+    """The results topic's followers stop before the job's first batch (NotEnoughReplicas):
+    the job restarts its queries from the checkpoint until they are back, and every
+    window's final total is in the topic."""
+    topic, results = name("purchases"), name("results")
+    create_topics(
+        cluster.bootstrap_servers, {topic: 3, results: 1}, cluster.replication_factor, configs={results: {"cleanup.policy": "compact"}}
+    )
+    wait_until(lambda: cluster.in_sync(results), 60, "the results topic's replicas in sync")
+    t0 = int(datetime.now(timezone.utc).timestamp()) // 600 * 600 - 7200
+    events = [{**VALID, "order_id": f"r{i}", "price": 100 + i, "ts": t0 + 11 * i} for i in range(400)]
+    send_raw(cluster.bootstrap_servers, topic, [(json.dumps(e).encode(), i % 3) for i, e in enumerate(events)])
+    leader = cluster.leader_of(results)
+    for node in (n for n in (1, 2, 3) if n != leader):
+        cluster.broker(node).stop()
+    config = job_config(
+        "--bootstrap-servers", cluster.bootstrap_servers, "--topic", topic, "--checkpoint", str(tmp_path / "ckpt"),
+        "--results-topic", results, "--dlq-topic", "", "--metrics-topic", "", "--no-console", "--max-offsets-per-trigger", "150",
+    )  # fmt: skip
+    job = JobThread(spark, config)
+    job.start()
+    wait_until(lambda: "restarting from the checkpoint" in job.out.getvalue(), 120, "the job to restart after NotEnoughReplicas")
+    cluster.start()
+    summary = job.result(300)
+    assert summary.restarts >= 1 and "NotEnoughReplicas" in job.out.getvalue(), job.out.getvalue()
+    assert read_results_topic(cluster.bootstrap_servers, results) == expected_totals(events)
