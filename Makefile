@@ -31,7 +31,7 @@ DURATION ?=
 ARGS ?=
 
 .PHONY: help setup venv jars package run kafka spark spark-example spark-produce spark-consume-purchase \
-        clean wipe status test test-unit lint chromium bench bench-peers class-archive \
+        clean wipe status test test-bench test-unit lint chromium bench bench-peers class-archive \
         kafka-ui dashboard kafka-local spark-local spark-produce-local spark-consume-purchase-local clean-local wipe-local
 
 help: ## list the targets
@@ -124,8 +124,13 @@ spark-example: setup ## smoke job: Spark + the window transformation on in-memor
 	@$(PY) spark-scripts/spark-example.py
 
 # ---------------------------------------------------------------- quality
-test: setup compose-plugin-or-skip chromium bench-peers ## unit + integration + browser tests (real Kafka broker, real Spark, headless Chromium), compose files validated
-	$(PY) -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder tests
+PYTEST_WORKERS := $(PY) -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder
+
+test: setup compose-plugin-or-skip chromium ## unit + integration + browser tests (real Kafka broker, real Spark, headless Chromium), compose files validated; not the benchmark's
+	$(PYTEST_WORKERS) -m "not bench" tests
+
+test-bench: setup bench-peers ## the benchmark's own tests: its harness end to end on tiny inputs (python -m bench --smoke) and its peers
+	$(PYTEST_WORKERS) -m bench tests
 
 # Installs nothing: the browser tests skip themselves without a browser (.ci/run installs it with apt).
 chromium: ## say whether Debian's chromium and chromium-driver, which the browser tests drive, are installed
