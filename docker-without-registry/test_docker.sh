@@ -4,7 +4,9 @@
 #   engine -> images -> make kafka -> make spark -> bounded make spark-produce
 #   -> Kafka UI (kafka-ui service) lists the topics in headless Chromium
 #   -> bounded make spark-consume-purchase -> windowed totals == totals of the topic
-#   -> the dashboard service shows the same totals in headless Chromium -> make clean
+#   -> the dashboard service shows the same totals in headless Chromium
+#   -> settings changed for one run (GROUP_BY, WINDOW_DURATION) reach the job in its container:
+#      its start line and its totals per 5-minute window and furniture -> make clean
 #
 # Isolated from anything else on the machine: its own compose project, network, container
 # names and free host ports; it removes its containers, network and volumes, and stops
@@ -23,6 +25,7 @@ env_value() { sed -n "s/^$1=//p" .env | tail -n1; }
 : "${KAFKA_UI_IMAGE:=$(env_value KAFKA_UI_IMAGE)}"
 : "${KAFKA_TOPIC_NAME:=$(env_value KAFKA_TOPIC_NAME)}"
 : "${WINDOW_DURATION:=$(env_value WINDOW_DURATION)}"
+: "${GROUP_BY=$(env_value GROUP_BY)}"
 
 project=pa-test-docker
 run_id=test-docker-$(date +%Y%m%d-%H%M%S)
@@ -127,11 +130,30 @@ timed "make spark-consume-purchase" "${make_cmd[@]}" --no-print-directory spark-
 
 # 5. the windowed totals against the events in the topic, read from the host
 timed "verify totals" "$PY" docker-without-registry/verify_totals.py --bootstrap-servers "localhost:$kafka_port" \
-    --topic "$KAFKA_TOPIC_NAME" --output-dir "$results_dir" --window "$WINDOW_DURATION" --expect-events "$EVENTS"
+    --topic "$KAFKA_TOPIC_NAME" --output-dir "$results_dir" --window "$WINDOW_DURATION" --group-by "$GROUP_BY" \
+    --expect-events "$EVENTS"
 
 timed "dashboard in the browser" "${pages[@]}" --dashboard "http://127.0.0.1:$dashboard_port/"
 
-# 6. make clean removes the containers and the network
+# 6. the settings of .env reach the job in its container: make hands it every one, with make's
+#    value; here two values other than .env's, given as a user's environment gives them
+changed_window="5 minutes" changed_group=furniture
+consume_changed() {
+    GROUP_BY=$changed_group WINDOW_DURATION=$changed_window "${make_cmd[@]}" --no-print-directory spark-consume-purchase \
+        "${overrides[@]}" ARGS="--available-now --output-dir /opt/app/$results_dir/changed --checkpoint /opt/app/.data/checkpoints/$run_id-changed" \
+        2>&1 | tee "$results_dir/changed.log"
+    if ! grep -q "aggregating topic .*: $changed_window windows by $changed_group," "$results_dir/changed.log"; then
+        echo "FAIL: the job's start line does not say '$changed_window windows by $changed_group': the settings did not reach it"
+        return 1
+    fi
+    echo "the job in its container took WINDOW_DURATION=$changed_window and GROUP_BY=$changed_group"
+}
+timed "changed settings reach the job" consume_changed
+timed "verify totals by furniture" "$PY" docker-without-registry/verify_totals.py --bootstrap-servers "localhost:$kafka_port" \
+    --topic "$KAFKA_TOPIC_NAME" --output-dir "$results_dir/changed" --window "$changed_window" --group-by "$changed_group" \
+    --expect-events "$EVENTS"
+
+# 7. make clean removes the containers and the network
 timed "make clean" "${make_cmd[@]}" --no-print-directory clean "${overrides[@]}"
 left=$(docker ps -aq --filter "label=com.docker.compose.project=$project")
 [[ -z "$left" ]] || { echo "make clean left containers: $left"; exit 1; }

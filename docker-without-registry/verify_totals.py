@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Check windowed totals written by the aggregator (--output-dir, JSON lines) against the
-events in the topic, read back from the host through the published listener.
+events in the topic, read back from the host through the published listener: per window,
+or per window and group when the job grouped them (--group-by, as GROUP_BY).
 
 Used by docker-without-registry/test_docker.sh; exits non-zero on any difference.
 """
@@ -11,8 +12,10 @@ import argparse
 import json
 import re
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
+from purchase_analytics.events import window_start_s
 from purchase_analytics.reference import read_topic, window_totals
 from purchase_analytics.sinks import read_json_lines_totals
 
@@ -27,12 +30,27 @@ def duration_s(text: str) -> int:
     return int(match[1]) * UNIT_S[match[2]]
 
 
+def group_totals(events: list[dict], window_s: int, group_by: list[str]) -> dict[str | tuple, tuple[int, int]]:
+    """Keyed as the job's JSON lines are (sinks.record_key): the window start, then the values
+    of the group fields in their order; without group fields, reference.window_totals."""
+    if not group_by:
+        return window_totals(events, window_s)
+    totals: dict[str | tuple, tuple[int, int]] = {}
+    for event in events:
+        start = datetime.fromtimestamp(window_start_s(event["ts"], window_s), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        key = (start, *(event[g] for g in group_by))
+        total, orders = totals.get(key, (0, 0))
+        totals[key] = (total + event["price"], orders + 1)
+    return totals
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--bootstrap-servers", required=True)
     p.add_argument("--topic", required=True)
     p.add_argument("--output-dir", required=True, type=Path)
     p.add_argument("--window", type=duration_s, default=600, help="window length, e.g. '10 minutes'")
+    p.add_argument("--group-by", default="", help="the job's group fields, comma-separated (GROUP_BY), e.g. furniture")
     p.add_argument("--expect-events", type=int, help="how many events the producer sent")
     p.add_argument("--timeout-s", type=float, default=60)
     a = p.parse_args(argv)
@@ -45,17 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     if a.expect_events is not None and len(events) != a.expect_events:
         print(f"FAIL: {len(events)} events in {a.topic}, expected {a.expect_events}")
         return 1
-    expected = window_totals(events, a.window)
+    group_by = [f.strip() for f in a.group_by.split(",") if f.strip()]
+    expected = group_totals(events, a.window, group_by)
     actual = read_json_lines_totals(a.output_dir)
     if actual != expected:
         print(f"FAIL: windowed totals differ ({len(actual)} windows written, {len(expected)} expected)")
-        for key in sorted(set(actual) | set(expected)):
+        for key in sorted(set(actual) | set(expected), key=str):
             if actual.get(key) != expected.get(key):
                 print(f"  {key}: written {actual.get(key)}, expected (total, orders) {expected.get(key)}")
         return 1
     total = sum(t for t, _ in expected.values())
-    print(f"OK: {len(events)} events, {len(expected)} windows, total_purchase {total}: every window matches")
-    for key in sorted(expected):
+    what = f"windows by {','.join(group_by)}" if group_by else "windows"
+    print(f"OK: {len(events)} events, {len(expected)} {what} of {a.window} s, total_purchase {total}: every one matches")
+    for key in sorted(expected, key=str):
         print(f"  {key}  total_purchase={expected[key][0]}  orders={expected[key][1]}")
     return 0
 

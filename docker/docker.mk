@@ -28,12 +28,19 @@ DASHBOARD ?= 1
 # -T for `compose exec`/`run` unless make runs on a terminal (so Ctrl-C reaches the process).
 COMPOSE_TTY = $(shell [ -t 0 ] || echo -T)
 
-# Settings the producer and the job read (.env plus command-line overrides, as make sees
-# them) are handed to the container by name; addresses and paths are the container's own.
-PRODUCER_SETTINGS := PRODUCER_RATE PRODUCER_SEED PRODUCER_LATE_FRACTION PRODUCER_MAX_LATENESS_S \
-	PRODUCER_DELIVERY_TIMEOUT_MS PRICE_MAX
-JOB_SETTINGS := KAFKA_DLQ_TOPIC_NAME WINDOW_DURATION WATERMARK_DELAY OUTPUT_MODE TRIGGER_INTERVAL \
-	STARTING_OFFSETS MAX_OFFSETS_PER_TRIGGER KAFKA_MAX_POLL_RECORDS SHUFFLE_PARTITIONS SESSION_TIMEZONE PRICE_MAX SPARK_LOG_LEVEL
+# The producer's and the job's settings: every name written in .env reaches the process make starts
+# in a container (`compose run/exec -e NAME`), with the value make has for it: .env's, or the
+# environment's or make's command line, which win over it, as in the local runtime. Read at every
+# run: an edit of .env counts at the next one, without restarting a container. Except the values the
+# containers must keep their own, which the compose files set: addresses and paths, the driver UI,
+# the JDK and its class archive, and Kafka's client security (the secured variant's logins).
+CONTAINER_OWN_SETTINGS := KAFKA_BOOTSTRAP_SERVERS SPARK_MASTER_URL CHECKPOINT_DIR PACKAGE_ZIP SPARK_CONNECTOR_JARS_DIR \
+	SPARK_UI_ENABLED SPARK_JAVA_HOME SPARK_CLASS_ARCHIVE KAFKA_SECURITY_PROTOCOL KAFKA_SASL_MECHANISM KAFKA_SASL_USERNAME \
+	KAFKA_SASL_PASSWORD_FILE KAFKA_SSL_CA_LOCATION KAFKA_SSL_CERT_LOCATION KAFKA_SSL_KEY_LOCATION
+DOT_ENV_SETTINGS := $(shell sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' .env)
+CONTAINER_SETTINGS := $(filter-out $(CONTAINER_OWN_SETTINGS),$(DOT_ENV_SETTINGS))
+# compose takes each value from make's environment (the Makefile exports every setting).
+CONTAINER_SETTINGS_FLAGS = $(CONTAINER_SETTINGS:%=-e %)
 
 SPARK_IN_NETWORK_MASTER := spark://spark-master:7077
 KAFKA_IN_NETWORK_BOOTSTRAP := kafka:19092
@@ -77,17 +84,20 @@ spark-docker: spark-image ## docker: start the Spark master and SPARK_WORKERS wo
 	@echo "Spark master: $(SPARK_IN_NETWORK_MASTER), UI http://$(BIND_ADDRESS):$(SPARK_MASTER_UI_PORT)"
 
 spark-produce-docker: docker-check ## docker: run the event producer in a container (EVENTS=N for a bounded run, ARGS=...)
-	$(COMPOSE) run --rm --no-deps $(COMPOSE_TTY) $(PRODUCER_SETTINGS:%=-e %) spark-producer python /opt/app/scripts/event_producer.py \
-		--bootstrap-servers $(KAFKA_IN_NETWORK_BOOTSTRAP) --topic $(KAFKA_TOPIC_NAME) \
+	$(info spark-producer: $(strip python /opt/app/scripts/event_producer.py --bootstrap-servers $(KAFKA_IN_NETWORK_BOOTSTRAP) \
+		$(if $(EVENTS),--count $(EVENTS)) $(ARGS)) (-e for the $(words $(CONTAINER_SETTINGS)) settings of .env but the container's own))
+	@$(COMPOSE) run --rm --no-deps $(COMPOSE_TTY) $(CONTAINER_SETTINGS_FLAGS) spark-producer \
+		python /opt/app/scripts/event_producer.py --bootstrap-servers $(KAFKA_IN_NETWORK_BOOTSTRAP) \
 		$(if $(EVENTS),--count $(EVENTS)) $(ARGS)
 
-spark-consume-purchase-docker: docker-check package ## docker: submit the aggregator to the standalone master (ARGS=...)
-	$(COMPOSE) exec $(COMPOSE_TTY) $(JOB_SETTINGS:%=-e %) spark-master spark-submit --master $(SPARK_IN_NETWORK_MASTER) \
-		$(if $(wildcard build/log4j2-spark.properties),--driver-java-options -Dlog4j2.configurationFile=file:/opt/app/build/log4j2-spark.properties) \
-		--py-files /opt/app/.cache/purchase_analytics.zip \
-		/opt/app/spark-scripts/purchase-aggregator.py \
-		--master $(SPARK_IN_NETWORK_MASTER) --bootstrap-servers $(KAFKA_IN_NETWORK_BOOTSTRAP) \
-		--topic $(KAFKA_TOPIC_NAME) $(ARGS)
+# The job runs as in the local runtime (python, whose pyspark starts the driver JVM with the
+# settings' memory and options), in the master's container, on the standalone master.
+spark-consume-purchase-docker: docker-check package ## docker: run the aggregator in the master's container, on spark://spark-master:7077 (ARGS=...)
+	$(info spark-master: $(strip python /opt/app/spark-scripts/purchase-aggregator.py --master $(SPARK_IN_NETWORK_MASTER) \
+		--bootstrap-servers $(KAFKA_IN_NETWORK_BOOTSTRAP) $(ARGS)) (-e for the $(words $(CONTAINER_SETTINGS)) settings of .env but the container's own))
+	@$(COMPOSE) exec $(COMPOSE_TTY) $(CONTAINER_SETTINGS_FLAGS) spark-master \
+		python /opt/app/spark-scripts/purchase-aggregator.py \
+		--master $(SPARK_IN_NETWORK_MASTER) --bootstrap-servers $(KAFKA_IN_NETWORK_BOOTSTRAP) $(ARGS)
 
 clean-docker: ## docker: remove the containers (Kafka UI included) and the network; volumes stay
 	@if docker info >/dev/null 2>&1; then $(COMPOSE) --profile '*' down --remove-orphans; \

@@ -1,6 +1,7 @@
 """The compose files validate with .env (`docker compose config`, no daemon needed), and
 what they resolve to keeps the Docker runtime's promises: images from .env, ports on
-127.0.0.1, one network, environment overrides winning."""
+127.0.0.1, one network, environment overrides winning; make hands every setting of .env to
+the producer and the job in their containers, the containers' own values aside."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,76 @@ def test_environment_overrides_win_over_env_file():
     assert kafka["image"] == "local/kafka:test"
     assert kafka["ports"][0]["host_ip"] == "0.0.0.0" and kafka["ports"][0]["published"] == "19092"
     assert "PLAINTEXT_HOST://localhost:19092" in kafka["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+
+
+# ---------------------------------------------------------------- .env in the containers
+
+
+def make_list(name: str) -> list[str]:
+    """A `NAME := ...` list of docker/docker.mk (continuation lines joined)."""
+    text = (ROOT / "docker" / "docker.mk").read_text().replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if line.startswith(f"{name} :="))
+    return line.split(":=", 1)[1].split()
+
+
+CONTAINER_OWN = set(make_list("CONTAINER_OWN_SETTINGS"))
+SPARK_SERVICES = ("spark-master", "spark-worker", "spark-producer")
+
+
+def test_the_containers_own_settings_are_set_by_the_compose_files_and_written_in_dot_env():
+    """What the compose files set for the producer's and the job's containers is left out of
+    what make hands them (an exec's -e wins over the service's environment), in every variant."""
+    written = set(env_file())
+    assert CONTAINER_OWN <= written, CONTAINER_OWN - written
+    for extra in ([], [ROOT / "docker" / "compose-kafka-sasl-ssl.yml"]):
+        services = resolved(*COMPOSE_FILES, *extra)["services"]
+        for name in SPARK_SERVICES:
+            environment = services[name]["environment"]
+            assert set(environment) & written <= CONTAINER_OWN, (name, set(environment) & written - CONTAINER_OWN)
+            assert environment["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:19092"
+            assert environment["CHECKPOINT_DIR"].startswith("/opt/app/") and environment["PACKAGE_ZIP"].startswith("/opt/app/")
+    assert services["spark-master"]["environment"]["SPARK_UI_ENABLED"] == "true"
+
+
+FAKE_DOCKER = """#!/bin/sh
+# docker for docker.mk's recipes: answers, and writes each compose command with the values of its -e names.
+case "$1" in info) exit 0 ;; compose) [ "$2" = version ] && exit 0 ;; esac
+exec "$FAKE_DOCKER_PYTHON" -c '
+import json, os, sys
+args = sys.argv[1:]
+names = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "-e"]
+print(json.dumps({"args": args, "env": {n: os.environ.get(n) for n in names}}))
+' "$@" >> "$FAKE_DOCKER_LOG"
+"""
+
+
+def test_make_hands_every_setting_of_dot_env_to_the_producer_and_the_job(tmp_path):
+    """make spark-produce / spark-consume-purchase RUNTIME=docker pass each name of .env with
+    make's value (.env's, or the command line's or the environment's, which win), except the
+    containers' own; the job runs as locally (python, so its driver JVM gets the settings)."""
+    dot_env = env_file()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    log = tmp_path / "docker.log"
+    # make reads .env itself: none of its names from the caller (make test exports them all)
+    env = {k: v for k, v in os.environ.items() if k not in dot_env and not k.startswith("MAKE") and k != "MFLAGS"}
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", FAKE_DOCKER_LOG=str(log), FAKE_DOCKER_PYTHON=sys.executable)
+    env["WINDOW_SLIDE"] = "5 minutes"  # the environment wins over .env
+    command = ["make", "--no-print-directory", "-o", "package", "RUNTIME=docker", "GROUP_BY=furniture"]
+    proc = subprocess.run(
+        [*command, "spark-produce", "spark-consume-purchase"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    (producer,) = [c for c in calls if "run" in c["args"]]
+    (job,) = [c for c in calls if "exec" in c["args"]]
+    assert producer["args"][producer["args"].index("spark-producer") + 1 :][:2] == ["python", "/opt/app/scripts/event_producer.py"]
+    assert job["args"][job["args"].index("spark-master") + 1 :][:2] == ["python", "/opt/app/spark-scripts/purchase-aggregator.py"]
+    expected = {name: value for name, value in dot_env.items() if name not in CONTAINER_OWN}
+    expected.update(GROUP_BY="furniture", WINDOW_SLIDE="5 minutes")
+    for call in (producer, job):
+        assert call["env"] == expected
+    for name in ("STATE_STORE", "SPARK_DRIVER_MEMORY", "SPARK_DRIVER_JAVA_OPTIONS", "EVENT_MAX_FUTURE_S", "DLQ_MAX_VALUE_BYTES"):
+        assert job["env"][name] == dot_env[name] != "", name
