@@ -84,7 +84,12 @@ def _with_trigger(writer, config: AggregatorConfig):
 
 def checkpoint_shape(config: AggregatorConfig) -> dict:
     """What the windows query's state depends on besides Spark's own checks (checkpoint.verify_checkpoint)."""
-    return {"window": config.window_duration, "slide": config.slide_duration, "group_by": list(config.group_by)}
+    return {
+        "window": config.window_duration,
+        "slide": config.slide_duration,
+        "group_by": list(config.group_by),
+        "state_store": config.state_store,  # Spark keeps a checkpoint's provider whatever the session says
+    }
 
 
 def _verify_checkpoint(files, config: AggregatorConfig) -> None:
@@ -167,8 +172,8 @@ class LateEvents:
     """How many valid events Spark's aggregation dropped as late in each micro-batch.
 
     Spark judges a row late when its window ended at or before the watermark of the batch
-    before (and reports numRowsDroppedByWatermark, which counts rows after its partial
-    aggregation: one task's late events of one window are one row). So the job counts
+    before (and reports numRowsDroppedByWatermark, which counts window rows after its
+    aggregation: a batch's late events of one window are one row). So the job counts
     events from what the aggregation kept: a batch's valid events less the events it added
     to windows, read from the window counts. In update mode a batch emits every window it
     changed with its new count: the added events are those counts less the ones before. In

@@ -41,7 +41,7 @@ class BatchProgress:
     watermark: str | None
     start_offsets: dict[str, dict[str, int]] = field(default_factory=dict)
     end_offsets: dict[str, dict[str, int]] = field(default_factory=dict)
-    late_rows: int = 0  # Spark's numRowsDroppedByWatermark: late rows after its partial aggregation, not events
+    late_rows: int = 0  # Spark's numRowsDroppedByWatermark: late window rows after its aggregation, not events
     # Where the batch's time went, as Spark reports it (addBatch: the batch and the sinks;
     # walCommit and commitOffsets: the checkpoint's logs; latestOffset, getBatch, queryPlanning)
     durations_ms: dict[str, int] = field(default_factory=dict)

@@ -22,7 +22,7 @@ from purchase_analytics.checkpoint import (
     verify_checkpoint,
 )
 
-SHAPE = {"window": "10 minutes", "slide": None, "group_by": []}
+SHAPE = {"window": "10 minutes", "slide": None, "group_by": [], "state_store": "hdfs"}
 
 
 def test_a_second_holder_is_refused_with_the_owner_pid(tmp_path):

@@ -261,3 +261,17 @@ def test_the_job_and_the_textbook_query_agree_batch_by_batch(spark, kafka, new_t
     assert dropped["update"] == dropped["append"] == len(events) - kept > 0
     starts = [start for rows in emitted.values() for start, _, _ in rows]
     assert len(starts) == len(set(starts))  # append mode: every window once, closed
+
+
+def test_the_rocksdb_state_store_gives_the_same_windows(spark, kafka, new_topic, tmp_path):
+    """STATE_STORE=rocksdb (--state-store): Spark's RocksDB provider keeps the open windows, across a restart."""
+    topic = new_topic(2)
+    events = [{**VALID, "order_id": f"k{i}", "price": 100 + i, "ts": T0 + 13 * i} for i in range(300)]
+    send_raw(kafka, topic, [(json.dumps(e).encode(), i % 2) for i, e in enumerate(events[:200])])
+    config = job_args(kafka, topic, tmp_path, "--state-store", "rocksdb", "--max-offsets-per-trigger", "80")
+    run_queries(spark, config)
+    send_raw(kafka, topic, [(json.dumps(e).encode(), i % 2) for i, e in enumerate(events[200:])])
+    run_queries(spark, config)
+    assert read_json_lines_totals(tmp_path / "out") == expected_totals(events)
+    state = tmp_path / "ckpt" / WINDOWS_DIR / "state" / "0" / "0"
+    assert any(p.suffix in (".zip", ".changelog") for p in state.iterdir()), sorted(p.name for p in state.iterdir())  # RocksDB's files

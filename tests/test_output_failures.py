@@ -133,14 +133,14 @@ def test_too_few_in_sync_replicas_is_retriable_and_the_batch_written_again_is_al
         sink.write(0, windows(3))
         leader = cluster.leader_of(topic)
         for node in (n for n in (1, 2, 3) if n != leader):
-            # one after the other: the second's controlled shutdown leaves the leader alone in
+            # one after the other: the second's controlled shutdown leaves the partition leader alone in
             # the in-sync replicas (with both gone at once the quorum would be lost first)
             cluster.broker(node).stop()
         batch = windows(5, scale=3)
         with pytest.raises(OutputRetriable) as retriable:
             sink.write(1, batch)
         assert "NotEnoughReplicas" in str(retriable.value), retriable.value
-        print(f"with the leader alone in sync: {type(retriable.value).__name__}: {retriable.value}")
+        print(f"with the partition leader alone in sync: {type(retriable.value).__name__}: {retriable.value}")
         assert classify_failure(retriable.value, CONFIG) is None  # the job restarts from its checkpoint
         assert classify_failure(Captured(py4j_wrapped(retriable.value)), CONFIG) is None
 

@@ -61,7 +61,7 @@ def test_stop_group_ends_every_member_even_one_that_ignores_sigterm():
 
 def test_group_members_skips_zombies():
     leader = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
-    wait_until(lambda: open(f"/proc/{leader.pid}/stat").read().split(")")[-1].split()[0] == "Z", 10, "the leader to exit")
+    wait_until(lambda: open(f"/proc/{leader.pid}/stat").read().split(")")[-1].split()[0] == "Z", 10, "the group leader to exit")
     try:
         assert group_members(leader.pid) == []
     finally:
