@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,6 +13,8 @@ from pathlib import Path
 
 import pyspark
 from py4j.protocol import Py4JError
+from pyspark import SparkConf, SparkContext
+from pyspark.java_gateway import launch_gateway
 from pyspark.sql import SparkSession
 
 from .config import PROJECT_ROOT, memory_size
@@ -146,6 +150,7 @@ def create_spark_session(
         builder = builder.config("spark.driver.extraJavaOptions", " ".join(java_options))
     try:
         with config.launching():
+            launch_quiet_gateway(builder)
             spark = builder.getOrCreate()
     except Py4JError as exc:
         if "INVALID_DRIVER_MEMORY" not in str(exc):
@@ -173,3 +178,28 @@ def register_wire_parser(spark: SparkSession) -> None:
             file=sys.stderr,
             flush=True,
         )
+
+
+# Spark's launcher gives every driver JVM --add-modules=jdk.incubator.vector (JavaModuleOptions, after
+# every option of ours, so no setting can take it away), and the JVM then prints this line at each start:
+# the one line of the driver's stderr that is not passed on.
+INCUBATOR_WARNING = b"WARNING: Using incubator modules: jdk.incubator.vector\n"
+
+
+def launch_quiet_gateway(builder) -> None:
+    """Start the driver JVM as getOrCreate would, its stderr copied to ours but for INCUBATOR_WARNING."""
+    if SparkContext._gateway is not None:
+        return
+    conf = SparkConf()
+    for key, value in builder._options.items():
+        conf.set(key, value)
+    gateway = launch_gateway(conf, popen_kwargs={"stderr": subprocess.PIPE})
+
+    def copy(stream) -> None:
+        for line in iter(stream.readline, b""):
+            if line != INCUBATOR_WARNING:
+                sys.stderr.buffer.write(line)
+                sys.stderr.flush()
+
+    threading.Thread(target=copy, args=(gateway.proc.stderr,), daemon=True, name="driver-stderr").start()
+    SparkContext._ensure_initialized(gateway=gateway, conf=conf)
