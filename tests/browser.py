@@ -109,16 +109,55 @@ def chart_windows(driver) -> dict[str, tuple[int, int]]:
     return {x: (int(total), int(n)) for x, total, n in zip(bars[0], bars[1], orders[1], strict=True)}
 
 
+def page_groups(driver) -> tuple[dict[tuple[str, str], tuple[int, int]], dict[str, tuple[int, int]]]:
+    """The per-window tables of a grouped page: (window_start, group) -> (revenue, orders),
+    and window_start -> the total row's (revenue, orders)."""
+    blocks = driver.execute_script(
+        """const lastTwo = r => Array.from(r.cells).slice(-2).map(c => c.innerText);
+        return Array.from(document.querySelectorAll('#window-groups .window-groups')).map(b => [
+            b.dataset.windowStart,
+            Array.from(b.querySelectorAll('tr.group-row')).map(r => [r.dataset.group, ...lastTwo(r)]),
+            lastTwo(b.querySelector('tr.group-total'))])"""
+    )
+    groups, totals = {}, {}
+    for start, rows, (total, orders) in blocks:
+        for group, revenue, n in rows:
+            groups[(start, group)] = (_int(revenue), _int(n))
+        totals[start] = (_int(total), _int(orders))
+    return groups, totals
+
+
+def chart_groups(driver) -> tuple[dict[tuple[str, str], tuple[int, int]], dict[str, int]]:
+    """The same from the stacked chart's own data: (x, trace name) -> (revenue, orders) of
+    each bar, and x -> the total written above the window's bar."""
+    traces = driver.execute_script(
+        "const g = document.querySelector('#windows-chart .js-plotly-plot');"
+        "return g ? g.data.map(t => [t.type, t.name, t.x, t.y, t.customdata || null]) : []"
+    )
+    bars, totals = {}, {}
+    for kind, name, xs, ys, orders in traces:
+        if kind == "bar":
+            bars.update({(x, name): (int(y), int(n)) for x, y, n in zip(xs, ys, orders, strict=True) if y is not None})
+        elif name == "window total":
+            totals.update({x: int(y) for x, y in zip(xs, ys, strict=True)})
+    return bars, totals
+
+
+def _int(shown: str) -> int:
+    return int(shown.replace(",", ""))
+
+
 def text(driver, element_id: str) -> str:
     """The element's text, "" until Dash has rendered it."""
     return driver.execute_script("const e = document.getElementById(arguments[0]); return e ? e.innerText : ''", element_id)
 
 
-def screenshot(driver, tmp_path: Path, name: str) -> Path:
+def screenshot(driver, tmp_path: Path, name: str, for_docs: bool = True) -> Path:
+    """Save the page; with DOCS_SCREENSHOTS=1 (and `for_docs`) also as docs/NAME."""
     path = tmp_path / name
     driver.save_screenshot(str(path))
     assert path.stat().st_size > 10_000, "the screenshot is blank"
-    if os.environ.get("DOCS_SCREENSHOTS") == "1":
+    if for_docs and os.environ.get("DOCS_SCREENSHOTS") == "1":
         DOCS.mkdir(exist_ok=True)
         shutil.copyfile(path, DOCS / name)
     return path

@@ -4,17 +4,21 @@ job's own queries, in-process on the shared session)."""
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
+from datetime import datetime, timezone
 
 import pytest
-from browser import browser, chart_windows, page_windows, screenshot, text, wait_for  # noqa: F401
+from browser import browser, chart_groups, chart_windows, page_groups, page_windows, screenshot, text, wait_for  # noqa: F401
 from kafka import KafkaProducer
 
+from purchase_analytics.events import FURNITURE
 from purchase_analytics.reference import read_topic
 from purchase_analytics.runtime.kafka_broker import create_topics
 from purchase_analytics.runtime.processes import free_port
 from purchase_analytics.runtime.web_service import WebService
+from purchase_analytics.sinks import read_results_topic, results_topic_key, window_record
 
 from conftest import expected_totals, job_config, own_broker, produced_events, run_producer, run_queries
 from malformed import MALFORMED
@@ -143,6 +147,83 @@ def test_dashboard_follows_each_new_batch_without_a_reload(kafka, new_topic, das
     assert browser.execute_script("return performance.getEntriesByType('navigation').length") == 1  # no reload
 
 
+T0 = int(datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc).timestamp())  # a window boundary
+WINDOW_S, SLIDE_S = 600, 300  # 10-minute windows every 5 minutes: each event is in two windows
+
+
+def utc(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, timezone.utc)
+
+
+def sliding_totals(events: list[dict]) -> dict[tuple[int, str], list[int]]:
+    """(window start, furniture) -> [total, orders] of the events, every window holding the event."""
+    totals: dict[tuple[int, str], list[int]] = {}
+    for e in events:
+        for start in range(int(e["ts"]) // SLIDE_S * SLIDE_S - WINDOW_S + SLIDE_S, int(e["ts"]) + 1, SLIDE_S):
+            acc = totals.setdefault((start, e["furniture"]), [0, 0])
+            acc[0] += e["price"]
+            acc[1] += 1
+    return totals
+
+
+def test_dashboard_shows_each_window_split_by_group(kafka, new_topic, dashboard, browser, tmp_path):  # noqa: F811
+    """The results of a job grouped by furniture with overlapping windows, written to a real
+    results topic as the job writes them (sinks.window_record, sinks.results_topic_key) in
+    two batches, the second written twice (a replay): the page's stacked bars and its table
+    per window equal the latest total per window and group read back from the topic."""
+    purchases, dlq = new_topic(1), new_topic(1)
+    results, metrics = names()
+    create_topics(kafka, {results: 1, metrics: 1}, configs={results: {"cleanup.policy": "compact"}})
+    service = dashboard(kafka, purchases, dlq, results, metrics)
+    rng = random.Random(7)
+    events = sorted(
+        ({"ts": T0 + rng.random() * 1500, "price": rng.randint(100, 150_000), "furniture": rng.choice(FURNITURE)} for _ in range(600)),
+        key=lambda e: e["ts"],
+    )
+    producer = KafkaProducer(bootstrap_servers=kafka, acks="all")
+    batches = [(0, events[:350]), (1, events), (1, events)]  # update mode: each batch's windows with their totals so far
+    for batch_id, seen in batches:
+        changed = sliding_totals(seen[350:] if batch_id else seen)
+        for (start, furniture), (total, orders) in sliding_totals(seen).items():
+            if (start, furniture) in changed:
+                row = {"window_start": utc(start), "window_end": utc(start + WINDOW_S), "furniture": furniture}
+                record = window_record({**row, "total_purchase": total, "orders": orders}, batch_id, ("furniture",))
+                producer.send(results, json.dumps(record).encode(), key=results_topic_key(record).encode())
+    watermark = utc(T0 + 900).strftime("%Y-%m-%dT%H:%M:%S.000Z")  # the windows ending by 09:15 are final
+    producer.send(metrics, json.dumps({"batch_id": 1, "watermark": watermark, "input_rows": len(events), "end_offsets": {}}).encode())
+    producer.flush()
+    producer.close()
+
+    expected = read_results_topic(kafka, results)  # (window start, furniture) -> (total, orders): the latest per key
+    assert expected == {(utc(s).strftime("%Y-%m-%dT%H:%M:%SZ"), f): tuple(v) for (s, f), v in sliding_totals(events).items()}
+    window_totals: dict[str, tuple[int, int]] = {}
+    for (start, _group), (total, orders) in expected.items():
+        before = window_totals.get(start, (0, 0))
+        window_totals[start] = (before[0] + total, before[1] + orders)
+    assert len(window_totals) == 6  # 08:55 to 09:20, every 5 minutes
+
+    browser.set_window_size(1200, 1500)
+    browser.get(f"{service.url}/")
+    chart = (expected, {start: total for start, (total, _orders) in window_totals.items()})
+    wait_for(
+        lambda: page_groups(browser) == (expected, window_totals) and chart_groups(browser) == chart,  # each drawn on its own
+        30,
+        f"the tables and the chart to show {len(expected)} window groups",
+    )
+    assert text(browser, "kpi-final") == "3 of 6"
+    states = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#window-groups .window-groups')).map(b => [b.dataset.windowStart, b.className])"
+    )
+    assert [(start, "window-final" in cls) for start, cls in states] == [
+        (utc(start).strftime("%Y-%m-%dT%H:%M:%SZ"), start + WINDOW_S <= T0 + 900) for start in range(T0 + 1200, T0 - 600, -SLIDE_S)
+    ]  # newest first
+    assert "revenue per window by furniture" in browser.execute_script(
+        "return document.querySelector('#windows-chart .gtitle').textContent"
+    )
+    assert text(browser, "windows-table-box").count("total") == 6
+    print(screenshot(browser, tmp_path, "dashboard-groups-test.png", for_docs=False))
+
+
 @pytest.mark.slow
 def test_dashboard_says_when_the_broker_is_down_and_recovers(new_topic, dashboard, browser, tmp_path):  # noqa: F811
     broker = own_broker(tmp_path / "kafka")
@@ -161,6 +242,7 @@ def test_dashboard_says_when_the_broker_is_down_and_recovers(new_topic, dashboar
 
 
 def test_make_kafka_creates_the_results_topic_compacted_and_the_metrics_topic(kafka):
+    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, ConfigResource
 
     from purchase_analytics.runtime.local import pipeline_topics
@@ -176,11 +258,14 @@ def test_make_kafka_creates_the_results_topic_compacted_and_the_metrics_topic(ka
     topics, configs = pipeline_topics(settings)
     assert sorted(create_topics(kafka, topics, configs=configs)) == sorted([f"p-{results}", f"d-{results}", results, metrics])
     admin = AdminClient({"bootstrap.servers": kafka})
-    described = {
-        r.name: f.result()
-        for r, f in admin.describe_configs(
-            [ConfigResource(ConfigResource.Type.TOPIC, results), ConfigResource(ConfigResource.Type.TOPIC, metrics)]
-        ).items()
-    }
+
+    def configs() -> dict | None:
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, results), ConfigResource(ConfigResource.Type.TOPIC, metrics)]
+        try:
+            return {r.name: f.result() for r, f in admin.describe_configs(resources).items()}
+        except KafkaException:  # the broker learns of the topics from the controller a moment after their creation
+            return None
+
+    described = wait_for(configs, 30, "the broker to know the new topics")
     assert described[results]["cleanup.policy"].value == "compact"
     assert described[metrics]["cleanup.policy"].value == "delete"

@@ -3,6 +3,7 @@
 import json
 
 from purchase_analytics.dashboard.state import PipelineState
+from purchase_analytics.sinks import results_topic_key
 
 
 def result(start: str, end: str, total: int, orders: int, batch_id: int) -> bytes:
@@ -90,3 +91,84 @@ def test_a_dead_letter_written_again_counts_once():
     # the same message again with another reason (the rules changed between the two runs): the later one counts
     state.apply_dead_letter([("rejection_reason", b"price is negative"), *coordinates("t", 0, 6)])
     assert state.view(last_windows=12)["dead_letters"] == {"value is not valid JSON": 2, "missing field price": 1, "price is negative": 1}
+
+
+def grouped(start: str, end: str, groups: dict, total: int, orders: int, batch_id: int) -> tuple[bytes, bytes]:
+    """A results record of a grouped job (sinks.window_record) and its key (sinks.results_topic_key)."""
+    record = {"window_start": start, "window_end": end, **groups, "total_purchase": total, "orders": orders, "batch_id": batch_id}
+    return results_topic_key(record).encode(), json.dumps(record).encode()
+
+
+W1, W1_END, W2, W2_END = "2026-11-25T09:00:00Z", "2026-11-25T09:10:00Z", "2026-11-25T09:10:00Z", "2026-11-25T09:20:00Z"
+
+
+def test_grouped_totals_are_kept_per_window_and_group():
+    state = PipelineState()
+    records = [
+        grouped(W1, W1_END, {"furniture": "Sofa"}, 500, 2, 0),
+        grouped(W1, W1_END, {"furniture": "Chair"}, 120, 1, 0),
+        grouped(W2, W2_END, {"furniture": "Sofa"}, 70, 1, 1),
+        grouped(W1, W1_END, {"furniture": "Sofa"}, 800, 3, 1),  # the window's Sofa total grew in batch 1
+        grouped(W2, W2_END, {"furniture": "Sofa"}, 70, 1, 1),  # batch 1 replayed after a restart: the same key and value
+    ]
+    for key, value in records:
+        state.apply_result(key, value)
+    state.apply_metrics(metrics(1, "2026-11-25T09:12:00.000Z", {}))
+    assert sorted(state.windows) == [f"{W1}|Chair", f"{W1}|Sofa", f"{W2}|Sofa"]
+    assert state.group_by == ("furniture",)
+
+    view = state.view(last_windows=12)
+    assert view["group_by"] == ["furniture"]
+    assert [g["label"] for g in view["groups"]] == ["Chair", "Sofa"]  # by value
+    assert [(w["window_start"], w["total_purchase"], w["orders"], w["final"], w["batch_id"]) for w in view["windows"]] == [
+        (W1, 920, 4, True, 1),
+        (W2, 70, 1, False, 1),
+    ]
+    assert [[(g["label"], g["total_purchase"], g["orders"]) for g in w["groups"]] for w in view["windows"]] == [
+        [("Chair", 120, 1), ("Sofa", 800, 3)],
+        [("Sofa", 70, 1)],
+    ]
+
+
+def test_a_tombstone_deletes_one_group_of_a_window():
+    state = PipelineState()
+    for furniture, total in (("Sofa", 500), ("Chair", 120), ("Bed", 40)):
+        state.apply_result(*grouped(W1, W1_END, {"furniture": furniture}, total, 1, 0))
+    state.apply_result(f"{W1}|Chair".encode(), None)
+    (window,) = state.view(last_windows=12)["windows"]
+    assert (window["total_purchase"], window["orders"]) == (540, 2)
+    assert [g["label"] for g in window["groups"]] == ["Bed", "Sofa"]
+    for furniture in ("Sofa", "Bed"):
+        state.apply_result(f"{W1}|{furniture}".encode(), None)
+    assert state.view(last_windows=12)["windows"] == []
+
+
+def test_two_group_fields_and_the_values_beyond_the_shown_ones():
+    """Grouped by customer_id and color: the ten values with the most revenue are shown each
+    on its own (ordered by value, numbers as numbers), the rest of a window as one "other"."""
+    state = PipelineState()
+    for customer in range(1, 13):  # customer c spent 100 * c
+        state.apply_result(*grouped(W1, W1_END, {"customer_id": customer, "color": "navy"}, 100 * customer, 1, 0))
+    state.apply_result(None, grouped(W2, W2_END, {"customer_id": 1, "color": "red"}, 9, 1, 0)[1])
+    assert f"{W2}|1|red" in state.windows  # no Kafka key: the key the job would have written
+    view = state.view(last_windows=12)
+    assert view["group_by"] == ["customer_id", "color"]
+    assert [g["label"] for g in view["groups"]] == [f"{c} / navy" for c in range(3, 13)]
+    first, second = view["windows"]
+    assert [(g["label"], g["total_purchase"]) for g in first["groups"]][-2:] == [("12 / navy", 1200), ("other (2)", 300)]
+    assert (first["total_purchase"], first["orders"]) == (sum(100 * c for c in range(1, 13)), 12)
+    assert [(g["label"], g["total_purchase"]) for g in second["groups"]] == [("other (1)", 9)]
+
+
+def test_records_of_other_group_fields_than_the_latest_are_left_out():
+    """An earlier run without groups on the same results topic: its windows are not mixed
+    into the grouped ones (they would count twice)."""
+    state = PipelineState()
+    state.apply_result(W1.encode(), result(W1, W1_END, 620, 3, 0))
+    assert state.view(last_windows=12)["group_by"] == []
+    state.apply_result(*grouped(W1, W1_END, {"furniture": "Sofa"}, 500, 2, 0))
+    view = state.view(last_windows=12)
+    assert view["group_by"] == ["furniture"]
+    assert [(w["window_start"], w["total_purchase"]) for w in view["windows"]] == [(W1, 500)]
+    state.apply_result(b"k", json.dumps({**json.loads(result(W2, W2_END, 1, 1, 0)), "furniture": ["not", "a", "value"]}).encode())
+    assert state.ignored == 1

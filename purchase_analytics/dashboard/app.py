@@ -1,4 +1,5 @@
-"""The Dash page: revenue per window, watermark and final windows, dead letters and
+"""The Dash page: revenue per window (split by group value, as stacked bars and a table per
+window, when the job groups by event fields), watermark and final windows, dead letters and
 late rows, throughput and consumer lag, refreshed every second from the KafkaFeed.
 
 Dash serves its own and plotly.js's browser files from the installed wheels
@@ -24,7 +25,15 @@ STYLE = {
     "table": {"borderCollapse": "collapse", "fontSize": "13px"},
     "cell": {"border": "1px solid #d5dbe2", "padding": "3px 8px", "textAlign": "right"},
     "row": {"display": "flex", "gap": "24px", "flexWrap": "wrap", "alignItems": "flex-start"},
+    "windows": {"display": "flex", "gap": "14px", "flexWrap": "wrap", "alignItems": "flex-start"},
+    "window_heading": {"fontSize": "13px", "margin": "0 0 3px", "fontWeight": "600"},
+    "swatch": {"display": "inline-block", "width": "10px", "height": "10px", "marginRight": "6px", "borderRadius": "2px"},
+    "total": {"border": "1px solid #d5dbe2", "padding": "3px 8px", "textAlign": "right", "fontWeight": "600", "background": "#f2f4f7"},
 }
+# One colour per group value (the values shown on their own, in their order), grey for the rest.
+GROUP_COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#d37295"]
+OTHER_COLOR = "#9aa3ad"
+MIN_SLOTS = 6  # the grouped chart's x axis has room for this many windows at least
 KPIS = [  # (id, label)
     ("kpi-watermark", "watermark"),
     ("kpi-final", "final windows"),
@@ -51,6 +60,12 @@ def _table(table_id: str, header: list[str], rows: list[list], row_class: list[s
 
 def _short(iso: str | None) -> str:
     return iso.replace("T", " ").replace(".000Z", "Z") if iso else "-"
+
+
+def _span(start: str, end: str) -> str:
+    """A window's start and end, the end's date left out when it is the start's."""
+    start, end = _short(start), _short(end)
+    return f"{start} – {end[11:] if end[:11] == start[:11] else end}"
 
 
 def _number(value, digits: int = 0) -> str:
@@ -90,6 +105,122 @@ def windows_figure(windows: list[dict]) -> dict:
             "uirevision": "keep",
         },
     }
+
+
+def group_colors(groups: list[dict]) -> dict:
+    """Group values (a tuple, None for "other") -> colour."""
+    return {**{g["values"]: GROUP_COLORS[i % len(GROUP_COLORS)] for i, g in enumerate(groups)}, None: OTHER_COLOR}
+
+
+def _window_group(window: dict, values) -> dict | None:
+    return next((g for g in window["groups"] if g["values"] == values), None)
+
+
+def groups_figure(windows: list[dict], group_by: list[str], groups: list[dict]) -> dict:
+    """Revenue per window as bars stacked by group value, hatched while the window is open;
+    the window's total above its bar."""
+    starts = [w["window_start"] for w in windows]
+    colors = group_colors(groups)
+    series = [(g["values"], g["label"]) for g in groups]
+    if any(_window_group(w, None) for w in windows):
+        series.append((None, "other"))
+    data = []
+    for values, label in series:
+        parts = [_window_group(w, values) for w in windows]
+        data.append(
+            {
+                "type": "bar",
+                "name": label,
+                "x": starts,
+                "y": [p["total_purchase"] if p else None for p in parts],
+                "customdata": [p["orders"] if p else None for p in parts],
+                "hovertemplate": f"{label}<br>%{{x}}<br>revenue %{{y:,}}<br>orders %{{customdata:,}}<extra></extra>",
+                "marker": {
+                    "color": colors[values],
+                    "pattern": {"shape": ["" if w["final"] else "/" for w in windows], "fillmode": "overlay", "fgcolor": "#ffffff"},
+                },
+            }
+        )
+    totals = [w["total_purchase"] for w in windows]
+    data.append(
+        {
+            "type": "scatter",
+            "mode": "text",
+            "name": "window total",
+            "x": starts,
+            "y": totals,
+            "text": [_number(t) for t in totals],
+            "textposition": "top center",
+            "showlegend": False,
+            "hoverinfo": "skip",
+        }
+    )
+    return {
+        "data": data,
+        "layout": {
+            "title": {"text": f"revenue per window by {' / '.join(group_by)} (hatched: open windows, still growing)"},
+            "barmode": "stack",
+            "yaxis": {"title": {"text": "revenue"}, "range": [0, max(totals, default=0) * 1.15 or 1]},
+            "xaxis": {"type": "category", "range": [-0.5, max(len(windows), MIN_SLOTS) - 0.5]},  # a lone window is not one wide block
+            "margin": {"l": 70, "r": 20, "t": 40, "b": 60},
+            "height": 340,
+            "legend": {"orientation": "h", "y": -0.25, "traceorder": "normal"},
+            "uirevision": "keep",
+        },
+    }
+
+
+def group_tables(windows: list[dict], group_by: list[str], groups: list[dict]) -> html.Div:
+    """One table per window, newest first: each group value's revenue and orders, then the
+    window's total."""
+    colors = group_colors(groups)
+    blocks = []
+    for w in reversed(windows):
+        rows = []
+        for g in w["groups"]:
+            values = g["values"] if g["values"] is not None else (g["label"],) + ("",) * (len(group_by) - 1)
+            swatch = html.Span(style={**STYLE["swatch"], "background": colors[g["values"]]})
+            cells = [html.Td([swatch, str(values[0])], style={**STYLE["cell"], "textAlign": "left"})]
+            cells += [html.Td(str(v), style={**STYLE["cell"], "textAlign": "left"}) for v in values[1:]]
+            cells += [html.Td(_number(g["total_purchase"]), style=STYLE["cell"]), html.Td(_number(g["orders"]), style=STYLE["cell"])]
+            rows.append(html.Tr(cells, className="group-row", **{"data-group": g["label"]}))
+        total = html.Tr(
+            [html.Td("total", colSpan=len(group_by), style={**STYLE["total"], "textAlign": "left"})]
+            + [html.Td(_number(w["total_purchase"]), style=STYLE["total"]), html.Td(_number(w["orders"]), style=STYLE["total"])],
+            className="group-total",
+        )
+        head = html.Tr([html.Th(h, style=STYLE["cell"]) for h in [*group_by, "revenue", "orders"]])
+        blocks.append(
+            html.Div(
+                [
+                    html.Div(
+                        f"{_span(w['window_start'], w['window_end'])} · {'final' if w['final'] else 'open'}", style=STYLE["window_heading"]
+                    ),
+                    html.Table([html.Thead(head), html.Tbody(rows), html.Tfoot(total)], style=STYLE["table"]),
+                ],
+                className="window-groups " + ("window-final" if w["final"] else "window-open"),
+                **{"data-window-start": w["window_start"]},
+            )
+        )
+    return html.Div(blocks, id="window-groups", style=STYLE["windows"])
+
+
+def windows_table(windows: list[dict]) -> html.Table:
+    return _table(
+        "windows-table",
+        ["window start", "window end", "total_purchase", "orders", "state"],
+        [
+            [
+                _short(w["window_start"]),
+                _short(w["window_end"]),
+                _number(w["total_purchase"]),
+                _number(w["orders"]),
+                "final" if w["final"] else "open",
+            ]
+            for w in reversed(windows)
+        ],
+        ["window-final" if w["final"] else "window-open" for w in reversed(windows)],
+    )
 
 
 def throughput_figure(history: list[dict]) -> dict:
@@ -180,23 +311,12 @@ def create_app(feed, last_windows: int, title: str = "Purchase analytics") -> Da
     def refresh(_n):
         view = feed.snapshot(last_windows)
         status, status_style = broker_line(view)
-        windows = view["windows"]
+        windows, group_by = view["windows"], view["group_by"]
         empty = not windows
-        table = _table(
-            "windows-table",
-            ["window start", "window end", "total_purchase", "orders", "state"],
-            [
-                [
-                    _short(w["window_start"]),
-                    _short(w["window_end"]),
-                    _number(w["total_purchase"]),
-                    _number(w["orders"]),
-                    "final" if w["final"] else "open",
-                ]
-                for w in reversed(windows)
-            ],
-            ["window-final" if w["final"] else "window-open" for w in reversed(windows)],
-        )
+        if group_by:  # the job groups each window by event fields: the breakdown
+            figure, table = groups_figure(windows, group_by, view["groups"]), group_tables(windows, group_by, view["groups"])
+        else:
+            figure, table = windows_figure(windows), windows_table(windows)
         dead = (
             _table("dead-letters", ["rejection_reason", "messages"], [[r, _number(n)] for r, n in view["dead_letters"].items()])
             if view["dead_letters"]
@@ -207,7 +327,7 @@ def create_app(feed, last_windows: int, title: str = "Purchase analytics") -> Da
             status,
             status_style,
             {"display": "block" if empty else "none", "fontSize": "18px", "margin": "20px 0"},
-            windows_figure(windows),
+            figure,
             {"display": "none" if empty else "block"},
             table,
             dead,

@@ -1,12 +1,14 @@
 """What the dashboard knows, folded from Kafka records; pure, so it is tested without a broker.
 
-Inputs (see docs/dashboard.md): the results topic (latest total per window, keyed by window
-start), the metrics topic (one JSON per micro-batch), the dead-letter topic's
-`rejection_reason` headers and the purchase topic's end offsets.
+Inputs (see docs/dashboard.md): the results topic (latest total per window and group, keyed
+by the window start, then each group value, `|`-separated), the metrics topic (one JSON per
+micro-batch), the dead-letter topic's `rejection_reason` headers and the purchase topic's
+end offsets.
 
 Every topic may hold a record twice: a micro-batch that runs again after a crash writes its
-outputs again. So each is folded by what identifies it: a window by its start, a batch by
-its id, a dead letter by its source message (topic, partition, offset).
+outputs again. So each is folded by what identifies it: a window's total by its results-topic
+key (the window start, then its group's values when the job groups by event fields), a batch
+by its id, a dead letter by its source message (topic, partition, offset).
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..sinks import RECORD_FIELDS, results_topic_key
+
 RATE_HISTORY = 60  # batches kept for the throughput chart
+MAX_GROUPS = 10  # group values shown each on its own (the most revenue in the shown windows); the rest as one "other"
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -39,9 +44,23 @@ def _json(value: bytes | None) -> dict | None:
     return parsed if isinstance(parsed, dict) else None
 
 
+def group_fields(row: dict) -> tuple[str, ...]:
+    """The event fields a results record is grouped by: its keys besides the window's and the totals'."""
+    return tuple(k for k in row if k not in RECORD_FIELDS)
+
+
+def _value_order(values: tuple) -> tuple:
+    return tuple((0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0, str(v)) for v in values)
+
+
+def group_label(values: tuple) -> str:
+    return " / ".join(str(v) for v in values)
+
+
 @dataclass
 class PipelineState:
-    windows: dict[str, dict] = field(default_factory=dict)  # window_start -> latest value
+    windows: dict[str, dict] = field(default_factory=dict)  # results-topic key (window start[|group values]) -> latest value
+    group_by: tuple[str, ...] = ()  # the group fields of the latest results record
     batches: dict[int, dict] = field(default_factory=dict)  # batch_id -> its metrics (the latest copy of a replay)
     dead_letter_reasons: dict[tuple[str, str, str], str] = field(default_factory=dict)  # source coordinates -> reason
     dead_letters: Counter = field(default_factory=Counter)  # rejection_reason -> distinct dead letters
@@ -49,14 +68,19 @@ class PipelineState:
     ignored: int = 0  # records that were not the contract's JSON
 
     def apply_result(self, key: bytes | None, value: bytes | None) -> None:
-        if value is None and key is not None:  # a tombstone deletes the window
+        if value is None and key is not None:  # a tombstone deletes the window (or the window's group)
             self.windows.pop(key.decode("utf-8", "replace"), None)
             return
         row = _json(value)
-        if row is None or not {"window_start", "window_end", "total_purchase", "orders"} <= row.keys():
+        if (
+            row is None
+            or not {"window_start", "window_end", "total_purchase", "orders"} <= row.keys()
+            or not all(isinstance(row[g], (str, int, float)) for g in group_fields(row))
+        ):
             self.ignored += 1
             return
-        self.windows[row["window_start"]] = row
+        self.windows[key.decode("utf-8", "replace") if key is not None else results_topic_key(row)] = row
+        self.group_by = group_fields(row)
 
     def apply_metrics(self, value: bytes | None) -> None:
         row = _json(value)
@@ -99,32 +123,78 @@ class PipelineState:
         positions = {int(p): int(o) for p, o in (latest.get("end_offsets") or {}).items()}
         return sum(max(0, end - positions.get(p, 0)) for p, end in self.end_offsets.items())
 
+    def window_rows(self, last_windows: int, watermark: datetime | None) -> tuple[list[dict], list[tuple], int]:
+        """The latest `last_windows` windows (by start), each with its total over its groups
+        and, when the results are grouped, its groups' totals. Records of other group fields
+        than the latest one's (an earlier run on the same topic) are left out.
+        Returns the rows, the group values shown on their own (at most MAX_GROUPS, by value;
+        the rest of a window's groups are summed as one "other") and the number of windows."""
+        parts: dict[str, list[dict]] = {}
+        for row in self.windows.values():
+            if group_fields(row) == self.group_by:
+                parts.setdefault(row["window_start"], []).append(row)
+        starts = sorted(parts)[-last_windows:]
+        revenue: Counter = Counter()
+        for start in starts:
+            for row in parts[start]:
+                revenue[tuple(row[g] for g in self.group_by)] += row["total_purchase"]
+        shown = sorted((values for values, _ in revenue.most_common(MAX_GROUPS)), key=_value_order) if self.group_by else []
+        rows = []
+        for start in starts:
+            window = parts[start]
+            end = parse_time(window[0]["window_end"])
+            batch_ids = [row["batch_id"] for row in window if row.get("batch_id") is not None]
+            rows.append(
+                {
+                    "window_start": start,
+                    "window_end": window[0]["window_end"],
+                    "total_purchase": sum(row["total_purchase"] for row in window),
+                    "orders": sum(row["orders"] for row in window),
+                    "final": bool(watermark and end and end <= watermark),
+                    "batch_id": max(batch_ids) if batch_ids else None,
+                    "groups": self._groups(window, shown) if self.group_by else [],
+                }
+            )
+        return rows, shown, len(parts)
+
+    def _groups(self, window: list[dict], shown: list[tuple]) -> list[dict]:
+        """A window's groups: those shown on their own in the order of `shown`, then "other"."""
+        totals = {tuple(row[g] for g in self.group_by): row for row in window}
+        groups = [
+            {
+                "values": values,
+                "label": group_label(values),
+                "total_purchase": totals[values]["total_purchase"],
+                "orders": totals[values]["orders"],
+            }
+            for values in shown
+            if values in totals
+        ]
+        rest = [row for values, row in totals.items() if values not in shown]
+        if rest:
+            groups.append(
+                {
+                    "values": None,
+                    "label": f"other ({len(rest)})",
+                    "total_purchase": sum(row["total_purchase"] for row in rest),
+                    "orders": sum(row["orders"] for row in rest),
+                }
+            )
+        return groups
+
     def view(self, last_windows: int) -> dict:
         """Everything the page shows, as plain values."""
         latest = self.latest_batch() or {}
-        watermark = parse_time(latest.get("watermark"))
-        rows = []
-        for start in sorted(self.windows)[-last_windows:]:
-            w = self.windows[start]
-            end = parse_time(w["window_end"])
-            final = bool(watermark and end and end <= watermark)
-            rows.append(
-                {
-                    "window_start": w["window_start"],
-                    "window_end": w["window_end"],
-                    "total_purchase": w["total_purchase"],
-                    "orders": w["orders"],
-                    "final": final,
-                    "batch_id": w.get("batch_id"),
-                }
-            )
+        rows, shown, window_count = self.window_rows(last_windows, parse_time(latest.get("watermark")))
         history = [self.batches[b] for b in sorted(self.batches)[-RATE_HISTORY:]]
         with_data = [b for b in history if b.get("input_rows")]
         # Spark reports no input rate for a query's first batch; the processing rate stands in then
         input_rate = (with_data[-1].get("input_rows_per_s") or with_data[-1].get("processed_rows_per_s")) if with_data else None
         return {
             "windows": rows,
-            "window_count": len(self.windows),
+            "window_count": window_count,
+            "group_by": list(self.group_by),
+            "groups": [{"values": values, "label": group_label(values)} for values in shown],
             "watermark": latest.get("watermark"),
             "batch_id": latest.get("batch_id"),
             "batch_time": latest.get("timestamp"),
