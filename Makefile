@@ -85,8 +85,9 @@ kafka: kafka-$(RUNTIME) ## start Kafka (local JVM or compose), create the topics
 spark: spark-$(RUNTIME) ## start a Spark standalone master and worker
 spark-produce: spark-produce-$(RUNTIME) ## run the producer (EVENTS=N to stop after N; ARGS="--rate 100 ...")
 spark-consume-purchase: spark-consume-purchase-$(RUNTIME) ## run the Spark aggregator (ARGS="--available-now --output-dir DIR ...")
-clean: clean-$(RUNTIME) ## stop everything the targets started (data is kept)
-wipe: wipe-$(RUNTIME) ## clean, then delete broker data, checkpoints and results
+# `make run` is always local: clean and wipe stop (and delete) its processes in either runtime.
+clean: clean-local $(if $(filter docker,$(RUNTIME)),clean-docker) ## stop everything the targets and make run started (data is kept)
+wipe: wipe-local $(if $(filter docker,$(RUNTIME)),wipe-docker) ## clean, then delete broker data, checkpoints and results
 
 kafka-local: setup
 	@echo "runtime: local"

@@ -45,16 +45,12 @@ READ_PATTERNS = (
 
 
 def keys_read_by_the_code() -> set[str]:
-    """Every setting name the Python code reads, and the names docker.mk hands to containers."""
+    """Every setting name the Python code reads."""
     keys: set[str] = set()
     for path in [*(ROOT / "purchase_analytics").rglob("*.py"), *(ROOT / "bench").glob("*.py"), *(ROOT / "docker").glob("*.py")]:
         text = path.read_text()
         for pattern in READ_PATTERNS:
             keys.update(pattern.findall(text))
-    make_include = (ROOT / "docker" / "docker.mk").read_text().replace("\\\n", " ")
-    for line in make_include.splitlines():
-        if re.match(r"(PRODUCER|JOB)_SETTINGS :=", line):
-            keys.update(line.split(":=", 1)[1].split())
     return keys
 
 

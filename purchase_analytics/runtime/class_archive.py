@@ -70,11 +70,11 @@ def fill_topic(bootstrap_servers: str) -> None:
         producer.send(TOPIC, value=value)
     producer.flush()
     producer.close()
-    consumer = KafkaConsumer(
-        TOPIC, bootstrap_servers=bootstrap_servers, group_id=TOPIC, auto_offset_reset="earliest", consumer_timeout_ms=5000
-    )
+    consumer = KafkaConsumer(TOPIC, bootstrap_servers=bootstrap_servers, group_id=TOPIC, auto_offset_reset="earliest")
+    deadline, read = time.monotonic() + 60, 0  # joining the group takes a while on a busy machine
     try:
-        read = sum(1 for _ in consumer)
+        while read < EVENTS + 3 and time.monotonic() < deadline:
+            read += sum(len(records) for records in consumer.poll(timeout_ms=1000).values())
         consumer.commit()
     finally:
         consumer.close()
