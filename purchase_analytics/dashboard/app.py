@@ -1,6 +1,6 @@
 """The Dash page: revenue per window (split by group value, as stacked bars and a table per
 window, when the job groups by event fields), watermark and final windows, dead letters and
-late rows, throughput and consumer lag, refreshed every second from the KafkaFeed.
+late events, throughput and consumer lag, refreshed every second from the KafkaFeed.
 
 Dash serves its own and plotly.js's browser files from the installed wheels
 (serve_locally), so the page needs no network; the charts are plotly figures.
@@ -40,7 +40,7 @@ KPIS = [  # (id, label)
     ("kpi-rows-per-s", "input rows/s (last batch with data)"),
     ("kpi-batch-ms", "batch duration ms"),
     ("kpi-lag", "consumer lag (messages)"),
-    ("kpi-dropped-late", "rows dropped as late"),
+    ("kpi-dropped-late", "events dropped as late"),
     ("kpi-dead-letters", "dead letters"),
     ("kpi-batch", "last batch"),
 ]
