@@ -1,5 +1,6 @@
-"""Where windowed totals go. Each micro-batch's windows (window_state.Window: the ones it
-changed, or closed in append mode, a handful) are handed to every sink, in window order.
+"""Where windowed totals go. The rows Spark's aggregation emits for a micro-batch (the
+windows it changed, or closed in append mode, with their group columns) are handed to every
+sink, in window order.
 
 All sinks are safe to replay: after a crash Spark re-runs the last batch with the same
 batch id and the same rows, and each sink makes that a no-op or an identical rewrite.
