@@ -12,10 +12,8 @@ import argparse
 import json
 import re
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
-from purchase_analytics.events import window_start_s
 from purchase_analytics.reference import read_topic, window_totals
 from purchase_analytics.sinks import read_json_lines_totals
 
@@ -28,20 +26,6 @@ def duration_s(text: str) -> int:
     if not match:
         raise argparse.ArgumentTypeError(f"unsupported duration {text!r} (e.g. '10 minutes')")
     return int(match[1]) * UNIT_S[match[2]]
-
-
-def group_totals(events: list[dict], window_s: int, group_by: list[str]) -> dict[str | tuple, tuple[int, int]]:
-    """Keyed as the job's JSON lines are (sinks.record_key): the window start, then the values
-    of the group fields in their order; without group fields, reference.window_totals."""
-    if not group_by:
-        return window_totals(events, window_s)
-    totals: dict[str | tuple, tuple[int, int]] = {}
-    for event in events:
-        start = datetime.fromtimestamp(window_start_s(event["ts"], window_s), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        key = (start, *(event[g] for g in group_by))
-        total, orders = totals.get(key, (0, 0))
-        totals[key] = (total + event["price"], orders + 1)
-    return totals
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAIL: {len(events)} events in {a.topic}, expected {a.expect_events}")
         return 1
     group_by = [f.strip() for f in a.group_by.split(",") if f.strip()]
-    expected = group_totals(events, a.window, group_by)
+    expected = window_totals(events, a.window, group_by)
     actual = read_json_lines_totals(a.output_dir)
     if actual != expected:
         print(f"FAIL: windowed totals differ ({len(actual)} windows written, {len(expected)} expected)")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
 from .events import window_start_s
@@ -48,14 +48,21 @@ def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 60, securi
         consumer.close()
 
 
-def window_totals(events: Iterable[dict], window_s: int = 600) -> dict[str, tuple[int, int]]:
-    """window_start (ISO-8601 UTC) -> (total_purchase, orders), the same keys as the
-    aggregator's --output-dir files and --results-db table."""
-    totals: dict[str, list[int]] = {}
+def window_totals(
+    events: Iterable[dict], window_s: int = 600, group_by: Sequence[str] = (), slide_s: int | None = None
+) -> dict[str | tuple, tuple[int, int]]:
+    """(total_purchase, orders) per window, keyed as the aggregator's outputs are
+    (sinks.record_key): the window start (ISO-8601 UTC), then the values of the `group_by`
+    fields when there are any. An event is in every window [start, start + window_s) whose
+    start is a multiple of `slide_s` (tumbling windows when None)."""
+    slide_s = slide_s or window_s
+    totals: dict[str | tuple, list[int]] = {}
     for event in events:
-        start = window_start_s(event["ts"], window_s)
-        key = datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        acc = totals.setdefault(key, [0, 0])
-        acc[0] += event["price"]
-        acc[1] += 1
+        start = window_start_s(event["ts"], slide_s)  # the latest window holding the event, then the earlier ones
+        while start > event["ts"] - window_s:
+            iso = datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            acc = totals.setdefault((iso, *(event[g] for g in group_by)) if group_by else iso, [0, 0])
+            acc[0] += event["price"]
+            acc[1] += 1
+            start -= slide_s
     return {key: (total, orders) for key, (total, orders) in totals.items()}

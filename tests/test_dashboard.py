@@ -7,14 +7,14 @@ import json
 import random
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from browser import browser, chart_groups, chart_windows, page_groups, page_windows, screenshot, text, wait_for  # noqa: F401
 from kafka import KafkaProducer
 
 from purchase_analytics.events import FURNITURE
-from purchase_analytics.reference import read_topic
+from purchase_analytics.reference import read_topic, window_totals
 from purchase_analytics.runtime.kafka_broker import create_topics
 from purchase_analytics.runtime.processes import free_port
 from purchase_analytics.runtime.web_service import WebService
@@ -151,19 +151,13 @@ T0 = int(datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc).timestamp())  # a win
 WINDOW_S, SLIDE_S = 600, 300  # 10-minute windows every 5 minutes: each event is in two windows
 
 
+def sliding_totals(events: list[dict]) -> dict[tuple[str, str], tuple[int, int]]:
+    """(window start ISO, furniture) -> (total, orders), every window holding each event."""
+    return window_totals(events, WINDOW_S, ("furniture",), SLIDE_S)
+
+
 def utc(epoch_s: float) -> datetime:
     return datetime.fromtimestamp(epoch_s, timezone.utc)
-
-
-def sliding_totals(events: list[dict]) -> dict[tuple[int, str], list[int]]:
-    """(window start, furniture) -> [total, orders] of the events, every window holding the event."""
-    totals: dict[tuple[int, str], list[int]] = {}
-    for e in events:
-        for start in range(int(e["ts"]) // SLIDE_S * SLIDE_S - WINDOW_S + SLIDE_S, int(e["ts"]) + 1, SLIDE_S):
-            acc = totals.setdefault((start, e["furniture"]), [0, 0])
-            acc[0] += e["price"]
-            acc[1] += 1
-    return totals
 
 
 def test_dashboard_shows_each_window_split_by_group(kafka, new_topic, dashboard, browser, tmp_path):  # noqa: F811
@@ -186,7 +180,8 @@ def test_dashboard_shows_each_window_split_by_group(kafka, new_topic, dashboard,
         changed = sliding_totals(seen[350:] if batch_id else seen)
         for (start, furniture), (total, orders) in sliding_totals(seen).items():
             if (start, furniture) in changed:
-                row = {"window_start": utc(start), "window_end": utc(start + WINDOW_S), "furniture": furniture}
+                begins = datetime.fromisoformat(start.replace("Z", "+00:00"))
+                row = {"window_start": begins, "window_end": begins + timedelta(seconds=WINDOW_S), "furniture": furniture}
                 record = window_record({**row, "total_purchase": total, "orders": orders}, batch_id, ("furniture",))
                 producer.send(results, json.dumps(record).encode(), key=results_topic_key(record).encode())
     watermark = utc(T0 + 900).strftime("%Y-%m-%dT%H:%M:%S.000Z")  # the windows ending by 09:15 are final
@@ -195,7 +190,7 @@ def test_dashboard_shows_each_window_split_by_group(kafka, new_topic, dashboard,
     producer.close()
 
     expected = read_results_topic(kafka, results)  # (window start, furniture) -> (total, orders): the latest per key
-    assert expected == {(utc(s).strftime("%Y-%m-%dT%H:%M:%SZ"), f): tuple(v) for (s, f), v in sliding_totals(events).items()}
+    assert expected == sliding_totals(events)
     window_totals: dict[str, tuple[int, int]] = {}
     for (start, _group), (total, orders) in expected.items():
         before = window_totals.get(start, (0, 0))

@@ -8,6 +8,7 @@ import random
 import time
 from datetime import datetime, timezone
 
+from purchase_analytics.reference import window_totals
 from purchase_analytics.sinks import read_json_lines_totals, read_results_db, read_results_topic
 
 from conftest import job_args, run_queries, send_raw
@@ -24,22 +25,6 @@ def iso(epoch_s: float) -> str:
 
 def value(order_id: str, price: int, ts: float, furniture: str = "Sofa", color: str = "red") -> bytes:
     return json.dumps({**VALID, "order_id": order_id, "price": price, "ts": ts, "furniture": furniture, "color": color}).encode()
-
-
-def totals(events: list[dict], group_by: tuple[str, ...] = (), window_s: int = 600, slide_s: int | None = None) -> dict:
-    """(window start ISO, *group values) -> (total, orders), computed here: an event is in
-    every window [start, start + window_s) with start a multiple of slide_s."""
-    slide_s = slide_s or window_s
-    out: dict = {}
-    for e in events:
-        first = (e["ts"] // slide_s) * slide_s - window_s + slide_s
-        for start in range(int(first), int(e["ts"]) + 1, slide_s):
-            if start <= e["ts"] < start + window_s:
-                key = (iso(start), *(e[g] for g in group_by)) if group_by else iso(start)
-                acc = out.setdefault(key, [0, 0])
-                acc[0] += e["price"]
-                acc[1] += 1
-    return {k: tuple(v) for k, v in out.items()}
 
 
 def test_totals_per_window_and_furniture_are_exact_in_every_output(spark, kafka, new_topic, tmp_path):
@@ -66,7 +51,7 @@ def test_totals_per_window_and_furniture_are_exact_in_every_output(spark, kafka,
     third = run_queries(spark, config)
 
     counted = [{"order_id": o, "price": p, "ts": t, "furniture": f} for o, p, t, f in [*on_time, *later]]
-    expected = totals(counted, ("furniture",))
+    expected = window_totals(counted, group_by=("furniture",))
     assert (first.messages, first.rejected) == (len(on_time) + 8, 8)
     assert (second.messages, second.dropped_late, third.messages, third.dropped_late) == (50, 0, 7, 7)
     assert read_json_lines_totals(tmp_path / "out") == expected
@@ -96,7 +81,7 @@ def test_sliding_windows_count_an_event_once_per_window_and_its_late_share(spark
     lines = [json.loads(line) for path in sorted((tmp_path / "out").glob("*.jsonl")) for line in path.read_text().splitlines()]
     emitted = {rec["window_start"]: (rec["total_purchase"], rec["orders"]) for rec in lines}
     assert len(lines) == len(emitted)  # append mode: every window once, across the restart
-    on_time = totals([{"price": p, "ts": t} for _, p, t in [*first, *second, *third, *closers]], slide_s=300)
+    on_time = window_totals([{"price": p, "ts": t} for _, p, t in [*first, *second, *third, *closers]], slide_s=300)
     expected = {**on_time, iso(T0 + 300): (50_000, 1)}  # the half-late event, in its open window only
     assert emitted == {k: v for k, v in expected.items() if k < iso(T0 + 3000 - 600 - 300)}
     assert iso(T0 + 300) in emitted and iso(T0 + 1500) in emitted

@@ -32,6 +32,23 @@ def test_window_totals_by_hand():
     assert window_totals([]) == {}
 
 
+def test_window_totals_by_group_and_sliding_by_hand():
+    events = [
+        {"price": 100, "ts": T0 + 10, "furniture": "Sofa"},
+        {"price": 200, "ts": T0 + 300, "furniture": "Bed"},  # on a slide boundary
+        {"price": 400, "ts": T0 + 599, "furniture": "Sofa"},
+    ]
+    assert window_totals(events, group_by=("furniture",)) == {
+        ("2023-11-14T22:20:00Z", "Sofa"): (500, 2),
+        ("2023-11-14T22:20:00Z", "Bed"): (200, 1),
+    }
+    assert window_totals(events, slide_s=300) == {  # 10-minute windows every 5 minutes: each event in two
+        "2023-11-14T22:15:00Z": (100, 1),
+        "2023-11-14T22:20:00Z": (700, 3),
+        "2023-11-14T22:25:00Z": (600, 2),
+    }
+
+
 def test_read_topic_returns_every_record_of_every_partition_with_keys_and_headers(kafka):
     topic = f"ref-{uuid.uuid4().hex[:12]}"
     create_topics(kafka, {topic: 3})
