@@ -23,7 +23,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from pyspark.errors import StreamingQueryException
@@ -58,6 +58,11 @@ STATE_STORE_PROVIDERS = {
 }
 
 MAX_RESTARTS = 5  # in a row: a batch that completes after a restart gives them back
+
+
+def backoff_s(attempt: int) -> float:
+    """The wait before the attempt-th retry of a query or of a write: 2, 4, 8, 16, then 30 s."""
+    return min(2**attempt, 30)
 
 
 def read_kafka(spark: SparkSession, config: AggregatorConfig) -> DataFrame:
@@ -300,11 +305,10 @@ class ProgressReporter:
     def report(self, query) -> None:
         records = []
         for raw in self._new_reports(query):
-            report = json.loads(raw.json)
-            counted = BatchProgress.from_spark(report)
-            added = self.handler.late.added(counted.batch_id, counted.input_rows > 0, _epoch_s(counted.watermark))
-            dropped_rows = counted.valid * self.windows_per_event - added
-            progress = BatchProgress.from_spark(report, dropped_late=dropped_rows // self.windows_per_event)
+            progress = BatchProgress.from_spark(json.loads(raw.json))
+            added = self.handler.late.added(progress.batch_id, progress.input_rows > 0, _epoch_s(progress.watermark))
+            dropped_rows = progress.valid * self.windows_per_event - added
+            progress = replace(progress, dropped_late=dropped_rows // self.windows_per_event)
             if self.summary.record(progress):
                 self.batches_since_restart += 1
                 print(progress.line(), file=self.out, flush=True)
@@ -330,7 +334,7 @@ class ProgressReporter:
                 if attempt > MAX_RESTARTS:
                     raise JobFailed(f"the metrics could not be written {attempt} times in a row; last error: {exc}") from None
                 print(f"metrics not written ({exc}); sending them again ({attempt}/{MAX_RESTARTS})", file=self.out, flush=True)
-                time.sleep(min(2**attempt, 30))
+                time.sleep(backoff_s(attempt))
 
     def _new_reports(self, query) -> list:
         """The query's progress reports not folded in yet, oldest first. Between two polls
@@ -459,7 +463,7 @@ def _before_restart(config: AggregatorConfig, error, attempt: int, summary: JobS
         raise JobFailed(f"the query failed {attempt} times in a row; last error: {first_line(error)}")
     summary.restarts += 1
     print(f"query failed ({first_line(error)}); restarting from the checkpoint ({attempt}/{MAX_RESTARTS})", file=out, flush=True)
-    delay = min(2**attempt, 30)
+    delay = backoff_s(attempt)
     if signals.stop.wait(delay):
         raise JobFailed("stopped by a signal while waiting to restart")
     wait_for_topic(config.bootstrap_servers, config.topic, config.security, signals, out=out)
