@@ -31,7 +31,7 @@ DURATION ?=
 ARGS ?=
 
 .PHONY: help setup venv jars package run kafka spark spark-example spark-produce spark-consume-purchase \
-        clean wipe status test test-bench test-unit lint chromium bench bench-peers class-archive \
+        clean wipe status test test-durations test-bench test-unit lint chromium bench bench-peers class-archive \
         kafka-ui dashboard kafka-local spark-local spark-produce-local spark-consume-purchase-local clean-local wipe-local
 
 help: ## list the targets
@@ -127,8 +127,13 @@ spark-example: setup ## smoke job: Spark + the window transformation on in-memor
 # ---------------------------------------------------------------- quality
 PYTEST_WORKERS := $(PY) -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder
 
+# Each run prints its ten longest tests, its wall time and the machine's CPU time (build/cpu-time.sh),
+# and keeps every test's seconds in .cache/test-durations.json: the next run hands out the longest first.
 test: setup compose-plugin-or-skip chromium ## unit + integration + browser tests (real Kafka broker, real Spark, headless Chromium), compose files validated; not the benchmark's
-	$(PYTEST_WORKERS) -m "not bench" tests
+	build/cpu-time.sh $(PYTEST_WORKERS) --durations=10 -m "not bench" tests
+
+test-durations: ## keep the last run's test durations (.cache/test-durations.json) as a fresh clone's schedule (tests/durations.json)
+	cp .cache/test-durations.json tests/durations.json
 
 test-bench: setup bench-peers ## the benchmark's own tests: its harness end to end on tiny inputs (python -m bench --smoke) and its peers
 	$(PYTEST_WORKERS) -m bench tests

@@ -77,27 +77,29 @@ GROUPS = {
     # The unreachable-broker command lines wait out their timeouts during the end-to-end test.
     "tests/test_pipeline.py": "pipeline",
     "tests/test_secured.py": "secured",  # one secured broker for the file (a module fixture)
+    "tests/test_cluster.py": "cluster",  # one three-broker cluster for the file (a module fixture)
 }
-# About how many seconds the longest tests take on this machine (measured; the rest take a
-# few): the longest go first, so that the short ones fill the two workers' ends evenly.
-SECONDS = {
-    "test_bench_smoke.py::test_smoke_run_measures_every_figure": 1000,  # first, whatever it takes
-    "test_peers.py::test_peers_count_the_baselines_windows": 80,  # Flink's start-up
-    "test_cluster.py::test_brokers_killed_mid_stream_lose_and_double_nothing": 70,
-    "test_faults.py::test_spark_job_killed_three_times_loses_and_doubles_nothing": 60,
-    "test_faults.py::test_broker_killed_mid_stream_loses_no_acknowledged_event": 50,
-    "test_secured.py::test_producer_and_job_as_different_users_with_acls_both_ways": 45,
-    "test_pipeline.py::test_windowed_totals_match_and_a_rerun_counts_nothing_twice": 30,
-    "test_dashboard.py::test_dashboard_says_when_the_broker_is_down_and_recovers": 25,
-    "test_kafka_ui.py::test_ui_lists_the_topics_and_shows_the_dead_letters_headers": 12,
-    "test_bad_input.py::test_second_job_on_a_checkpoint_is_refused": 10,
-    "test_dashboard.py::test_dashboard_shows_the_totals_of_the_real_job": 10,
-    "test_dashboard.py::test_dashboard_follows_each_new_batch_without_a_reload": 9,
-}
+# How long each test took in the last run (setup, call and teardown): the controller writes
+# them at the end of every run to LAST_DURATIONS; a fresh clone starts from DURATIONS, which
+# `make test-durations` refreshes from the last run. The longest units go first, so that the
+# short ones fill the two workers' ends evenly.
+DURATIONS = ROOT / "tests" / "durations.json"
+LAST_DURATIONS = ROOT / ".cache" / "test-durations.json"
+FIRST = "tests/test_bench_smoke.py::test_smoke_run_measures_every_figure"  # first, whatever it takes
 
 
-def seconds(item) -> int:
-    return SECONDS.get(item.nodeid.split("[")[0].split("/")[-1], 0)
+def known_durations() -> dict[str, float]:
+    for path in (LAST_DURATIONS, DURATIONS):
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    return {}
+
+
+def unit_of(nodeid: str) -> str:
+    """What the schedule hands out at once: a group of GROUPS, else the test."""
+    return GROUPS.get(nodeid.split("::")[0], nodeid)
 
 
 def pytest_collection_modifyitems(items):
@@ -106,7 +108,36 @@ def pytest_collection_modifyitems(items):
             item.add_marker(FIXTURE_MARKS[fixture])
         if any(item.path.match(pattern) for pattern in BENCH_FILES):
             item.add_marker("bench")
-    items.sort(key=seconds, reverse=True)  # stable: the file order among equals
+    durations = known_durations()
+    weights: dict[str, float] = {}
+    for item in items:
+        unit = unit_of(item.nodeid)
+        weights[unit] = weights.get(unit, 0.0) + (1e6 if item.nodeid == FIRST else durations.get(item.nodeid, 0.0))
+    items.sort(key=lambda item: (-weights[unit_of(item.nodeid)], unit_of(item.nodeid)))  # stable within a unit
+
+
+class DurationLog:
+    """The controller's record of every test's seconds (setup + call + teardown), written at the end."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report):
+        self.seconds[report.nodeid] = self.seconds.get(report.nodeid, 0.0) + report.duration
+
+    @pytest.hookimpl
+    def pytest_sessionfinish(self, session):
+        if not self.seconds:
+            return
+        merged = {**known_durations(), **{k: round(v, 2) for k, v in self.seconds.items()}}
+        LAST_DURATIONS.parent.mkdir(exist_ok=True)
+        LAST_DURATIONS.write_text(json.dumps(dict(sorted(merged.items())), indent=1) + "\n")
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # the controller, or a run without workers
+        config.pluginmanager.register(DurationLog(), "duration-log")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -119,7 +150,7 @@ def pytest_xdist_make_scheduler(config, log):
         """xdist's scheduling by units: a group of GROUPS, else a single test."""
 
         def _split_scope(self, nodeid: str) -> str:
-            return GROUPS.get(nodeid.split("::")[0], nodeid)
+            return unit_of(nodeid)
 
     return GroupScheduling(config, log)
 
@@ -299,9 +330,9 @@ def run_aggregator(*args: str, timeout: float = 300, check: bool = True) -> subp
 
 def start_streaming_job(*args: str) -> subprocess.Popen:
     """The aggregator command line in the background, in its own process group (kill it with
-    os.killpg), without the console table and the dead-letter query; stderr is piped."""
+    os.killpg), without the console table; stderr is piped."""
     return subprocess.Popen(
-        [sys.executable, str(AGGREGATOR), "--master", "local[2]", "--no-console", "--dlq-topic", "", *args],
+        [sys.executable, str(AGGREGATOR), "--master", "local[2]", "--no-console", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

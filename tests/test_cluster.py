@@ -1,20 +1,33 @@
-"""Three KRaft brokers (each also a controller), topics with replication factor 3 and
-min.insync.replicas=2: one broker SIGKILLed mid-stream while the producer (acks=all,
-idempotence) and the Spark job run. Nothing fails, every acknowledged event is in the topic
-exactly once, the window totals are exact, and nobody restarts the job. The producer is the
-command line; the job is the job's own loop (`run_job`), in-process on the shared session."""
+"""One cluster of three KRaft brokers (each also a controller) for the file: topics with
+replication factor 3 and min.insync.replicas=2. Each test leaves the three nodes running.
+
+- One broker SIGKILLed mid-stream while the producer (acks=all, idempotence) and the Spark
+  job run: nothing fails, every acknowledged event is in the topic exactly once, the window
+  totals are exact, and nobody restarts the job.
+- A results topic that needs all three replicas in sync (min.insync.replicas=3) with one
+  follower stopped: the job's writes fail with NotEnoughReplicas, which a restart from the
+  checkpoint heals, and every window's final total is there once the follower is back.
+
+The producer is the command line; the job is the job's own loop (`run_job`), in-process on
+the shared session. The controller quorum keeps its majority throughout."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import datetime, timezone
 
 import pytest
+from test_failures import Captured, py4j_wrapped
 from test_faults import committed_batches
+from test_output_failures import CONFIG, expected, windows
 
+from purchase_analytics.failures import OutputRetriable, classify_failure
+from purchase_analytics.kafka_client import KafkaSecurity
 from purchase_analytics.producer import EventGenerator
-from purchase_analytics.runtime.kafka_broker import KafkaCluster, create_topics
+from purchase_analytics.runtime.kafka_broker import KafkaBroker, KafkaCluster, create_topics
 from purchase_analytics.runtime.processes import free_port, wait_until
-from purchase_analytics.sinks import read_results_db
+from purchase_analytics.sinks import KafkaPublisher, KafkaResultsSink, read_results_db, read_results_topic
 
 from conftest import (
     KAFKA_JARS,
@@ -24,13 +37,15 @@ from conftest import (
     job_config,
     produced_events,
     run_producer,
+    send_raw,
     start_producer,
     wait_for_acknowledgements,
 )
+from malformed import VALID
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.kafka, pytest.mark.spark]
 
-PARTITIONS, EVENTS, RATE = 2, 2000, 400
+PARTITIONS, EVENTS, RATE = 2, 700, 300
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +56,8 @@ def cluster(tmp_path_factory):
     try:
         yield cluster
     finally:
-        cluster.stop()
+        for broker in cluster.brokers:  # its data is thrown away: no controlled shutdown to wait for
+            broker.kill()
 
 
 def leaders(cluster: KafkaCluster, topic: str) -> set[int]:
@@ -80,10 +96,11 @@ def test_brokers_killed_mid_stream_lose_and_double_nothing(spark, cluster, tmp_p
                 "1",
             )
             try:
-                seen = wait_for_acknowledgements(producer)  # it is sending: for about 5 s at 400 events/s
+                seen = wait_for_acknowledgements(producer)  # it is sending, for about a second more
                 before = leaders(cluster, topic)
                 node = cluster.leader_of(topic, 0) if victim == "leader" else next(n for n in (1, 2, 3) if n not in before)
                 cluster.broker(node).kill()  # SIGKILL mid-stream, no controlled shutdown
+                assert producer.poll() is None, seen  # the kill came before the producer's last event
                 out = seen + producer.communicate(timeout=240)[0]
             finally:
                 if producer.poll() is None:
@@ -111,6 +128,80 @@ def test_brokers_killed_mid_stream_lose_and_double_nothing(spark, cluster, tmp_p
     summary = job.result(0)
     assert "restarting from the checkpoint" not in job.out.getvalue(), job.out.getvalue()[-2000:]
     assert summary.restarts == 0
+
+
+def stop_a_follower(cluster: KafkaCluster, topic: str) -> KafkaBroker:
+    """Stop (controlled shutdown) a node that follows `topic`'s partition 0: its leader is then
+    short of one in-sync replica, while two of the three controllers keep the quorum."""
+    leader = cluster.leader_of(topic)
+    follower = cluster.broker(next(n for n in (1, 2, 3) if n != leader))
+    follower.stop()
+    return follower
+
+
+def all_in_sync_topic(cluster: KafkaCluster, topic: str, partitions: int = 1) -> None:
+    create_topics(
+        cluster.bootstrap_servers,
+        {topic: partitions},
+        cluster.replication_factor,
+        configs={topic: {"cleanup.policy": "compact", "min.insync.replicas": "3"}},
+    )
+    wait_until(lambda: cluster.in_sync(topic), 60, f"topic {topic}'s replicas in sync")
+
+
+def test_too_few_in_sync_replicas_is_retriable_and_the_batch_written_again_is_all_there(cluster):
+    """With a follower of an all-replicas topic stopped, the leader refuses acks=all writes
+    (NotEnoughReplicas). The publisher raises the kind the job restarts on; once the follower
+    is back, the batch written again is all in the topic."""
+    topic = f"results-{uuid.uuid4().hex[:8]}"
+    all_in_sync_topic(cluster, topic)
+    publisher = KafkaPublisher(cluster.bootstrap_servers, KafkaSecurity())
+    sink = KafkaResultsSink(publisher, topic)
+    try:
+        sink.write(0, windows(3))
+        stop_a_follower(cluster, topic)
+        batch = windows(5, scale=3)
+        with pytest.raises(OutputRetriable) as retriable:
+            sink.write(1, batch)
+        assert "NotEnoughReplicas" in str(retriable.value), retriable.value
+        print(f"with one of three replicas away: {type(retriable.value).__name__}: {retriable.value}")
+        assert classify_failure(retriable.value, CONFIG) is None  # the job restarts from its checkpoint
+        assert classify_failure(Captured(py4j_wrapped(retriable.value)), CONFIG) is None
+
+        cluster.start()
+        wait_until(lambda: cluster.in_sync(topic), 60, "the restarted broker to catch up")
+        sink.write(1, batch)  # the batch again, as the restarted job writes it
+    finally:
+        publisher.close()
+    assert read_results_topic(cluster.bootstrap_servers, topic) == expected(batch, 1)
+
+
+def test_the_job_recovers_from_a_temporary_replica_loss_with_exact_totals(spark, cluster, tmp_path):
+    """A follower of the results topic (min.insync.replicas=3) stops before the job starts:
+    the job's first writes fail with NotEnoughReplicas and it restarts its queries from the
+    checkpoint until the follower is back; every window's final total is then in the topic."""
+    topic, results = f"purchases-{uuid.uuid4().hex[:8]}", f"results-{uuid.uuid4().hex[:8]}"
+    create_topics(cluster.bootstrap_servers, {topic: 3}, cluster.replication_factor)
+    all_in_sync_topic(cluster, results)
+    t0 = int(datetime.now(timezone.utc).timestamp()) // 600 * 600 - 7200
+    events = [{**VALID, "order_id": f"r{i}", "price": 100 + i, "ts": t0 + 11 * i} for i in range(400)]
+    send_raw(cluster.bootstrap_servers, topic, [(json.dumps(e).encode(), i % 3) for i, e in enumerate(events)])
+    follower = stop_a_follower(cluster, results)
+    config = job_config(
+        "--bootstrap-servers", cluster.bootstrap_servers, "--topic", topic, "--checkpoint", str(tmp_path / "ckpt"),
+        "--results-topic", results, "--dlq-topic", "", "--metrics-topic", "", "--no-console", "--max-offsets-per-trigger", "150",
+    )  # fmt: skip
+    job = JobThread(spark, config)
+    job.start()
+    try:
+        wait_until(lambda: "restarting from the checkpoint" in job.out.getvalue(), 120, "the job to restart after NotEnoughReplicas")
+    finally:
+        follower.start()
+    summary = job.result(180)
+    out = job.out.getvalue()
+    assert summary.restarts >= 1 and f"not written to results topic '{results}'" in out and "NotEnoughReplicas" in out, out
+    assert read_results_topic(cluster.bootstrap_servers, results) == expected_totals(events)
+    wait_until(lambda: cluster.in_sync(results), 60, "the restarted broker to catch up")  # the cluster whole for the next test
 
 
 def order_ids(seed: int, count: int) -> list[str]:

@@ -221,13 +221,13 @@ def textbook_windows(spark, kafka: str, topic: str, checkpoint, max_offsets: int
     return {b: rows for b, rows in emitted.items() if rows}
 
 
-def disordered_skewed_topic(kafka: str, topic: str, count: int, seed: int) -> list[dict]:
-    """`count` valid events on 3 partitions of very different sizes, their times out of
-    order by up to 25 minutes, some exactly on a window boundary or fractional."""
+def disordered_skewed_topic(kafka: str, topic: str, count: int, seed: int, step_s: int = 1) -> list[dict]:
+    """`count` valid events on 3 partitions of very different sizes, `step_s` apart and
+    out of order by up to 25 minutes, some exactly on a window boundary or fractional."""
     rng = random.Random(seed)
     events, values = [], []
     for i in range(count):
-        ts = T0 + i - rng.randint(0, 1500)
+        ts = T0 + step_s * i - rng.randint(0, 1500)
         ts = ts - ts % 600 if i % 97 == 0 else ts + (rng.random() if i % 5 == 0 else 0)  # boundaries and fractions
         events.append({**VALID, "order_id": f"d{i}", "price": rng.randint(100, 9000), "ts": ts})
         values.append((json.dumps(events[-1]).encode(), rng.choices([0, 1, 2], weights=[6, 3, 1])[0]))
@@ -241,14 +241,12 @@ def test_the_job_and_the_textbook_query_agree_batch_by_batch(spark, kafka, new_t
     and the job's late count is the events the windows did not take (in append mode, where
     the open windows are never emitted, counted from Spark's state store: the same number)."""
     topic = new_topic(3)
-    events = disordered_skewed_topic(kafka, topic, 2000, seed=30)
+    events = disordered_skewed_topic(kafka, topic, 600, seed=30, step_s=3)  # about 8 micro-batches, 5 windows
     dropped = {}
     for mode in ("update", "append"):
-        expected = textbook_windows(spark, kafka, topic, tmp_path / f"textbook-{mode}", 150, mode)
+        expected = textbook_windows(spark, kafka, topic, tmp_path / f"textbook-{mode}", 75, mode)
         out = tmp_path / f"out-{mode}"
-        config = job_args(
-            kafka, topic, tmp_path / mode, "--max-offsets-per-trigger", "150", "--output-mode", mode, "--output-dir", str(out)
-        )
+        config = job_args(kafka, topic, tmp_path / mode, "--max-offsets-per-trigger", "75", "--output-mode", mode, "--output-dir", str(out))
         summary = run_queries(spark, config)
         emitted = {}
         for path in sorted(out.glob("batch-*.jsonl")):

@@ -92,7 +92,6 @@ def test_producer_reports_an_unreachable_broker_in_one_line(unreachable):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: cannot reach a Kafka broker") and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
-    assert proc.seconds < 30
 
 
 def test_aggregator_reports_an_unreachable_broker_in_one_line(unreachable):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -51,10 +50,8 @@ def test_stop_pid_terminates_a_process_and_says_whether_it_ran():
 def test_stop_pid_kills_a_process_that_ignores_sigterm():
     proc = child(IGNORES_SIGTERM)
     try:
-        started = time.monotonic()
         assert stop_pid(proc.pid, timeout_s=0.5)
         assert proc.wait(5) == -9  # SIGKILL after the timeout
-        assert time.monotonic() - started < 10
     finally:
         proc.kill()
 
