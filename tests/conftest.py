@@ -116,6 +116,14 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: (-weights[unit_of(item.nodeid)], unit_of(item.nodeid)))  # stable within a unit
 
 
+def still_there(nodeid: str) -> bool:
+    path, _, name = nodeid.partition("::")
+    try:
+        return f"def {name.split('[')[0]}(" in (ROOT / path).read_text()
+    except OSError:
+        return False
+
+
 class DurationLog:
     """The controller's record of every test's seconds (setup + call + teardown), written at the end."""
 
@@ -130,7 +138,8 @@ class DurationLog:
     def pytest_sessionfinish(self, session):
         if not self.seconds:
             return
-        merged = {**known_durations(), **{k: round(v, 2) for k, v in self.seconds.items()}}
+        merged = {k: v for k, v in known_durations().items() if still_there(k)}  # a renamed or moved test leaves
+        merged.update({k: round(v, 2) for k, v in self.seconds.items()})
         LAST_DURATIONS.parent.mkdir(exist_ok=True)
         LAST_DURATIONS.write_text(json.dumps(dict(sorted(merged.items())), indent=1) + "\n")
 

@@ -14,12 +14,13 @@ from pyspark.sql import Row
 from test_failures import Captured, py4j_wrapped
 
 from purchase_analytics.failures import OutputRefused, classify_failure
+from purchase_analytics.job import JobFailed
 from purchase_analytics.kafka_client import KafkaSecurity, batch_bytes
 from purchase_analytics.reference import read_topic
 from purchase_analytics.runtime.kafka_broker import create_topics
 from purchase_analytics.sinks import KafkaPublisher, KafkaResultsSink, read_results_topic, window_record
 
-from conftest import job_config, run_aggregator, send_raw
+from conftest import JobThread, job_config, send_raw
 from malformed import VALID
 
 CONFIG = job_config("--checkpoint", "/data/ckpt", "--topic", "purchases")
@@ -107,18 +108,22 @@ def test_every_record_sent_to_a_normal_topic_is_written(kafka, new_topic):
 # ------------------------------------------------------------------ through the job
 
 
-def test_the_job_ends_with_one_line_when_the_results_topic_refuses_its_records(kafka, new_topic, tmp_path):
-    """The command line, as users run it: a results topic whose records may be 20 bytes at
-    most ends the job with one line naming the topic and the cause, and a non-zero exit."""
+def test_the_job_ends_with_one_line_when_the_results_topic_refuses_its_records(spark, kafka, new_topic, tmp_path):
+    """The job's own loop, as the command line runs it: a results topic whose records may be
+    20 bytes at most ends the job (JobFailed, which the command line prints as its one
+    `error:` line and exits 1) naming the topic and the cause, without a restart."""
     topic, results = new_topic(1), name("results")
     create_topics(kafka, {results: 1}, configs={results: {"max.message.bytes": "20"}})
     now = datetime.now(timezone.utc).timestamp()
     send_raw(kafka, topic, [(json.dumps({**VALID, "order_id": f"o{i}", "ts": now - 60}).encode(), 0) for i in range(5)])
-    proc = run_aggregator(
+    config = job_config(
         "--bootstrap-servers", kafka, "--topic", topic, "--checkpoint", str(tmp_path / "ckpt"), "--results-topic", results,
-        "--dlq-topic", "", "--metrics-topic", "", "--no-console", "--available-now", check=False,
+        "--dlq-topic", "", "--metrics-topic", "", "--no-console",
     )  # fmt: skip
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert len(errors) == 1 and errors[0].startswith(f"error: results topic '{results}' refused a record of "), proc.stderr[-3000:]
-    assert "max.message.bytes (20)" in errors[0]
+    job = JobThread(spark, config)
+    job.start()
+    with pytest.raises(JobFailed) as failed:
+        job.result()
+    line = str(failed.value)
+    assert line.startswith(f"results topic '{results}' refused a record of ") and "max.message.bytes (20)" in line
+    assert "\n" not in line and "restarting" not in job.out.getvalue(), job.out.getvalue()
