@@ -118,10 +118,28 @@ def class_archive_path(java_home: Path | None = None) -> Path | None:
         return None
 
 
+def under_spark_submit() -> bool:
+    """pyspark runs inside spark-submit (client mode): spark-submit started the driver JVM with its own
+    options (--master, --jars, --py-files, --driver-memory, ...) and handed pyspark its gateway."""
+    return bool(os.environ.get("PYSPARK_GATEWAY_PORT"))
+
+
+def submitted_master() -> str | None:
+    """The master spark-submit was given, when the job runs under spark-submit; else None."""
+    if not under_spark_submit():
+        return None
+    SparkContext._ensure_initialized()  # attaches to spark-submit's JVM: nothing is launched
+    return SparkConf().get("spark.master", None)
+
+
 def create_spark_session(
     app_name: str, master: str | None, shuffle_partitions: int, session_timezone: str, config: SparkConfig
 ) -> SparkSession:
-    if not master or master.startswith("local") or "//localhost" in master or "//127.0.0.1" in master:
+    """A session on `master`, in a driver JVM launched here with the settings of `config`. Under
+    spark-submit the driver JVM is spark-submit's: its master, jars, Python files and driver
+    options rule, and only the session's SQL and UI settings are set here."""
+    submitted = under_spark_submit()
+    if not submitted and (not master or master.startswith("local") or "//localhost" in master or "//127.0.0.1" in master):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # everything we start listens on localhost
     builder = (
         SparkSession.builder.appName(app_name)
@@ -136,6 +154,8 @@ def create_spark_session(
         # handler spent building a micro-batch's DataFrame (99 against 60 ms, in a profile).
         .config("spark.python.sql.dataFrameDebugging.enabled", "false")
     )
+    if submitted:
+        return _started(builder.getOrCreate(), config)
     if master:
         builder = builder.master(master)
     if config.driver_memory:  # read when the driver JVM is launched, i.e. by the first session of a process
@@ -159,6 +179,10 @@ def create_spark_session(
             f"error: SPARK_DRIVER_MEMORY={config.driver_memory} is too small for Spark: it needs a heap the JVM reports as at "
             f"least 450 MB (with -XX:+UseParallelGC in SPARK_DRIVER_JAVA_OPTIONS, at least 560m); set it in .env or the environment"
         ) from None
+    return _started(spark, config)
+
+
+def _started(spark: SparkSession, config: SparkConfig) -> SparkSession:
     spark.sparkContext.setLogLevel(config.log_level)
     register_wire_parser(spark)
     return spark

@@ -228,9 +228,9 @@ def spark_master_url(settings: dict[str, str]) -> str:
     return settings.get("SPARK_MASTER_URL", "local[*]")
 
 
-def _start_daemon(name: str, argv: list[str], java_home: Path | None) -> int:
-    SPARK_DIR.mkdir(parents=True, exist_ok=True)
-    pid_file = SPARK_DIR / f"{name}.pid"
+def _start_daemon(name: str, argv: list[str], java_home: Path | None, spark_dir: Path) -> int:
+    spark_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = spark_dir / f"{name}.pid"
     if pid_alive(read_pid(pid_file)):
         return read_pid(pid_file)
     import pyspark
@@ -239,18 +239,19 @@ def _start_daemon(name: str, argv: list[str], java_home: Path | None) -> int:
         os.environ,
         SPARK_HOME=str(Path(pyspark.__file__).parent),
         SPARK_LOCAL_IP="127.0.0.1",
-        SPARK_WORKER_DIR=str(SPARK_DIR / "work"),
+        SPARK_WORKER_DIR=str(spark_dir / "work"),
         PYSPARK_PYTHON=sys.executable,
         **({"JAVA_HOME": str(java_home)} if java_home else {}),  # the worker's executors run on it too
     )
-    with open(SPARK_DIR / f"{name}.log", "ab") as log:
+    with open(spark_dir / f"{name}.log", "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     pid_file.write_text(str(proc.pid))
     return proc.pid
 
 
-def spark_start(settings: dict[str, str]) -> None:
-    """A standalone master and one worker, through pyspark's own spark-class."""
+def spark_start(settings: dict[str, str], spark_dir: Path = SPARK_DIR) -> None:
+    """A standalone master and one worker, through pyspark's own spark-class: their pid files,
+    logs and the worker's folder in spark_dir."""
     from ..spark_session import SparkConfig
 
     port, ui_port = settings["SPARK_MASTER_PORT"], settings["SPARK_MASTER_UI_PORT"]
@@ -260,6 +261,7 @@ def spark_start(settings: dict[str, str]) -> None:
         "master",
         [spark_class, "org.apache.spark.deploy.master.Master", "--host", "localhost", "--port", port, "--webui-port", ui_port],
         java_home,
+        spark_dir,
     )
     _start_daemon(
         "worker",
@@ -275,12 +277,13 @@ def spark_start(settings: dict[str, str]) -> None:
             "localhost",
         ],
         java_home,
+        spark_dir,
     )
 
     def worker_registered() -> bool:
         for name in ("master", "worker"):
-            if not pid_alive(read_pid(SPARK_DIR / f"{name}.pid")):
-                raise RuntimeError(f"Spark {name} exited; last log lines:\n{log_tail(SPARK_DIR / f'{name}.log')}")
+            if not pid_alive(read_pid(spark_dir / f"{name}.pid")):
+                raise RuntimeError(f"Spark {name} exited; last log lines:\n{log_tail(spark_dir / f'{name}.log')}")
         try:
             with urllib.request.urlopen(f"http://localhost:{ui_port}/json/", timeout=2) as resp:
                 return json.loads(resp.read()).get("aliveworkers", 0) >= 1
@@ -288,12 +291,12 @@ def spark_start(settings: dict[str, str]) -> None:
             return False
 
     wait_until(worker_registered, 90, "the Spark worker to register with the master", 0.5)
-    print(f"Spark standalone master at spark://localhost:{port} (UI http://localhost:{ui_port}) with 1 worker; logs {SPARK_DIR}")
+    print(f"Spark standalone master at spark://localhost:{port} (UI http://localhost:{ui_port}) with 1 worker; logs {spark_dir}")
 
 
-def spark_stop() -> None:
+def spark_stop(spark_dir: Path = SPARK_DIR) -> None:
     for name in ("worker", "master"):
-        pid_file = SPARK_DIR / f"{name}.pid"
+        pid_file = spark_dir / f"{name}.pid"
         if stop_pid(read_pid(pid_file)):
             print(f"Spark {name} stopped")
         pid_file.unlink(missing_ok=True)
