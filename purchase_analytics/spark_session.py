@@ -18,6 +18,7 @@ from pyspark.java_gateway import launch_gateway
 from pyspark.sql import SparkSession
 
 from .config import PROJECT_ROOT, memory_size
+from .defaults import setting
 from .runtime.processes import AOT_CACHE_JDK, class_archive_file, class_archive_options, installed_jdk
 from .transform import EVENT_SCHEMA, WIRE_EVENT_FUNCTION
 
@@ -40,25 +41,25 @@ class SparkConfig:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str]) -> SparkConfig:
-        def path(name: str, default: str) -> Path:  # defaults only cover a missing .env, as in config.py
-            return PROJECT_ROOT / settings.get(name, default)  # an absolute value wins over the root
+        def path(name: str) -> Path:
+            return PROJECT_ROOT / setting(settings, name)  # an absolute value wins over the root
 
-        driver_memory = settings.get("SPARK_DRIVER_MEMORY")
+        driver_memory = setting(settings, "SPARK_DRIVER_MEMORY")
         if driver_memory:
             try:
                 driver_memory = memory_size(driver_memory)
             except ValueError as exc:  # one line, like a bad option of any entry point
                 raise SystemExit(f"error: SPARK_DRIVER_MEMORY (from the environment or .env): {exc}") from None
-        java_home = spark_java_home(settings.get("SPARK_JAVA_HOME", ""))
-        archive_on = settings.get("SPARK_CLASS_ARCHIVE", "false").lower() == "true"
+        java_home = spark_java_home(setting(settings, "SPARK_JAVA_HOME"))
+        archive_on = setting(settings, "SPARK_CLASS_ARCHIVE").lower() == "true"
         return cls(
             driver_memory=driver_memory or None,
-            log_level=settings.get("SPARK_LOG_LEVEL", "WARN"),
-            ui_enabled=settings.get("SPARK_UI_ENABLED", "false").lower() == "true",
-            connector_jars_dir=path("SPARK_CONNECTOR_JARS_DIR", ".cache/jars/spark-kafka"),
-            package_zip=path("PACKAGE_ZIP", ".cache/purchase_analytics.zip"),
+            log_level=setting(settings, "SPARK_LOG_LEVEL"),
+            ui_enabled=setting(settings, "SPARK_UI_ENABLED").lower() == "true",
+            connector_jars_dir=path("SPARK_CONNECTOR_JARS_DIR"),
+            package_zip=path("PACKAGE_ZIP"),
             log4j_config=PROJECT_ROOT / "build" / "log4j2-spark.properties",
-            driver_java_options=settings.get("SPARK_DRIVER_JAVA_OPTIONS", "").strip(),
+            driver_java_options=setting(settings, "SPARK_DRIVER_JAVA_OPTIONS").strip(),
             class_archive=class_archive_path(java_home) if archive_on else None,
             java_home=java_home,
         )

@@ -26,6 +26,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from ..config import PROJECT_ROOT, load_settings
+from ..defaults import setting
 from . import kafka_security, kafka_ui
 from .kafka_broker import KafkaBroker, KafkaCluster, broker_java_options, create_topics
 from .processes import log_tail, pid_alive, port_open, read_pid, stop_pid, stop_pids, wait_until
@@ -42,7 +43,7 @@ AGGREGATOR = PROJECT_ROOT / "spark-scripts" / "purchase-aggregator.py"
 
 def int_setting(settings: dict[str, str], name: str, minimum: int = 1) -> int:
     """An integer setting, or one line naming it and its bad value."""
-    raw = settings.get(name, "")
+    raw = setting(settings, name)
     try:
         value = int(raw)
     except ValueError:
@@ -61,7 +62,7 @@ def local_broker(settings: dict[str, str]) -> KafkaBroker | KafkaCluster:
     """KAFKA_BROKERS=1: one node in .data/kafka; 3: a cluster in .data/kafka-cluster whose node
     i listens on the ports + (i-1) * KAFKA_CLUSTER_PORT_STEP. KAFKA_SECURITY=sasl_ssl: SASL_SSL
     on the client port, mutual TLS on the controller port and the next one (INTERNAL)."""
-    security = settings.get("KAFKA_SECURITY", "plaintext").lower()
+    security = setting(settings, "KAFKA_SECURITY").lower()
     if security not in ("plaintext", "sasl_ssl"):
         raise RuntimeError(f"KAFKA_SECURITY={security!r}: use plaintext or sasl_ssl")
     nodes = int_setting(settings, "KAFKA_BROKERS")
@@ -90,7 +91,7 @@ def local_broker(settings: dict[str, str]) -> KafkaBroker | KafkaCluster:
         data_dir,
         ports,
         partitions,
-        settings.get("KAFKA_CLUSTER_HEAP", "512m"),
+        setting(settings, "KAFKA_CLUSTER_HEAP"),
         data_dir / "tls" if secure else None,
         broker_java_options(settings),
     )
@@ -225,7 +226,7 @@ def spark_master_url(settings: dict[str, str]) -> str:
     """spark://localhost:PORT when `make spark` started a local master, else SPARK_MASTER_URL."""
     if pid_alive(read_pid(SPARK_DIR / "master.pid")):
         return f"spark://localhost:{settings['SPARK_MASTER_PORT']}"
-    return settings.get("SPARK_MASTER_URL", "local[*]")
+    return setting(settings, "SPARK_MASTER_URL")
 
 
 def _start_daemon(name: str, argv: list[str], java_home: Path | None, spark_dir: Path) -> int:
@@ -312,7 +313,7 @@ def run(settings: dict[str, str], events: int, duration_s: float, rate: float, e
     dashboard_start(settings)
     python = sys.executable
     producer_args = ["--rate", str(rate), "--count", str(events)]
-    job_args = ["--master", settings.get("SPARK_MASTER_URL", "local[*]"), *extra_args]
+    job_args = ["--master", setting(settings, "SPARK_MASTER_URL"), *extra_args]
     children: list[subprocess.Popen] = []
     interrupted = False
     try:
