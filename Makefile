@@ -1,10 +1,14 @@
 # Real-time purchase analytics: Faker producer -> Kafka -> Spark Structured Streaming.
-# `make` or `make help` lists the targets. Settings come from .env; the environment and
-# the command line win over it (each line of .env is read as `NAME ?= value`).
-# Written to a file of this make's own, then renamed over env.mk in one step: make commands
-# started together each read a whole file, never one another make is still writing.
+# `make` or `make help` lists the targets. Settings: the command line and the environment win over .env, which
+# wins over the package's defaults (purchase_analytics/defaults.py, the one place they are written; printed
+# by `python -m purchase_analytics.defaults`, which needs no installed package). Each line of both is read as
+# `NAME ?= value`. Written to files of this make's own, then renamed over .cache/defaults.env (docker
+# compose's --env-file too) and env.mk in one step: make commands started together each read whole files,
+# never ones another make is still writing.
 ENV_MK := .cache/env.mk
-$(shell mkdir -p .cache && sed -E 's/^([A-Za-z_][A-Za-z0-9_]*)=(.*)$$/\1 ?= \2/' .env > $(ENV_MK).$$$$ && mv -f $(ENV_MK).$$$$ $(ENV_MK))
+$(shell mkdir -p .cache && $${PYTHON:-python3} -m purchase_analytics.defaults > .cache/defaults.env.$$$$ \
+  && sed -E 's/^([A-Za-z_][A-Za-z0-9_]*)=(.*)$$/\1 ?= \2/' .env .cache/defaults.env.$$$$ > $(ENV_MK).$$$$ \
+  && mv -f .cache/defaults.env.$$$$ .cache/defaults.env && mv -f $(ENV_MK).$$$$ $(ENV_MK))
 include $(ENV_MK)
 export
 

@@ -25,6 +25,7 @@ from purchase_analytics.config import (
     positive_int,
     positive_interval,
 )
+from purchase_analytics.defaults import setting as setting_or_default
 from purchase_analytics.runtime.kafka_broker import KafkaBroker, broker_java_options
 from purchase_analytics.runtime.local import KAFKA_JARS
 from purchase_analytics.runtime.processes import ensure_java, free_port
@@ -62,12 +63,12 @@ SMOKE_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"
 
 
 def parse_args(argv: list[str] | None):
-    """Every default comes from the BENCH_* lines of .env (the environment wins, then the command line)."""
+    """Every default comes from the BENCH_* settings (purchase_analytics/defaults.py; .env, the environment, the command line win)."""
     p = SettingsParser(prog="python -m bench", description=__doc__)
 
     def setting(flag: str, env_name: str, type_, help: str) -> None:
         if env_name not in p.settings:
-            raise SystemExit(f"error: {env_name} is not set; it belongs in .env")
+            raise SystemExit(f"error: {env_name} is not set; its default belongs in purchase_analytics/defaults.py")
         p.add_setting(flag, env_name, type_, None, help=help)
 
     p.add_argument("--smoke", action="store_true", help="tiny inputs, every phase, about a minute")
@@ -157,10 +158,10 @@ def rules(settings: dict) -> Rules:
     """The job's own defaults: every system over the traffic topic applies them."""
     try:
         return Rules(
-            window_s=int(interval_seconds(settings.get("WINDOW_DURATION", "10 minutes"))),
-            watermark_s=int(interval_seconds(settings.get("WATERMARK_DELAY", "10 minutes"))),
-            price_max=int(settings.get("PRICE_MAX", "150000")),
-            max_future_s=int(settings.get("EVENT_MAX_FUTURE_S", "300")),
+            window_s=int(interval_seconds(setting_or_default(settings, "WINDOW_DURATION"))),
+            watermark_s=int(interval_seconds(setting_or_default(settings, "WATERMARK_DELAY"))),
+            price_max=int(setting_or_default(settings, "PRICE_MAX")),
+            max_future_s=int(setting_or_default(settings, "EVENT_MAX_FUTURE_S")),
         )
     except (ValueError, argparse.ArgumentTypeError) as exc:
         raise SystemExit(f"error: the job's settings (WINDOW_DURATION, WATERMARK_DELAY, PRICE_MAX, EVENT_MAX_FUTURE_S): {exc}") from None

@@ -18,6 +18,7 @@ import sys
 import time
 
 from purchase_analytics.config import load_settings, positive_int
+from purchase_analytics.defaults import setting
 from purchase_analytics.events import DEFAULT_MAX_FUTURE_S, DEFAULT_PRICE_MAX, rejection_reason, window_start_s
 from purchase_analytics.kafka_client import KafkaSecurity, load_security
 
@@ -122,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window-s", type=positive_int, default=600)
     p.add_argument("--watermark-s", type=int, default=600)
     p.add_argument("--round-records", type=positive_int, default=100_000, help="records per round, over all partitions")
-    p.add_argument("--price-max", type=positive_int, default=int(settings.get("PRICE_MAX", DEFAULT_PRICE_MAX)))
-    p.add_argument("--max-future-s", type=int, default=int(settings.get("EVENT_MAX_FUTURE_S", DEFAULT_MAX_FUTURE_S)))
+    p.add_argument("--price-max", type=positive_int, default=int(setting(settings, "PRICE_MAX")))
+    p.add_argument("--max-future-s", type=int, default=int(setting(settings, "EVENT_MAX_FUTURE_S")))
     a = p.parse_args(argv)
     result = consume(
         a.bootstrap_servers, a.topic, a.window_s, a.watermark_s, a.round_records, a.price_max, a.max_future_s, load_security(settings)

@@ -18,7 +18,7 @@ import uuid
 from datetime import timezone
 from pathlib import Path
 
-from purchase_analytics.config import DEFAULT_MAX_POLL_RECORDS, PROJECT_ROOT, positive_int
+from purchase_analytics.config import PROJECT_ROOT, positive_int
 
 from . import flink_sql
 from .peer_common import PeerArgs, PeerError, PeerResult, divert_stdout, import_peer_module, parse_peer_args, run_peer
@@ -125,17 +125,14 @@ def run_job(args: PeerArgs, result: PeerResult, jars: list[Path], parallelism: i
 
 
 def flink_options(p: argparse.ArgumentParser) -> None:
-    p.add_setting("--parallelism", "BENCH_FLINK_PARALLELISM", positive_int, 2, help="Flink job parallelism")
+    p.add_setting("--parallelism", "BENCH_FLINK_PARALLELISM", positive_int, help="Flink job parallelism")
     p.add_setting(
         "--max-poll-records",
         "KAFKA_MAX_POLL_RECORDS",
         positive_int,
-        DEFAULT_MAX_POLL_RECORDS,
         help="Kafka's max.poll.records, as the job's consumers",
     )
-    p.add_setting(
-        "--jars-dir", "FLINK_CONNECTOR_JARS_DIR", str, ".cache/jars/flink-kafka", help="Flink's Kafka SQL connector (make bench-peers)"
-    )
+    p.add_setting("--jars-dir", "FLINK_CONNECTOR_JARS_DIR", str, help="Flink's Kafka SQL connector (make bench-peers)")
 
 
 def run(argv: list[str] | None) -> PeerResult:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from purchase_analytics.config import SettingsParser, interval_seconds, non_negative_int, positive_int, topic_name
-from purchase_analytics.events import DEFAULT_MAX_FUTURE_S, DEFAULT_PRICE_MAX
 
 
 def whole_seconds(text: str) -> int:
@@ -45,14 +44,13 @@ def parse_peer_args(prog: str, description: str, argv: list[str] | None, extra=N
     p = SettingsParser(prog=prog, description=description)
     p.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers")
     p.add_argument("--topic", required=True, type=topic_name, help="topic to read, from its earliest offset to its end at start")
-    p.add_setting("--window-s", "WINDOW_DURATION", whole_seconds, 600, help="tumbling window length, seconds")
-    p.add_setting("--watermark-s", "WATERMARK_DELAY", whole_seconds, 600, help="watermark delay (grace), seconds")
-    p.add_setting("--price-max", "PRICE_MAX", positive_int, DEFAULT_PRICE_MAX, help="largest valid price")
+    p.add_setting("--window-s", "WINDOW_DURATION", whole_seconds, help="tumbling window length, seconds")
+    p.add_setting("--watermark-s", "WATERMARK_DELAY", whole_seconds, help="watermark delay (grace), seconds")
+    p.add_setting("--price-max", "PRICE_MAX", positive_int, help="largest valid price")
     p.add_setting(
         "--max-future-s",
         "EVENT_MAX_FUTURE_S",
         non_negative_int,
-        DEFAULT_MAX_FUTURE_S,
         help="how far ahead of the processing time a valid ts may be",
     )
     if extra:

@@ -49,7 +49,7 @@ def available(name: str) -> str | None:
     if not (PROJECT_ROOT / peer.venv / ".installed").exists():
         return f"{name}: {peer.venv} is not installed: run make bench-peers"
     if name == "flink_sql":
-        jars_dir = PROJECT_ROOT / load_settings().get("FLINK_CONNECTOR_JARS_DIR", ".cache/jars/flink-kafka")
+        jars_dir = PROJECT_ROOT / load_settings()["FLINK_CONNECTOR_JARS_DIR"]
         if not any(Path(jars_dir).glob("*.jar")):
             return f"{name}: no Flink Kafka connector jar in {jars_dir}: run make bench-peers"
     if peer.needs_java and not (os.environ.get("JAVA_HOME") or shutil.which("java")):

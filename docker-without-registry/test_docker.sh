@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.." || exit 1
 read -ra make_cmd <<<"${TEST_DOCKER_MAKE:-make}" # e.g. "make -f Makefile"
 PY=${PY:-.venv/bin/python}
 EVENTS=${TEST_DOCKER_EVENTS:-2000}
-env_value() { sed -n "s/^$1=//p" .env | tail -n1; }
+env_value() { sed -n "s/^$1=//p" .cache/defaults.env .env | tail -n1; }  # .env's, else the package's default
 : "${LOCAL_BASE_IMAGE:=$(env_value LOCAL_BASE_IMAGE)}"
 : "${LOCAL_KAFKA_IMAGE:=$(env_value LOCAL_KAFKA_IMAGE)}"
 : "${KAFKA_UI_IMAGE:=$(env_value KAFKA_UI_IMAGE)}"
@@ -51,7 +51,7 @@ finish() {
     if docker info >/dev/null 2>&1 && [[ ${#overrides[@]} -gt 0 ]]; then
         if ((rc != 0)); then
             say "FAILED (exit $rc): last container logs"
-            docker compose --env-file .env -f docker/docker-compose-kafka.yml -f docker/docker-compose-spark.yml \
+            docker compose --env-file .cache/defaults.env --env-file .env -f docker/docker-compose-kafka.yml -f docker/docker-compose-spark.yml \
                 -p "$project" logs --tail 40 --no-color 2>&1 | tail -n 150
         fi
         say "removing the test project's containers, network and volumes"

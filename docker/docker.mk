@@ -1,5 +1,5 @@
 # The Docker runtime (RUNTIME=docker). Included by the top Makefile, which exports
-# everything in .env, SPARK_VERSION (from requirements.txt), PY, ARGS and EVENTS, and
+# every setting (.env's and the package's defaults, .cache/defaults.env), SPARK_VERSION (from requirements.txt), PY, ARGS and EVENTS, and
 # defines the `jars` and `package` targets used here. See docs/docker.md.
 
 # KAFKA_UI_LOCAL=1 runs the local runtime's Kafka UI (kaskade, WEB_IMAGE) as the kafka-ui service,
@@ -12,8 +12,9 @@ COMPOSE_FILES := -f docker/docker-compose-kafka.yml -f docker/docker-compose-spa
 COMPOSE_FILES += $(if $(filter sasl_ssl,$(KAFKA_SECURITY)),-f docker/compose-kafka-sasl-ssl.yml)
 COMPOSE_FILES += $(if $(filter 3,$(KAFKA_BROKERS)),-f docker/compose-kafka-cluster.yml)
 KAFKA_TLS_DIR ?= $(CURDIR)/.data/kafka-docker/tls
-# One compose project over both files: one network, and `down` removes everything.
-COMPOSE = docker compose --env-file .env $(COMPOSE_FILES)
+# One compose project over both files: one network, and `down` removes everything. The package's
+# defaults first (the Makefile writes them at every start), .env's values over them.
+COMPOSE = docker compose --env-file .cache/defaults.env --env-file .env $(COMPOSE_FILES)
 
 # The broker's host listener uses the port of KAFKA_BOOTSTRAP_SERVERS (localhost:9092).
 KAFKA_HOST_PORT ?= $(lastword $(subst :, ,$(KAFKA_BOOTSTRAP_SERVERS)))
@@ -28,16 +29,16 @@ DASHBOARD ?= 1
 # -T for `compose exec`/`run` unless make runs on a terminal (so Ctrl-C reaches the process).
 COMPOSE_TTY = $(shell [ -t 0 ] || echo -T)
 
-# The producer's and the job's settings: every name written in .env reaches the process make starts
-# in a container (`compose run/exec -e NAME`), with the value make has for it: .env's, or the
-# environment's or make's command line, which win over it, as in the local runtime. Read at every
+# The producer's and the job's settings: every name written in .env or the package's defaults reaches the
+# process make starts in a container (`compose run/exec -e NAME`), with the value make has for it: .env's
+# or the default, or the environment's or make's command line, which win over them, as in the local runtime. Read at every
 # run: an edit of .env counts at the next one, without restarting a container. Except the values the
 # containers must keep their own, which the compose files set: addresses and paths, the driver UI,
 # the JDK and its class archive, and Kafka's client security (the secured variant's logins).
 CONTAINER_OWN_SETTINGS := KAFKA_BOOTSTRAP_SERVERS SPARK_MASTER_URL CHECKPOINT_DIR PACKAGE_ZIP SPARK_CONNECTOR_JARS_DIR \
 	SPARK_UI_ENABLED SPARK_JAVA_HOME SPARK_CLASS_ARCHIVE KAFKA_SECURITY_PROTOCOL KAFKA_SASL_MECHANISM KAFKA_SASL_USERNAME \
 	KAFKA_SASL_PASSWORD_FILE KAFKA_SSL_CA_LOCATION KAFKA_SSL_CERT_LOCATION KAFKA_SSL_KEY_LOCATION
-DOT_ENV_SETTINGS := $(shell sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' .env)
+DOT_ENV_SETTINGS := $(shell sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' .env .cache/defaults.env | sort -u)
 CONTAINER_SETTINGS := $(filter-out $(CONTAINER_OWN_SETTINGS),$(DOT_ENV_SETTINGS))
 # compose takes each value from make's environment (the Makefile exports every setting).
 CONTAINER_SETTINGS_FLAGS = $(CONTAINER_SETTINGS:%=-e %)

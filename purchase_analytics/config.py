@@ -1,9 +1,8 @@
 """Configuration, read once at each entry point into a frozen object.
 
 Precedence for every setting: command line, then environment, then `.env`, then the
-default written here. `.env` at the project root is the single place where versions,
-ports, topic names and defaults are written; the defaults below only cover a missing
-`.env` so the modules stay importable on their own.
+package's default (defaults.py, the one place each default is written). A program run
+without `.env` (the --py-files zip on a cluster, a container) has the same defaults.
 """
 
 from __future__ import annotations
@@ -20,7 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
-from .events import DEFAULT_MAX_FUTURE_S, DEFAULT_PRICE_MAX, FIELDS
+from .defaults import DEFAULTS
+from .events import FIELDS
 from .kafka_client import KafkaSecurity, SecurityConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -33,8 +33,8 @@ def user_cache_dir() -> Path:
 
 
 def load_settings(env_file: Path | None = ENV_FILE, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Merge `.env` and the environment (environment wins). Empty values count as unset."""
-    merged: dict[str, str] = {}
+    """The package's defaults, `.env` over them and the environment over both. Empty values count as unset."""
+    merged: dict[str, str] = {k: v for k, v in DEFAULTS.items() if v}
     if env_file is not None and Path(env_file).is_file():
         merged.update({k: v for k, v in dotenv_values(env_file).items() if v})
     merged.update({k: v for k, v in (os.environ if environ is None else environ).items() if v})
@@ -44,8 +44,9 @@ def load_settings(env_file: Path | None = ENV_FILE, environ: Mapping[str, str] |
 class SettingsParser(argparse.ArgumentParser):
     """argparse whose option defaults come from the environment / `.env` settings.
 
-    `add_setting("--rate", "PRODUCER_RATE", float, 10.0, help=...)` makes `--rate` win over
-    `$PRODUCER_RATE`, which wins over `.env`, which wins over `10.0`.
+    `add_setting("--rate", "PRODUCER_RATE", float, help=...)` makes `--rate` win over
+    `$PRODUCER_RATE`, which wins over `.env`, which wins over DEFAULTS["PRODUCER_RATE"];
+    `default` is for options without a setting of their own.
     """
 
     def __init__(self, *args, settings: Mapping[str, str] | None = None, **kwargs):
@@ -58,8 +59,8 @@ class SettingsParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
     def add_setting(self, flag: str, env_name: str | None, type_=str, default=None, **kwargs):
-        raw = self.settings.get(env_name) if env_name else None
-        if raw is not None:
+        raw = (self.settings.get(env_name) or DEFAULTS.get(env_name)) if env_name else None
+        if raw:
             try:
                 default = type_(raw)
             except (ValueError, argparse.ArgumentTypeError) as exc:
@@ -276,11 +277,6 @@ class ProducerConfig:
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
 
-# Kafka's max.poll.records for Spark's consumers when .env does not set KAFKA_MAX_POLL_RECORDS
-# (the bench's Flink peer reads the same setting)
-DEFAULT_MAX_POLL_RECORDS = 10_000
-
-
 @dataclass(frozen=True)
 class AggregatorConfig:
     bootstrap_servers: str
@@ -327,21 +323,18 @@ def parse_security(parser: SettingsParser) -> KafkaSecurity:
 
 def parse_producer_config(argv: list[str] | None = None, settings: Mapping[str, str] | None = None) -> ProducerConfig:
     p = SettingsParser(prog="event_producer.py", description="Send JSON purchase events to Kafka.", settings=settings)
-    p.add_setting("--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", str, "localhost:9092", help="Kafka bootstrap servers")
-    p.add_setting("--topic", "KAFKA_TOPIC_NAME", topic_name, "test-topic", help="topic to send to")
-    p.add_setting("--rate", "PRODUCER_RATE", non_negative_float, 10.0, help="events per second; 0 = as fast as possible")
-    p.add_setting("--count", "PRODUCER_COUNT", non_negative_int, 0, help="events to send; 0 = forever")
-    p.add_setting("--seed", "PRODUCER_SEED", int, None, help="seed for a reproducible event sequence (event times still follow the clock)")
-    p.add_setting("--late-fraction", "PRODUCER_LATE_FRACTION", fraction, 0.0, help="fraction of events sent with a past event time")
-    p.add_setting(
-        "--max-lateness-s", "PRODUCER_MAX_LATENESS_S", non_negative_int, 900, help="how far in the past a late event may be, seconds"
-    )
-    p.add_setting("--price-max", "PRICE_MAX", positive_int, DEFAULT_PRICE_MAX, help="largest price drawn")
+    p.add_setting("--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", str, help="Kafka bootstrap servers")
+    p.add_setting("--topic", "KAFKA_TOPIC_NAME", topic_name, help="topic to send to")
+    p.add_setting("--rate", "PRODUCER_RATE", non_negative_float, help="events per second; 0 = as fast as possible")
+    p.add_setting("--count", "PRODUCER_COUNT", non_negative_int, help="events to send; 0 = forever")
+    p.add_setting("--seed", "PRODUCER_SEED", int, help="seed for a reproducible event sequence (event times still follow the clock)")
+    p.add_setting("--late-fraction", "PRODUCER_LATE_FRACTION", fraction, help="fraction of events sent with a past event time")
+    p.add_setting("--max-lateness-s", "PRODUCER_MAX_LATENESS_S", non_negative_int, help="how far in the past a late event may be, seconds")
+    p.add_setting("--price-max", "PRICE_MAX", positive_int, help="largest price drawn")
     p.add_setting(
         "--delivery-timeout-ms",
         "PRODUCER_DELIVERY_TIMEOUT_MS",
         positive_int,
-        120_000,
         help="how long a send is retried (broker down) before it counts as failed",
     )
     p.add_setting("--progress-interval-s", None, float, 5.0, help="seconds between progress lines")
@@ -349,7 +342,6 @@ def parse_producer_config(argv: list[str] | None = None, settings: Mapping[str, 
         "--backend",
         "PRODUCER_BACKEND",
         str,
-        "kafka-python",
         choices=PRODUCER_BACKENDS,
         help="Kafka client: kafka-python, or confluent (optional confluent-kafka package, several times faster)",
     )
@@ -381,94 +373,80 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
     p = SettingsParser(
         prog="purchase-aggregator.py", description="Sum purchase prices per event-time window from Kafka.", settings=settings
     )
-    p.add_setting("--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", str, "localhost:9092", help="Kafka bootstrap servers")
-    p.add_setting("--topic", "KAFKA_TOPIC_NAME", topic_name, "test-topic", help="topic to read")
+    p.add_setting("--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", str, help="Kafka bootstrap servers")
+    p.add_setting("--topic", "KAFKA_TOPIC_NAME", topic_name, help="topic to read")
     p.add_setting(
-        "--dlq-topic", "KAFKA_DLQ_TOPIC_NAME", optional_topic_name, None, help="dead-letter topic for rejected messages ('' to disable)"
+        "--dlq-topic", "KAFKA_DLQ_TOPIC_NAME", optional_topic_name, help="dead-letter topic for rejected messages ('' to disable)"
     )
     p.add_setting(
         "--results-topic",
         "KAFKA_RESULTS_TOPIC_NAME",
         optional_topic_name,
-        None,
         help="compacted topic with the latest total per window, keyed by window start ('' to disable)",
     )
     p.add_setting(
         "--metrics-topic",
         "KAFKA_METRICS_TOPIC_NAME",
         optional_topic_name,
-        None,
         help="topic with one JSON progress record per micro-batch ('' to disable)",
     )
-    p.add_setting("--master", "SPARK_MASTER_URL", master_url, "local[*]", help="Spark master URL")
-    p.add_setting("--window", "WINDOW_DURATION", positive_interval, "10 minutes", help="window length")
-    p.add_setting("--slide", "WINDOW_SLIDE", optional_interval, None, help="sliding windows: a new window every DURATION (empty: tumbling)")
+    p.add_setting("--master", "SPARK_MASTER_URL", master_url, help="Spark master URL")
+    p.add_setting("--window", "WINDOW_DURATION", positive_interval, help="window length")
+    p.add_setting("--slide", "WINDOW_SLIDE", optional_interval, help="sliding windows: a new window every DURATION (empty: tumbling)")
     p.add_setting(
         "--group-by",
         "GROUP_BY",
         group_fields,
-        (),
+        (),  # unset: one total per window
         help=f"also group each window by these event fields, comma-separated: {', '.join(GROUP_FIELDS)} (empty: one total)",
     )
-    p.add_setting("--state-store", "STATE_STORE", str, "hdfs", choices=STATE_STORES, help="Spark's state store provider")
-    p.add_setting("--watermark", "WATERMARK_DELAY", non_negative_interval, "10 minutes", help="how late an event may be and still count")
+    p.add_setting("--state-store", "STATE_STORE", str, choices=STATE_STORES, help="Spark's state store provider")
+    p.add_setting("--watermark", "WATERMARK_DELAY", non_negative_interval, help="how late an event may be and still count")
     p.add_setting(
         "--output-mode",
         "OUTPUT_MODE",
         str,
-        "update",
         choices=OUTPUT_MODES,
         help="update: changed windows each batch; append: closed windows once",
     )
-    p.add_setting(
-        "--trigger", "TRIGGER_INTERVAL", non_negative_interval, "5 seconds", help="micro-batch interval (not with --available-now)"
-    )
+    p.add_setting("--trigger", "TRIGGER_INTERVAL", non_negative_interval, help="micro-batch interval (not with --available-now)")
     p.add_argument("--available-now", action="store_true", help="process all data available now, then stop")
     p.add_setting(
         "--starting-offsets",
         "STARTING_OFFSETS",
         starting_offsets,
-        "earliest",
         help='where a new query starts: earliest, latest, or JSON offsets per partition: {"topic":{"0":23,"1":-2}}',
     )
-    p.add_setting("--max-offsets-per-trigger", "MAX_OFFSETS_PER_TRIGGER", positive_int, None, help="cap on records per micro-batch")
+    p.add_setting("--max-offsets-per-trigger", "MAX_OFFSETS_PER_TRIGGER", positive_int, help="cap on records per micro-batch")
     p.add_setting(
         "--max-poll-records",
         "KAFKA_MAX_POLL_RECORDS",
         positive_int,
-        DEFAULT_MAX_POLL_RECORDS,
         help="records one poll of Spark's Kafka consumer returns (Kafka's max.poll.records, 500 by default)",
     )
     p.add_setting(
         "--max-future-s",
         "EVENT_MAX_FUTURE_S",
         non_negative_int,
-        DEFAULT_MAX_FUTURE_S,
         help="an event whose ts is more than this many seconds ahead of the processing time is dead-lettered",
     )
     p.add_setting(
         "--dlq-max-value-bytes",
         "DLQ_MAX_VALUE_BYTES",
         positive_int,
-        1_000_000,
         help="a dead letter's value is cut to this many bytes (with headers saying so) to fit the topic",
     )
     p.add_setting(
         "--checkpoint",
         "CHECKPOINT_DIR",
         str,
-        ".data/checkpoints/purchase-aggregator",
         help="checkpoint directory (a restart resumes from it)",
     )
-    p.add_setting("--output-dir", "OUTPUT_DIR", str, None, help="also write each batch's updated windows as JSON lines here")
-    p.add_setting("--results-db", "RESULTS_DB", str, None, help="also keep the latest total per window in this SQLite file (restart-safe)")
-    p.add_setting(
-        "--shuffle-partitions", "SHUFFLE_PARTITIONS", positive_int, 2, help="spark.sql.shuffle.partitions (state store partitions)"
-    )
-    p.add_setting(
-        "--session-timezone", "SESSION_TIMEZONE", session_timezone, "UTC", help="time zone for window display: a zone name or an offset"
-    )
-    p.add_setting("--price-max", "PRICE_MAX", positive_int, DEFAULT_PRICE_MAX, help="largest valid price")
+    p.add_setting("--output-dir", "OUTPUT_DIR", str, help="also write each batch's updated windows as JSON lines here")
+    p.add_setting("--results-db", "RESULTS_DB", str, help="also keep the latest total per window in this SQLite file (restart-safe)")
+    p.add_setting("--shuffle-partitions", "SHUFFLE_PARTITIONS", positive_int, help="spark.sql.shuffle.partitions (state store partitions)")
+    p.add_setting("--session-timezone", "SESSION_TIMEZONE", session_timezone, help="time zone for window display: a zone name or an offset")
+    p.add_setting("--price-max", "PRICE_MAX", positive_int, help="largest valid price")
     p.add_argument("--no-console", action="store_true", help="do not print the windows table")
     p.add_setting(
         "--progress-file", None, str, None, help="also append each micro-batch's progress here as a JSON line (the metrics topic's record)"

@@ -12,16 +12,18 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from .defaults import DEFAULTS
+
 FURNITURE = ("Chair", "Table", "Desk", "Sofa", "Bed")
 CUSTOMER_ID_MAX = 100  # the producer draws customer_id from 1..CUSTOMER_ID_MAX
 PRICE_MIN = 100  # the producer draws price from PRICE_MIN..price_max
-DEFAULT_PRICE_MAX = 150_000
+DEFAULT_PRICE_MAX = int(DEFAULTS["PRICE_MAX"])
 
 # Valid event time: from 2000-01-01 (UTC) to a few minutes ahead of the processing time
-# (EVENT_MAX_FUTURE_S in .env). An event further ahead would move the watermark past every
+# (EVENT_MAX_FUTURE_S). An event further ahead would move the watermark past every
 # real event still to come, so it is dead-lettered instead of counted.
 TS_MIN_EPOCH_S = int(datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp())
-DEFAULT_MAX_FUTURE_S = 300
+DEFAULT_MAX_FUTURE_S = int(DEFAULTS["EVENT_MAX_FUTURE_S"])
 
 # The value must be exactly one JSON object: whitespace may surround it, nothing else may
 # follow it (Spark's parsers stop after the first value and would ignore the rest).

@@ -47,7 +47,7 @@ from .kafka_client import ClientErrorLog, KafkaSecurity, diagnose_connection, ex
 from .progress import BATCH_METRICS, BatchProgress
 from .signals import set_on_signal
 from .sinks import ConsoleSink, JsonLinesSink, KafkaPublisher, KafkaResultsSink, SqliteResultsSink
-from .spark_session import SparkConfig, create_spark_session
+from .spark_session import SparkConfig, create_spark_session, submitted_master
 from .transform import aggregate_windows, dead_letter_records, parse_events, rejected_messages, valid_events
 
 WINDOWS_QUERY = "purchase-windows"
@@ -578,9 +578,22 @@ def ensure_output_topics(config: AggregatorConfig) -> None:
     create_topics(config.bootstrap_servers, topics, replication, config.security, configs)
 
 
+def _under_spark_submit(config: AggregatorConfig, argv: list[str]) -> AggregatorConfig:
+    """Under spark-submit the job runs on spark-submit's master: the job's --master (and
+    SPARK_MASTER_URL) is not used, and a --master on the job's command line that names
+    another master gets one line saying so."""
+    master = submitted_master()
+    if master is None:
+        return config
+    if master != config.master and any(arg == "--master" or arg.startswith("--master=") for arg in argv):
+        print(f"note: spark-submit's --master {master} rules; the job's --master {config.master} is not used", file=sys.stderr, flush=True)
+    return replace(config, master=master)
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     config = parse_aggregator_config(argv, settings)  # exits with one line per bad setting, before any JVM starts
+    config = _under_spark_submit(config, sys.argv[1:] if argv is None else argv)
     signals = JobSignals().install()
     try:
         with CheckpointLock(config.checkpoint_dir):

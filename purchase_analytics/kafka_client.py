@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .defaults import setting
+
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _JAAS_MODULES = {
@@ -80,12 +82,12 @@ class KafkaSecurity:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str]) -> KafkaSecurity:
-        protocol = settings.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper()
+        protocol = setting(settings, "KAFKA_SECURITY_PROTOCOL").upper()
         if protocol not in PROTOCOLS:
             raise SecurityConfigError(f"KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of {', '.join(PROTOCOLS)}")
         mechanism = username = password = None
         if protocol.startswith("SASL_"):
-            mechanism = settings.get("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512").upper()
+            mechanism = setting(settings, "KAFKA_SASL_MECHANISM").upper()
             if mechanism not in MECHANISMS:
                 raise SecurityConfigError(f"KAFKA_SASL_MECHANISM={mechanism!r} is not one of {', '.join(MECHANISMS)}")
             username = settings.get("KAFKA_SASL_USERNAME")

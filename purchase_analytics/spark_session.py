@@ -18,6 +18,7 @@ from pyspark.java_gateway import launch_gateway
 from pyspark.sql import SparkSession
 
 from .config import PROJECT_ROOT, memory_size
+from .defaults import setting
 from .runtime.processes import AOT_CACHE_JDK, class_archive_file, class_archive_options, installed_jdk
 from .transform import EVENT_SCHEMA, WIRE_EVENT_FUNCTION
 
@@ -40,25 +41,25 @@ class SparkConfig:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str]) -> SparkConfig:
-        def path(name: str, default: str) -> Path:  # defaults only cover a missing .env, as in config.py
-            return PROJECT_ROOT / settings.get(name, default)  # an absolute value wins over the root
+        def path(name: str) -> Path:
+            return PROJECT_ROOT / setting(settings, name)  # an absolute value wins over the root
 
-        driver_memory = settings.get("SPARK_DRIVER_MEMORY")
+        driver_memory = setting(settings, "SPARK_DRIVER_MEMORY")
         if driver_memory:
             try:
                 driver_memory = memory_size(driver_memory)
             except ValueError as exc:  # one line, like a bad option of any entry point
                 raise SystemExit(f"error: SPARK_DRIVER_MEMORY (from the environment or .env): {exc}") from None
-        java_home = spark_java_home(settings.get("SPARK_JAVA_HOME", ""))
-        archive_on = settings.get("SPARK_CLASS_ARCHIVE", "false").lower() == "true"
+        java_home = spark_java_home(setting(settings, "SPARK_JAVA_HOME"))
+        archive_on = setting(settings, "SPARK_CLASS_ARCHIVE").lower() == "true"
         return cls(
             driver_memory=driver_memory or None,
-            log_level=settings.get("SPARK_LOG_LEVEL", "WARN"),
-            ui_enabled=settings.get("SPARK_UI_ENABLED", "false").lower() == "true",
-            connector_jars_dir=path("SPARK_CONNECTOR_JARS_DIR", ".cache/jars/spark-kafka"),
-            package_zip=path("PACKAGE_ZIP", ".cache/purchase_analytics.zip"),
+            log_level=setting(settings, "SPARK_LOG_LEVEL"),
+            ui_enabled=setting(settings, "SPARK_UI_ENABLED").lower() == "true",
+            connector_jars_dir=path("SPARK_CONNECTOR_JARS_DIR"),
+            package_zip=path("PACKAGE_ZIP"),
             log4j_config=PROJECT_ROOT / "build" / "log4j2-spark.properties",
-            driver_java_options=settings.get("SPARK_DRIVER_JAVA_OPTIONS", "").strip(),
+            driver_java_options=setting(settings, "SPARK_DRIVER_JAVA_OPTIONS").strip(),
             class_archive=class_archive_path(java_home) if archive_on else None,
             java_home=java_home,
         )
@@ -118,10 +119,28 @@ def class_archive_path(java_home: Path | None = None) -> Path | None:
         return None
 
 
+def under_spark_submit() -> bool:
+    """pyspark runs inside spark-submit (client mode): spark-submit started the driver JVM with its own
+    options (--master, --jars, --py-files, --driver-memory, ...) and handed pyspark its gateway."""
+    return bool(os.environ.get("PYSPARK_GATEWAY_PORT"))
+
+
+def submitted_master() -> str | None:
+    """The master spark-submit was given, when the job runs under spark-submit; else None."""
+    if not under_spark_submit():
+        return None
+    SparkContext._ensure_initialized()  # attaches to spark-submit's JVM: nothing is launched
+    return SparkConf().get("spark.master", None)
+
+
 def create_spark_session(
     app_name: str, master: str | None, shuffle_partitions: int, session_timezone: str, config: SparkConfig
 ) -> SparkSession:
-    if not master or master.startswith("local") or "//localhost" in master or "//127.0.0.1" in master:
+    """A session on `master`, in a driver JVM launched here with the settings of `config`. Under
+    spark-submit the driver JVM is spark-submit's: its master, jars, Python files and driver
+    options rule, and only the session's SQL and UI settings are set here."""
+    submitted = under_spark_submit()
+    if not submitted and (not master or master.startswith("local") or "//localhost" in master or "//127.0.0.1" in master):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # everything we start listens on localhost
     builder = (
         SparkSession.builder.appName(app_name)
@@ -136,6 +155,8 @@ def create_spark_session(
         # handler spent building a micro-batch's DataFrame (99 against 60 ms, in a profile).
         .config("spark.python.sql.dataFrameDebugging.enabled", "false")
     )
+    if submitted:
+        return _started(builder.getOrCreate(), config)
     if master:
         builder = builder.master(master)
     if config.driver_memory:  # read when the driver JVM is launched, i.e. by the first session of a process
@@ -159,6 +180,10 @@ def create_spark_session(
             f"error: SPARK_DRIVER_MEMORY={config.driver_memory} is too small for Spark: it needs a heap the JVM reports as at "
             f"least 450 MB (with -XX:+UseParallelGC in SPARK_DRIVER_JAVA_OPTIONS, at least 560m); set it in .env or the environment"
         ) from None
+    return _started(spark, config)
+
+
+def _started(spark: SparkSession, config: SparkConfig) -> SparkSession:
     spark.sparkContext.setLogLevel(config.log_level)
     register_wire_parser(spark)
     return spark

@@ -1,18 +1,22 @@
-"""The compose files validate with .env (`docker compose config`, no daemon needed), and
-what they resolve to keeps the Docker runtime's promises: images from .env, ports on
-127.0.0.1, one network, environment overrides winning; make hands every setting of .env to
-the producer and the job in their containers, the containers' own values aside."""
+"""The compose files validate with the package's defaults and .env (`docker compose config`, no
+daemon needed), and what they resolve to keeps the Docker runtime's promises: images from .env,
+ports on 127.0.0.1, one network, environment overrides winning; make hands every setting (the
+defaults and .env) to the producer and the job in their containers, the containers' own values aside."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from purchase_analytics.defaults import DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILES = sorted((ROOT / "docker").glob("docker-compose-*.yml"))
@@ -43,8 +47,16 @@ COMPOSE = compose_command()
 pytestmark = pytest.mark.skipif(COMPOSE is None, reason="no Docker Compose v2 (docker compose) installed: run `make compose-plugin`")
 
 
+# The package's defaults as make writes them (.cache/defaults.env), compose's first --env-file
+with tempfile.NamedTemporaryFile("w", suffix=".env", delete=False) as _defaults:
+    _defaults.write("".join(f"{name}={value}\n" for name, value in DEFAULTS.items()))
+DEFAULTS_ENV = Path(_defaults.name)
+atexit.register(DEFAULTS_ENV.unlink, missing_ok=True)
+
+
 def env_file() -> dict[str, str]:
-    values = {}
+    """Every setting's value as make and compose have it: the package's defaults, .env's over them."""
+    values = dict(DEFAULTS)
     for line in (ROOT / ".env").read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#") and "=" in line:
             key, value = line.split("=", 1)
@@ -53,12 +65,19 @@ def env_file() -> dict[str, str]:
 
 
 def compose(*args: str, overrides: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    # A bare environment: only .env (and the given overrides) decide the result, plus
+    # A bare environment: only the defaults, .env (and the given overrides) decide the result, plus
     # KAFKA_HOST_PORT, which docker/docker.mk derives from KAFKA_BOOTSTRAP_SERVERS.
     env = {k: os.environ[k] for k in ("PATH", "HOME", "DOCKER_CONFIG") if k in os.environ}
     env["KAFKA_HOST_PORT"] = env_file()["KAFKA_BOOTSTRAP_SERVERS"].rsplit(":", 1)[1]
     env.update(overrides or {})
-    return subprocess.run([*COMPOSE, "--env-file", ".env", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [*COMPOSE, "--env-file", str(DEFAULTS_ENV), "--env-file", ".env", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def resolved(*files: Path, overrides: dict[str, str] | None = None) -> dict:

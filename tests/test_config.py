@@ -1,4 +1,6 @@
 import re
+import subprocess
+import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -6,6 +8,9 @@ import pytest
 from dotenv import dotenv_values
 
 from purchase_analytics.config import load_settings, parse_aggregator_config, parse_producer_config
+from purchase_analytics.dashboard.__main__ import parse_args as dashboard_args
+from purchase_analytics.defaults import DEFAULTS
+from purchase_analytics.spark_session import SparkConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +45,8 @@ def test_bad_values_are_reported_not_raised(env_file, capsys):
 
 READ_PATTERNS = (
     re.compile(r'(?:add_)?setting\(\s*"[^"]+",\s*"([A-Z][A-Z0-9_]*)"'),  # SettingsParser options
-    re.compile(r'settings(?:\.get\(|\[)\s*"([A-Z][A-Z0-9_]*)"'),  # settings["X"], settings.get("X", ...)
+    re.compile(r'settings(?:\.get\(|\[)\s*"([A-Z][A-Z0-9_]*)"'),  # settings["X"], settings.get("X")
+    re.compile(r'(?:setting|setting_or_default|int_setting|path)\(\s*(?:settings,\s*)?"([A-Z][A-Z0-9_]*)"'),  # setting(settings, "X")
 )
 
 
@@ -54,24 +60,54 @@ def keys_read_by_the_code() -> set[str]:
     return keys
 
 
-# Read by the code but, on purpose, never written in .env.
-NOT_IN_DOT_ENV = {
+# Read by the code but, on purpose, with no default anywhere.
+NO_DEFAULT = {
     "KAFKA_SASL_PASSWORD": "a secret: from the environment, or KAFKA_SASL_PASSWORD_FILE",
     "KAFKA_TLS_DIR": "derived from the project's data folder (docker/docker.mk)",
 }
 
 
-def test_every_setting_the_code_reads_is_written_in_dot_env():
-    """One source of truth: a default lives in .env (an empty value means unset), not in code."""
-    written = set(dotenv_values(ROOT / ".env"))
+def test_every_setting_the_code_reads_has_one_default_written_once():
+    """One source of truth: each default is written in the package (defaults.py), or, for what make and docker
+    compose need besides (versions, images, the Docker project), in .env; never in both."""
+    in_dot_env = set(dotenv_values(ROOT / ".env"))
     read = keys_read_by_the_code()
     assert len(read) > 45  # the scan found the settings
-    assert sorted(read - written - NOT_IN_DOT_ENV.keys()) == []
-    assert not NOT_IN_DOT_ENV.keys() & written
+    assert sorted(read - DEFAULTS.keys() - in_dot_env - NO_DEFAULT.keys()) == []
+    assert sorted(DEFAULTS.keys() & in_dot_env) == []
+    assert not NO_DEFAULT.keys() & (in_dot_env | DEFAULTS.keys())
+
+
+def test_the_same_defaults_with_or_without_dot_env():
+    """A program started where there is no .env (the --py-files zip on a cluster, a container) has the
+    defaults the project's own runs have: the dead-letter, results and metrics topics on."""
+    with_dot_env, without = load_settings(environ={}), load_settings(None, environ={})
+    assert with_dot_env.items() >= without.items()
+    assert parse_aggregator_config([], without) == parse_aggregator_config([], with_dot_env)
+    assert parse_producer_config([], without) == parse_producer_config([], with_dot_env)
+    assert dashboard_args([], without) == dashboard_args([], with_dot_env)
+    config = parse_aggregator_config([], without)
+    assert (config.dlq_topic, config.results_topic, config.metrics_topic) == (
+        "test-topic-dlq",
+        "purchase-window-totals",
+        "purchase-pipeline-metrics",
+    )
+    assert parse_aggregator_config(["--dlq-topic", ""], without).dlq_topic is None  # off only when asked
+    spark_with, spark_without = SparkConfig.from_settings(with_dot_env), SparkConfig.from_settings(without)
+    assert spark_with == spark_without
+    assert (spark_without.driver_memory, spark_without.driver_java_options) == ("560m", "-XX:+UseParallelGC")
+
+
+def test_make_reads_the_package_defaults_as_written():
+    """`python -m purchase_analytics.defaults` (the Makefile's include, docker compose's --env-file) prints
+    every default once, on a Python without site-packages (-S: what make runs has no venv yet)."""
+    proc = subprocess.run([sys.executable, "-S", "-m", "purchase_analytics.defaults"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert dict(line.split("=", 1) for line in proc.stdout.splitlines()) == DEFAULTS
 
 
 def test_project_env_file_is_complete():
-    """Every setting the entry points read is written once in the committed .env."""
+    """Every setting the entry points read has a value, from the package's defaults or the committed .env."""
     settings = load_settings(environ={})
     for name in (
         "KAFKA_BOOTSTRAP_SERVERS",

@@ -6,28 +6,35 @@ offsets), so it shows the same whether the job runs in local[*], standalone or D
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+from collections.abc import Mapping
 
 from ..config import SettingsParser, parse_security, positive_int
+from ..kafka_client import KafkaSecurity
+
+
+def parse_args(argv: list[str] | None = None, settings: Mapping[str, str] | None = None) -> tuple[argparse.Namespace, KafkaSecurity]:
+    """The dashboard's options, their defaults from the settings as every entry point's."""
+    p = SettingsParser(prog="python -m purchase_analytics.dashboard", description=__doc__, settings=settings)
+    p.add_setting("--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", str, help="Kafka bootstrap servers")
+    p.add_setting("--topic", "KAFKA_TOPIC_NAME", str, help="purchase topic (its end offsets give the consumer lag)")
+    p.add_setting("--dlq-topic", "KAFKA_DLQ_TOPIC_NAME", str, help="dead-letter topic")
+    p.add_setting("--results-topic", "KAFKA_RESULTS_TOPIC_NAME", str, help="latest total per window")
+    p.add_setting("--metrics-topic", "KAFKA_METRICS_TOPIC_NAME", str, help="one JSON per micro-batch")
+    p.add_setting("--host", "DASHBOARD_HOST", str, help="address to listen on")
+    p.add_setting("--port", "DASHBOARD_PORT", positive_int, help="port to listen on")
+    p.add_setting("--windows", "DASHBOARD_WINDOWS", positive_int, help="how many of the latest windows to show")
+    return p.parse_args(argv), parse_security(p)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = SettingsParser(prog="python -m purchase_analytics.dashboard", description=__doc__)
-    p.add_setting("--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", str, "localhost:9092", help="Kafka bootstrap servers")
-    p.add_setting("--topic", "KAFKA_TOPIC_NAME", str, "test-topic", help="purchase topic (its end offsets give the consumer lag)")
-    p.add_setting("--dlq-topic", "KAFKA_DLQ_TOPIC_NAME", str, None, help="dead-letter topic")
-    p.add_setting("--results-topic", "KAFKA_RESULTS_TOPIC_NAME", str, "purchase-window-totals", help="latest total per window")
-    p.add_setting("--metrics-topic", "KAFKA_METRICS_TOPIC_NAME", str, "purchase-pipeline-metrics", help="one JSON per micro-batch")
-    p.add_setting("--host", "DASHBOARD_HOST", str, "127.0.0.1", help="address to listen on")
-    p.add_setting("--port", "DASHBOARD_PORT", positive_int, 8084, help="port to listen on")
-    p.add_setting("--windows", "DASHBOARD_WINDOWS", positive_int, 12, help="how many of the latest windows to show")
-    a = p.parse_args(argv)
+    a, security = parse_args(argv)
 
     from .app import create_app
     from .feed import FeedTopics, KafkaFeed
 
-    security = parse_security(p)
     feed = KafkaFeed(a.bootstrap_servers, FeedTopics(a.topic, a.dlq_topic or None, a.results_topic, a.metrics_topic), security).start()
     app = create_app(feed, a.windows)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..defaults import setting
 from ..kafka_client import KafkaSecurity
 from .processes import (
     class_archive_file,
@@ -226,8 +227,8 @@ class KafkaBroker:
 
 
 def broker_java_options(settings: dict[str, str]) -> tuple[str, ...]:
-    """KAFKA_BROKER_JAVA_OPTIONS (.env): the JVM options of every broker the project starts."""
-    return tuple(settings.get("KAFKA_BROKER_JAVA_OPTIONS", "").split())
+    """KAFKA_BROKER_JAVA_OPTIONS: the JVM options of every broker the project starts."""
+    return tuple(setting(settings, "KAFKA_BROKER_JAVA_OPTIONS").split())
 
 
 def class_archive_path(jars_dir: Path) -> Path:

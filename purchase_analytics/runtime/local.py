@@ -26,6 +26,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from ..config import PROJECT_ROOT, load_settings
+from ..defaults import setting
 from . import kafka_security, kafka_ui
 from .kafka_broker import KafkaBroker, KafkaCluster, broker_java_options, create_topics
 from .processes import log_tail, pid_alive, port_open, read_pid, stop_pid, stop_pids, wait_until
@@ -42,7 +43,7 @@ AGGREGATOR = PROJECT_ROOT / "spark-scripts" / "purchase-aggregator.py"
 
 def int_setting(settings: dict[str, str], name: str, minimum: int = 1) -> int:
     """An integer setting, or one line naming it and its bad value."""
-    raw = settings.get(name, "")
+    raw = setting(settings, name)
     try:
         value = int(raw)
     except ValueError:
@@ -61,7 +62,7 @@ def local_broker(settings: dict[str, str]) -> KafkaBroker | KafkaCluster:
     """KAFKA_BROKERS=1: one node in .data/kafka; 3: a cluster in .data/kafka-cluster whose node
     i listens on the ports + (i-1) * KAFKA_CLUSTER_PORT_STEP. KAFKA_SECURITY=sasl_ssl: SASL_SSL
     on the client port, mutual TLS on the controller port and the next one (INTERNAL)."""
-    security = settings.get("KAFKA_SECURITY", "plaintext").lower()
+    security = setting(settings, "KAFKA_SECURITY").lower()
     if security not in ("plaintext", "sasl_ssl"):
         raise RuntimeError(f"KAFKA_SECURITY={security!r}: use plaintext or sasl_ssl")
     nodes = int_setting(settings, "KAFKA_BROKERS")
@@ -90,7 +91,7 @@ def local_broker(settings: dict[str, str]) -> KafkaBroker | KafkaCluster:
         data_dir,
         ports,
         partitions,
-        settings.get("KAFKA_CLUSTER_HEAP", "512m"),
+        setting(settings, "KAFKA_CLUSTER_HEAP"),
         data_dir / "tls" if secure else None,
         broker_java_options(settings),
     )
@@ -225,12 +226,12 @@ def spark_master_url(settings: dict[str, str]) -> str:
     """spark://localhost:PORT when `make spark` started a local master, else SPARK_MASTER_URL."""
     if pid_alive(read_pid(SPARK_DIR / "master.pid")):
         return f"spark://localhost:{settings['SPARK_MASTER_PORT']}"
-    return settings.get("SPARK_MASTER_URL", "local[*]")
+    return setting(settings, "SPARK_MASTER_URL")
 
 
-def _start_daemon(name: str, argv: list[str], java_home: Path | None) -> int:
-    SPARK_DIR.mkdir(parents=True, exist_ok=True)
-    pid_file = SPARK_DIR / f"{name}.pid"
+def _start_daemon(name: str, argv: list[str], java_home: Path | None, spark_dir: Path) -> int:
+    spark_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = spark_dir / f"{name}.pid"
     if pid_alive(read_pid(pid_file)):
         return read_pid(pid_file)
     import pyspark
@@ -239,18 +240,19 @@ def _start_daemon(name: str, argv: list[str], java_home: Path | None) -> int:
         os.environ,
         SPARK_HOME=str(Path(pyspark.__file__).parent),
         SPARK_LOCAL_IP="127.0.0.1",
-        SPARK_WORKER_DIR=str(SPARK_DIR / "work"),
+        SPARK_WORKER_DIR=str(spark_dir / "work"),
         PYSPARK_PYTHON=sys.executable,
         **({"JAVA_HOME": str(java_home)} if java_home else {}),  # the worker's executors run on it too
     )
-    with open(SPARK_DIR / f"{name}.log", "ab") as log:
+    with open(spark_dir / f"{name}.log", "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     pid_file.write_text(str(proc.pid))
     return proc.pid
 
 
-def spark_start(settings: dict[str, str]) -> None:
-    """A standalone master and one worker, through pyspark's own spark-class."""
+def spark_start(settings: dict[str, str], spark_dir: Path = SPARK_DIR) -> None:
+    """A standalone master and one worker, through pyspark's own spark-class: their pid files,
+    logs and the worker's folder in spark_dir."""
     from ..spark_session import SparkConfig
 
     port, ui_port = settings["SPARK_MASTER_PORT"], settings["SPARK_MASTER_UI_PORT"]
@@ -260,6 +262,7 @@ def spark_start(settings: dict[str, str]) -> None:
         "master",
         [spark_class, "org.apache.spark.deploy.master.Master", "--host", "localhost", "--port", port, "--webui-port", ui_port],
         java_home,
+        spark_dir,
     )
     _start_daemon(
         "worker",
@@ -275,12 +278,13 @@ def spark_start(settings: dict[str, str]) -> None:
             "localhost",
         ],
         java_home,
+        spark_dir,
     )
 
     def worker_registered() -> bool:
         for name in ("master", "worker"):
-            if not pid_alive(read_pid(SPARK_DIR / f"{name}.pid")):
-                raise RuntimeError(f"Spark {name} exited; last log lines:\n{log_tail(SPARK_DIR / f'{name}.log')}")
+            if not pid_alive(read_pid(spark_dir / f"{name}.pid")):
+                raise RuntimeError(f"Spark {name} exited; last log lines:\n{log_tail(spark_dir / f'{name}.log')}")
         try:
             with urllib.request.urlopen(f"http://localhost:{ui_port}/json/", timeout=2) as resp:
                 return json.loads(resp.read()).get("aliveworkers", 0) >= 1
@@ -288,12 +292,12 @@ def spark_start(settings: dict[str, str]) -> None:
             return False
 
     wait_until(worker_registered, 90, "the Spark worker to register with the master", 0.5)
-    print(f"Spark standalone master at spark://localhost:{port} (UI http://localhost:{ui_port}) with 1 worker; logs {SPARK_DIR}")
+    print(f"Spark standalone master at spark://localhost:{port} (UI http://localhost:{ui_port}) with 1 worker; logs {spark_dir}")
 
 
-def spark_stop() -> None:
+def spark_stop(spark_dir: Path = SPARK_DIR) -> None:
     for name in ("worker", "master"):
-        pid_file = SPARK_DIR / f"{name}.pid"
+        pid_file = spark_dir / f"{name}.pid"
         if stop_pid(read_pid(pid_file)):
             print(f"Spark {name} stopped")
         pid_file.unlink(missing_ok=True)
@@ -309,7 +313,7 @@ def run(settings: dict[str, str], events: int, duration_s: float, rate: float, e
     dashboard_start(settings)
     python = sys.executable
     producer_args = ["--rate", str(rate), "--count", str(events)]
-    job_args = ["--master", settings.get("SPARK_MASTER_URL", "local[*]"), *extra_args]
+    job_args = ["--master", setting(settings, "SPARK_MASTER_URL"), *extra_args]
     children: list[subprocess.Popen] = []
     interrupted = False
     try:
