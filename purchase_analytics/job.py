@@ -38,13 +38,14 @@ from .checkpoint import (
     checkpoint_files,
     local_path,
     query_checkpoint,
+    read_query_id,
     use_checkpoint_file_manager,
     verify_checkpoint,
 )
 from .config import AggregatorConfig, interval_seconds, load_settings, parse_aggregator_config
 from .failures import OutputRefused, OutputRetriable, classify_failure, first_line
 from .kafka_client import ClientErrorLog, KafkaSecurity, diagnose_connection, explain_failure
-from .progress import BATCH_METRICS, BatchProgress
+from .progress import BATCH_METRICS, BatchProgress, metrics_key
 from .signals import set_on_signal
 from .sinks import ConsoleSink, JsonLinesSink, KafkaPublisher, KafkaResultsSink, SqliteResultsSink
 from .spark_session import SparkConfig, create_spark_session
@@ -113,7 +114,7 @@ def start_queries(spark: SparkSession, config: AggregatorConfig, handler: Window
     windows = aggregate_windows(
         valid_events(counted), config.window_duration, config.watermark_delay, config.slide_duration, config.group_by
     )
-    handler.late.start()
+    handler.start()
     windows_writer = (
         windows.writeStream.queryName(WINDOWS_QUERY)
         .outputMode(config.output_mode)
@@ -159,17 +160,27 @@ class WindowsHandler:
     """The foreachBatch function of the windows query: the rows Spark's aggregation emitted
     for a micro-batch (update mode: every window the batch changed, with its total so far;
     append mode: each window once, when the watermark has passed its end), in window order,
-    to every sink. All of it happens before Spark commits the batch, so a batch that runs
-    again after a crash hands the sinks the same rows, which each takes as a no-op rewrite."""
+    to every sink, with the query's stable id (the run's: see sinks). All of it happens
+    before Spark commits the batch, so a batch that runs again after a crash hands the sinks
+    the same rows, which each takes as a no-op rewrite."""
 
     def __init__(self, spark: SparkSession, config: AggregatorConfig, sinks: list):
-        self.sinks, self.group_by = sinks, config.group_by
+        self.spark, self.sinks, self.group_by = spark, sinks, config.group_by
+        self.checkpoint = query_checkpoint(config.checkpoint_dir, WINDOWS_DIR)
         self.late = LateEvents(spark, config)
+        self.query_id: str | None = None
+
+    def start(self) -> None:
+        """Before the query (re)starts."""
+        self.query_id = None
+        self.late.start()
 
     def __call__(self, windows: DataFrame, batch_id: int) -> None:
+        if self.query_id is None:  # Spark wrote it when the query started, before its first batch
+            self.query_id = read_query_id(checkpoint_files(self.spark, self.checkpoint))
         rows = sorted(windows.collect(), key=lambda r: window_key(r, self.group_by))
         for sink in self.sinks:
-            sink.write(batch_id, rows)
+            sink.write(batch_id, rows, self.query_id)
         self.late.emitted(batch_id, rows)
 
 
@@ -325,7 +336,7 @@ class ProgressReporter:
         for attempt in range(1, MAX_RESTARTS + 2):
             try:
                 for record in records:
-                    self.publisher.send(self.config.metrics_topic, record)
+                    self.publisher.send(self.config.metrics_topic, record, key=metrics_key(record))
                 self.publisher.flush()
                 return
             except OutputRefused as exc:
