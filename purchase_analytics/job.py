@@ -347,9 +347,14 @@ class ProgressReporter:
                 f.writelines(json.dumps(record) + "\n" for record in records)
         if records and self.publisher and self.config.metrics_topic:
             self._publish(records)
-        if records:
+        # Spark's report of a trigger that ran nothing carries the next batch id, not committed
+        # yet: the note names the last committed batch written, so the real one is not passed over
+        committed = committed_batches(self.handler.spark, self.config.checkpoint_dir) if records else []
+        done = [r for r in records if committed and r["batch_id"] <= committed[-1]]
+        if done:
+            last = max(done, key=lambda r: r["batch_id"])
             files = checkpoint_files(self.handler.spark, self.config.checkpoint_dir)
-            files.write(METRICS_WRITTEN, json.dumps({"batch_id": records[-1]["batch_id"], "query_id": records[-1]["query_id"]}) + "\n")
+            files.write(METRICS_WRITTEN, json.dumps({"batch_id": last["batch_id"], "query_id": last["query_id"]}) + "\n")
 
     def report(self, query) -> None:
         records = []

@@ -10,7 +10,15 @@ import uuid
 
 from test_job import T0
 
-from purchase_analytics.job import JobSummary, ProgressReporter, WindowsHandler, committed_batches, start_queries, window_sinks
+from purchase_analytics.job import (
+    METRICS_WRITTEN,
+    JobSummary,
+    ProgressReporter,
+    WindowsHandler,
+    committed_batches,
+    start_queries,
+    window_sinks,
+)
 from purchase_analytics.progress import metrics_key
 from purchase_analytics.reference import read_topic
 from purchase_analytics.sinks import KafkaPublisher
@@ -67,6 +75,8 @@ def test_a_restart_writes_the_records_of_batches_committed_before_the_kill(spark
         # every committed batch has its record (Spark's report of an idle trigger may add the next batch id's)
         assert set(committed) <= {r["batch_id"] for r in written} and len(committed) >= 3, name
         assert written == [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+        noted = json.loads((tmp_path / name / "ckpt" / METRICS_WRITTEN).read_text())
+        assert noted["batch_id"] == committed[-1], name  # not the id of a trigger that ran nothing
         records[name] = {r["batch_id"]: {k: r[k] for k in FIELDS} for r in written if r["batch_id"] in committed}
     assert sum(r["dropped_late"] for r in records["whole"].values()) == 2
     assert sum(r["rejected"] for r in records["whole"].values()) == 1
