@@ -91,7 +91,7 @@ spark-produce: spark-produce-$(RUNTIME) ## run the producer (EVENTS=N to stop af
 spark-consume-purchase: spark-consume-purchase-$(RUNTIME) ## run the Spark aggregator (ARGS="--available-now --output-dir DIR ...")
 # `make run` is always local: clean and wipe stop (and delete) its processes in either runtime.
 clean: clean-local $(if $(filter docker,$(RUNTIME)),clean-docker) ## stop everything the targets and make run started (data is kept)
-wipe: wipe-local $(if $(filter docker,$(RUNTIME)),wipe-docker) ## clean, then delete broker data, checkpoints and results
+wipe: wipe-local $(if $(filter docker,$(RUNTIME)),wipe-docker) ## clean, then delete broker data, checkpoints and results (OUTPUT_DIR's batch files, RESULTS_DB)
 
 kafka-local: setup
 	@echo "runtime: local"

@@ -1,7 +1,7 @@
 """End-to-end latency: from an event's send to the first sink output that includes it.
 
 Send time: the record's Kafka timestamp, which the producer client stamps when `send()`
-is called (CreateTime). Output time: the mtime of the job's `batch-<id>.jsonl`, written by
+is called (CreateTime). Output time: the mtime of the job's `batch-<id>-<query id>.jsonl`, written by
 the JSON-lines sink when the micro-batch that first read the record has its totals (the
 window rows include the event). Which batch read a record comes from the checkpoint:
 `offsets/<id>` holds each batch's end offsets. Same host, same clock, every record counted.
@@ -79,8 +79,7 @@ def latencies_s(records: dict[int, list[tuple[int, int]]], planned: dict[int, di
     batch_ids = sorted(planned)
     output_s = {}
     for b in batch_ids:
-        f = output_dir / f"batch-{b:012d}.jsonl"
-        if f.exists():
+        for f in output_dir.glob(f"batch-{b:012d}*.jsonl"):  # the one run of the latency job's checkpoint
             output_s[b] = f.stat().st_mtime_ns / 1e9
     result = Latencies([], 0, 0)
     for p, recs in records.items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 from pathlib import Path
 
 LOCK_NAME = ".lock"
@@ -37,6 +38,15 @@ def local_path(checkpoint_dir: str) -> Path | None:
 
 def query_checkpoint(checkpoint_dir: str, query_dir: str = WINDOWS_DIR) -> str:
     return f"{checkpoint_dir.rstrip('/')}/{query_dir}"
+
+
+QUERY_METADATA = "metadata"  # Spark's file of a query's stable id, written when the query first starts on its checkpoint
+
+
+def read_query_id(files) -> str:
+    """The stable id Spark gave the query of this checkpoint (its `metadata` file): the same
+    across restarts, new for a new checkpoint. `files`: the query's checkpoint directory."""
+    return str(json.loads(files.read(QUERY_METADATA))["id"])
 
 
 def verify_checkpoint(files, checkpoint_dir: str, source: dict[str, str], shape: dict) -> None:
@@ -74,6 +84,27 @@ def verify_checkpoint(files, checkpoint_dir: str, source: dict[str, str], shape:
             raise CheckpointError(f"checkpoint {checkpoint_dir} holds windows made with {what}; use the same settings, or {fix}")
     files.write(SOURCE_NAME, json.dumps(source) + "\n")
     files.write(SHAPE_NAME, json.dumps(shape) + "\n")
+
+
+SHAPE_SEPARATOR = "--"  # between a base checkpoint directory and the name of an aggregation shape (make run)
+
+
+def shape_name(shape: dict) -> str:
+    """A folder name for an aggregation shape (job.checkpoint_shape): the window, the
+    slide, the group fields and the state store, e.g. `10-minutes-every-5-minutes-by-furniture-hdfs`."""
+    parts = [str(shape["window"])]
+    if shape.get("slide"):
+        parts.append(f"every {shape['slide']}")
+    if shape.get("group_by"):
+        parts.append(f"by {','.join(shape['group_by'])}")
+    parts.append(str(shape["state_store"]))
+    return re.sub(r"[^A-Za-z0-9_.,]+", "-", " ".join(parts)).strip("-").lower()
+
+
+def shape_checkpoint(base: str, shape: dict) -> str:
+    """The checkpoint of an aggregation shape beside `base`: `make run` keeps one per shape,
+    so a change of window, slide, groups or state store starts its own instead of being refused."""
+    return f"{base.rstrip('/')}{SHAPE_SEPARATOR}{shape_name(shape)}"
 
 
 class CheckpointLock:

@@ -45,6 +45,9 @@ class BatchProgress:
     # Where the batch's time went, as Spark reports it (addBatch: the batch and the sinks;
     # walCommit and commitOffsets: the checkpoint's logs; latestOffset, getBatch, queryPlanning)
     durations_ms: dict[str, int] = field(default_factory=dict)
+    # Spark's stable id of the query: the same across restarts on a checkpoint, new for a new
+    # checkpoint; with the batch id, what identifies the batch's record
+    query_id: str = ""
 
     @property
     def valid(self) -> int:
@@ -79,6 +82,7 @@ class BatchProgress:
             end_offsets=_offsets(sources[0].get("endOffset")),
             late_rows=int(state.get("numRowsDroppedByWatermark") or 0),
             durations_ms={k: int(v) for k, v in (progress.get("durationMs") or {}).items()},
+            query_id=str(progress.get("id") or ""),
         )
 
     def to_record(self, topic: str) -> dict:
@@ -92,3 +96,9 @@ class BatchProgress:
             f"{self.dropped_late} dropped as late, {self.state_rows} state rows, watermark {self.watermark or '-'}, "
             f"{self.processed_rows_per_s:,.0f} rows/s"
         )
+
+
+def metrics_key(record: dict) -> str:
+    """A metrics record's key: its query id and batch id, `|`-separated. A record written
+    again (a replayed batch) has the same key: readers keep one per key."""
+    return f"{record.get('query_id', '')}|{record['batch_id']}"

@@ -4,6 +4,12 @@ sink, in window order.
 
 All sinks are safe to replay: after a crash Spark re-runs the last batch with the same
 batch id and the same rows, and each sink makes that a no-op or an identical rewrite.
+
+A batch is identified by the query's id and its batch id. The query id is Spark's stable id
+of the windows query (`<checkpoint>/windows-query/metadata`): the same across restarts on a
+checkpoint, new for a new checkpoint, whose batch ids start again at 0. So a run on a new
+checkpoint never skips, replaces or mixes another run's results; the readers below take the
+run that wrote last, or the one asked for.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ class WindowRow(Protocol):
 
 
 class WindowSink(Protocol):
-    def write(self, batch_id: int, rows: Sequence[WindowRow]) -> None: ...
+    def write(self, batch_id: int, rows: Sequence[WindowRow], query_id: str = "") -> None: ...
 
 
 def _as_utc(ts: datetime) -> datetime:
@@ -60,7 +66,7 @@ class ConsoleSink:
             return _as_utc(value).astimezone(self._zone).strftime("%Y-%m-%d %H:%M:%S")
         return str(value)
 
-    def write(self, batch_id: int, rows: Sequence[WindowRow]) -> None:
+    def write(self, batch_id: int, rows: Sequence[WindowRow], query_id: str = "") -> None:
         if not rows:
             return  # a batch that only moved the watermark changed no window
         cells = [[self._cell(r[c]) for c in self._columns] for r in rows]
@@ -75,31 +81,36 @@ class ConsoleSink:
 
 
 class JsonLinesSink:
-    """`--output-dir`: one file per batch, `batch-<id>.jsonl`, written atomically, so a
-    replayed batch rewrites its own file. Read the files in name order: the last line
-    for a window holds its current total."""
+    """`--output-dir`: one file per batch, `batch-<id>-<query id>.jsonl`, written atomically,
+    so a replayed batch rewrites its own file and another run's files are never touched.
+    Read one run's files in name order: the last line for a window holds its current total
+    (read_json_lines_totals)."""
 
     def __init__(self, output_dir: str | Path, group_by: tuple[str, ...] = ()):
         self._dir = Path(output_dir)
         self._dir.mkdir(parents=True, exist_ok=True)
         self._group_by = group_by
 
-    def write(self, batch_id: int, rows: Sequence[WindowRow]) -> None:
+    def write(self, batch_id: int, rows: Sequence[WindowRow], query_id: str = "") -> None:
         if not rows:
             return
-        target = self._dir / f"batch-{batch_id:012d}.jsonl"
+        target = self._dir / json_lines_name(batch_id, query_id)
         tmp = target.with_suffix(".tmp")
         with open(tmp, "w") as f:
             for r in rows:
-                f.write(json.dumps(window_record(r, batch_id, self._group_by)) + "\n")
+                f.write(json.dumps(window_record(r, batch_id, self._group_by, query_id)) + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
 
 
-def window_record(row: WindowRow, batch_id: int, group_by: tuple[str, ...] = ()) -> dict:
-    """A window as the JSON-lines files and the results topic carry it: its group's values
-    (--group-by) after the window's start and end."""
+def json_lines_name(batch_id: int, query_id: str = "") -> str:
+    return f"batch-{batch_id:012d}-{query_id}.jsonl" if query_id else f"batch-{batch_id:012d}.jsonl"
+
+
+def window_record(row: WindowRow, batch_id: int, group_by: tuple[str, ...] = (), query_id: str = "") -> dict:
+    """A window as the JSON-lines files, SQLite and the results topic carry it: its group's
+    values (--group-by) after the window's start and end; the batch and its query's id last."""
     return {
         "window_start": _iso_utc(row["window_start"]),
         "window_end": _iso_utc(row["window_end"]),
@@ -107,10 +118,11 @@ def window_record(row: WindowRow, batch_id: int, group_by: tuple[str, ...] = ())
         "total_purchase": int(row["total_purchase"]),
         "orders": int(row["orders"]),
         "batch_id": batch_id,
+        "query_id": query_id,
     }
 
 
-RECORD_FIELDS = ("window_start", "window_end", "total_purchase", "orders", "batch_id")
+RECORD_FIELDS = ("window_start", "window_end", "total_purchase", "orders", "batch_id", "query_id")
 
 
 def record_key(record: dict) -> str | tuple:
@@ -121,9 +133,11 @@ def record_key(record: dict) -> str | tuple:
 
 
 def results_topic_key(record: dict) -> str:
-    """The results topic's key: the window start, then each group value, `|`-separated."""
+    """The results topic's key: the window start, then each group value, then the run's
+    query id (when the record has one), `|`-separated: each run keeps its own windows."""
     key = record_key(record)
-    return key if isinstance(key, str) else "|".join(str(part) for part in key)
+    parts = [key] if isinstance(key, str) else [str(part) for part in key]
+    return "|".join([*parts, record["query_id"]] if record.get("query_id") else parts)
 
 
 class KafkaPublisher:
@@ -271,29 +285,54 @@ class KafkaResultsSink:
         self._group_by = group_by
         publisher.name_topic(topic, "results")
 
-    def write(self, batch_id: int, rows: Sequence[WindowRow]) -> None:
+    def write(self, batch_id: int, rows: Sequence[WindowRow], query_id: str = "") -> None:
         for r in rows:
-            record = window_record(r, batch_id, self._group_by)
+            record = window_record(r, batch_id, self._group_by, query_id)
             self._publisher.send(self._topic, record, key=results_topic_key(record))
         self._publisher.flush()
 
 
-def read_json_lines_totals(output_dir: str | Path) -> dict[str | tuple, tuple[int, int]]:
-    """record_key -> (total_purchase, orders), the latest line per window (and group)."""
-    totals: dict[str | tuple, tuple[int, int]] = {}
+def json_lines_runs(output_dir: str | Path) -> dict[str, list[Path]]:
+    """query id -> its batch files in batch order, the run that wrote last at the end (by the
+    files' modification times). Files of a version without query ids count as the run ""."""
+    runs: dict[str, list[Path]] = {}
     for path in sorted(Path(output_dir).glob("batch-*.jsonl")):
+        parts = path.stem.split("-", 2)
+        runs.setdefault(parts[2] if len(parts) == 3 else "", []).append(path)
+    return dict(sorted(runs.items(), key=lambda run: (max(p.stat().st_mtime_ns for p in run[1]), run[0])))
+
+
+def read_json_lines_totals(output_dir: str | Path, query_id: str | None = None) -> dict[str | tuple, tuple[int, int]]:
+    """record_key -> (total_purchase, orders), the latest line per window (and group), of
+    the run `query_id`, or of the run that wrote last."""
+    runs = json_lines_runs(output_dir)
+    if query_id is None and runs:
+        query_id = list(runs)[-1]
+    totals: dict[str | tuple, tuple[int, int]] = {}
+    for path in runs.get(query_id, []):
         for line in path.read_text().splitlines():
             rec = json.loads(line)
             totals[record_key(rec)] = (rec["total_purchase"], rec["orders"])
     return totals
 
 
-def read_results_topic(bootstrap_servers: str, topic: str, security: KafkaSecurity | None = None) -> dict[str | tuple, tuple[int, int]]:
-    """record_key -> (total_purchase, orders): the latest value per key of the results topic."""
+def read_results_topic(
+    bootstrap_servers: str, topic: str, security: KafkaSecurity | None = None, query_id: str | None = None
+) -> dict[str | tuple, tuple[int, int]]:
+    """record_key -> (total_purchase, orders): the latest value per key of the results
+    topic, of the run `query_id`, or of the run whose record came last."""
     from .reference import read_topic
 
-    latest = {record.key.decode(): json.loads(record.value) for record in read_topic(bootstrap_servers, topic, security=security)}
-    return {record_key(value): (value["total_purchase"], value["orders"]) for value in latest.values()}
+    latest: dict[str, dict] = {}
+    last_run = None
+    for record in sorted(read_topic(bootstrap_servers, topic, security=security), key=lambda r: r.timestamp):
+        if record.value is None:  # a tombstone deletes its key
+            latest.pop(record.key.decode(), None)
+            continue
+        value = latest[record.key.decode()] = json.loads(record.value)
+        last_run = value.get("query_id", "")
+    run = last_run if query_id is None else query_id
+    return {record_key(v): (v["total_purchase"], v["orders"]) for v in latest.values() if v.get("query_id", "") == run}
 
 
 class ResultsDbMismatch(RuntimeError):
@@ -301,33 +340,48 @@ class ResultsDbMismatch(RuntimeError):
 
 
 class SqliteResultsSink:
-    """`--results-db`: the durable results table, one row per window (and group, whose
-    fields are part of the key) holding its latest total. Each batch commits in one
-    transaction together with its batch id; a batch id at or below the last committed one
-    is skipped, so a replay changes nothing."""
+    """`--results-db`: the durable results table, one row per run and window (and group,
+    whose fields are part of the key) holding its latest total. Each batch commits in one
+    transaction together with its query id and batch id; a batch id at or below the last
+    one its query committed is skipped, so a replay changes nothing, and a run on a new
+    checkpoint (a new query id, batch ids from 0) writes rows of its own."""
 
     def __init__(self, path: str | Path, group_by: tuple[str, ...] = ()):
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._columns = ("window_start", "window_end", *group_by, "total_purchase", "orders", "batch_id")
+        self._columns = ("window_start", "window_end", *group_by, "total_purchase", "orders", "batch_id", "query_id")
         self._group_by = group_by
-        key = ", ".join(("window_start", *group_by))
+        key = ", ".join(("query_id", "window_start", *group_by))
         groups = "".join(f"{g} NOT NULL, " for g in group_by)
+        create = f"""
+            CREATE TABLE IF NOT EXISTS window_totals (
+                window_start TEXT NOT NULL, window_end TEXT NOT NULL, {groups}
+                total_purchase INTEGER NOT NULL, orders INTEGER NOT NULL, batch_id INTEGER NOT NULL,
+                query_id TEXT NOT NULL DEFAULT '',
+                PRIMARY KEY ({key}));
+            CREATE TABLE IF NOT EXISTS committed_batches (
+                query_id TEXT NOT NULL DEFAULT '', batch_id INTEGER NOT NULL, PRIMARY KEY (query_id, batch_id));
+            """
         with self._connect() as db:
-            db.executescript(
-                f"""
-                CREATE TABLE IF NOT EXISTS window_totals (
-                    window_start TEXT NOT NULL, window_end TEXT NOT NULL, {groups}
-                    total_purchase INTEGER NOT NULL, orders INTEGER NOT NULL, batch_id INTEGER NOT NULL,
-                    PRIMARY KEY ({key}));
-                CREATE TABLE IF NOT EXISTS committed_batches (batch_id INTEGER PRIMARY KEY);
-                """
-            )
-            found = tuple(row[1] for row in db.execute("PRAGMA table_info(window_totals)"))
+            found = self._table_columns(db, "window_totals")
+            if found == self._columns[:-1] and self._table_columns(db, "committed_batches") == ("batch_id",):
+                # written by a version without query ids: its rows become the run ""
+                db.executescript(
+                    "BEGIN; ALTER TABLE window_totals RENAME TO window_totals_before;"
+                    "ALTER TABLE committed_batches RENAME TO committed_batches_before;"
+                    f"{create}"
+                    "INSERT INTO window_totals SELECT *, '' FROM window_totals_before; DROP TABLE window_totals_before;"
+                    "INSERT INTO committed_batches SELECT '', batch_id FROM committed_batches_before; DROP TABLE committed_batches_before;"
+                    "COMMIT;"
+                )
+            elif not found:
+                db.executescript(create)
+            found = self._table_columns(db, "window_totals")
         if found != self._columns:
+            shown = ", ".join(c for c in found if c != "query_id")
             raise ResultsDbMismatch(
-                f"results database {path} holds windows with the columns {', '.join(found)}, and this job writes "
-                f"{', '.join(self._columns)} (another --group-by); give this job its own --results-db"
+                f"results database {path} holds windows with the columns {shown}, and this job writes "
+                f"{', '.join(self._columns[:-1])} (another --group-by); give this job its own --results-db"
             )
         self._upsert = (
             f"INSERT INTO window_totals VALUES ({', '.join('?' for _ in self._columns)}) ON CONFLICT({key}) DO UPDATE SET "
@@ -337,26 +391,39 @@ class SqliteResultsSink:
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self._path, timeout=30, isolation_level=None)
 
-    def write(self, batch_id: int, rows: Sequence[WindowRow]) -> None:
+    @staticmethod
+    def _table_columns(db: sqlite3.Connection, table: str) -> tuple[str, ...]:
+        return tuple(row[1] for row in db.execute(f"PRAGMA table_info({table})"))
+
+    def write(self, batch_id: int, rows: Sequence[WindowRow], query_id: str = "") -> None:
         db = self._connect()
         try:
             db.execute("BEGIN IMMEDIATE")
-            last = db.execute("SELECT MAX(batch_id) FROM committed_batches").fetchone()[0]
+            last = db.execute("SELECT MAX(batch_id) FROM committed_batches WHERE query_id = ?", (query_id,)).fetchone()[0]
             if last is not None and batch_id <= last:
                 db.execute("ROLLBACK")
                 return
-            db.executemany(self._upsert, [tuple(window_record(r, batch_id, self._group_by).values()) for r in rows])
-            db.execute("INSERT INTO committed_batches VALUES (?)", (batch_id,))
+            db.executemany(self._upsert, [tuple(window_record(r, batch_id, self._group_by, query_id).values()) for r in rows])
+            db.execute("INSERT INTO committed_batches (query_id, batch_id) VALUES (?, ?)", (query_id, batch_id))
             db.execute("COMMIT")
         finally:
             db.close()
 
 
-def read_results_db(path: str | Path) -> dict[str | tuple, tuple[int, int]]:
-    """record_key -> (total_purchase, orders) of every window in the results database."""
+def latest_results_db_run(db: sqlite3.Connection) -> str | None:
+    """The query id of the run that committed the last batch, None before any."""
+    found = db.execute("SELECT query_id FROM committed_batches ORDER BY rowid DESC LIMIT 1").fetchone()
+    return found[0] if found else None
+
+
+def read_results_db(path: str | Path, query_id: str | None = None) -> dict[str | tuple, tuple[int, int]]:
+    """record_key -> (total_purchase, orders) of every window of the run `query_id` in the
+    results database, or of the run that committed the last batch."""
     db = sqlite3.connect(path)
     db.row_factory = sqlite3.Row
     try:
-        return {record_key(dict(row)): (row["total_purchase"], row["orders"]) for row in db.execute("SELECT * FROM window_totals")}
+        run = latest_results_db_run(db) if query_id is None else query_id
+        rows = db.execute("SELECT * FROM window_totals WHERE query_id = ?", (run,))
+        return {record_key(dict(row)): (row["total_purchase"], row["orders"]) for row in rows}
     finally:
         db.close()

@@ -120,8 +120,8 @@ class KafkaFeed:
         topic = message.topic()
         with self.lock:
             if topic == self.topics.results:
-                self.state.apply_result(message.key(), message.value())
+                self.state.apply_result(message.key(), message.value(), message.timestamp()[1])
             elif topic == self.topics.metrics:
-                self.state.apply_metrics(message.value())
+                self.state.apply_metrics(message.value(), message.timestamp()[1])
             elif topic == self.topics.dead_letters:
                 self.state.apply_dead_letter(message.headers() or [], message.key())

@@ -7,8 +7,14 @@ end offsets.
 
 Every topic may hold a record twice: a micro-batch that runs again after a crash writes its
 outputs again. So each is folded by what identifies it: a window's total by its results-topic
-key (the window start, then its group's values when the job groups by event fields), a batch
-by its id, a dead letter by its source message (topic, partition, offset).
+key (the window start, then its group's values when the job groups by event fields, then the
+run's query id), a batch by its query id and batch id, a dead letter by its source message
+(topic, partition, offset).
+
+The topics may hold several runs: a job on a new checkpoint (a new query id) starts its batch
+ids at 0 again. The page shows the run that wrote last (the newest record time of the results
+and metrics records; records without a time count in the order they came), and only its
+windows and batches.
 """
 
 from __future__ import annotations
@@ -59,15 +65,32 @@ def group_label(values: tuple) -> str:
 
 @dataclass
 class PipelineState:
-    windows: dict[str, dict] = field(default_factory=dict)  # results-topic key (window start[|group values]) -> latest value
-    group_by: tuple[str, ...] = ()  # the group fields of the latest results record
-    batches: dict[int, dict] = field(default_factory=dict)  # batch_id -> its metrics (the latest copy of a replay)
+    windows: dict[str, dict] = field(default_factory=dict)  # results-topic key (window start[|group values][|query id]) -> latest value
+    run_group_by: dict[str, tuple[str, ...]] = field(default_factory=dict)  # query id -> the group fields of its latest results record
+    batches: dict[tuple[str, int], dict] = field(default_factory=dict)  # (query id, batch id) -> its metrics (the latest copy)
+    runs: dict[str, tuple[int, int]] = field(default_factory=dict)  # query id -> (its newest record's time in ms, arrival)
     dead_letter_reasons: dict[tuple[str, str, str], str] = field(default_factory=dict)  # source coordinates -> reason
     dead_letters: Counter = field(default_factory=Counter)  # rejection_reason -> distinct dead letters
     end_offsets: dict[int, int] = field(default_factory=dict)  # the purchase topic's, as the broker reports them
     ignored: int = 0  # records that were not the contract's JSON
+    _arrivals: int = 0
 
-    def apply_result(self, key: bytes | None, value: bytes | None) -> None:
+    def _saw_run(self, query_id: str, timestamp_ms: int | None) -> None:
+        self._arrivals += 1
+        time_ms = max(timestamp_ms if timestamp_ms is not None and timestamp_ms >= 0 else -1, self.runs.get(query_id, (-1, 0))[0])
+        self.runs[query_id] = (time_ms, self._arrivals)
+
+    @property
+    def current_run(self) -> str:
+        """The query id of the run that wrote last ("" for records without one)."""
+        return max(self.runs, key=self.runs.__getitem__) if self.runs else ""
+
+    @property
+    def group_by(self) -> tuple[str, ...]:
+        """The group fields of the current run's latest results record."""
+        return self.run_group_by.get(self.current_run, ())
+
+    def apply_result(self, key: bytes | None, value: bytes | None, timestamp_ms: int | None = None) -> None:
         if value is None and key is not None:  # a tombstone deletes the window (or the window's group)
             self.windows.pop(key.decode("utf-8", "replace"), None)
             return
@@ -80,14 +103,23 @@ class PipelineState:
             self.ignored += 1
             return
         self.windows[key.decode("utf-8", "replace") if key is not None else results_topic_key(row)] = row
-        self.group_by = group_fields(row)
+        run = str(row.get("query_id") or "")
+        self.run_group_by[run] = group_fields(row)
+        self._saw_run(run, timestamp_ms)
 
-    def apply_metrics(self, value: bytes | None) -> None:
+    def apply_metrics(self, value: bytes | None, timestamp_ms: int | None = None) -> None:
         row = _json(value)
         if row is None or not isinstance(row.get("batch_id"), int):
             self.ignored += 1
             return
-        self.batches[row["batch_id"]] = row
+        run = str(row.get("query_id") or "")
+        self.batches[(run, row["batch_id"])] = row
+        self._saw_run(run, timestamp_ms)
+
+    def run_batches(self) -> dict[int, dict]:
+        """The current run's batches: batch id -> its metrics."""
+        run = self.current_run
+        return {batch_id: row for (query_id, batch_id), row in self.batches.items() if query_id == run}
 
     def apply_dead_letter(self, headers: list[tuple[str, bytes | None]], key: bytes | None = None) -> None:
         """Count a dead letter once per source message: its `source_topic`, `source_partition`
@@ -113,7 +145,8 @@ class PipelineState:
         self.dead_letters[reason] += 1
 
     def latest_batch(self) -> dict | None:
-        return self.batches[max(self.batches)] if self.batches else None
+        batches = self.run_batches()
+        return batches[max(batches)] if batches else None
 
     def consumer_lag(self) -> int | None:
         """Purchase topic end offsets minus the job's position after its newest batch."""
@@ -125,13 +158,14 @@ class PipelineState:
 
     def window_rows(self, last_windows: int, watermark: datetime | None) -> tuple[list[dict], list[tuple], int]:
         """The latest `last_windows` windows (by start), each with its total over its groups
-        and, when the results are grouped, its groups' totals. Records of other group fields
-        than the latest one's (an earlier run on the same topic) are left out.
+        and, when the results are grouped, its groups' totals: the current run's only (other
+        runs' records, and records of other group fields than its latest one's, are left out).
         Returns the rows, the group values shown on their own (at most MAX_GROUPS, by value;
         the rest of a window's groups are summed as one "other") and the number of windows."""
         parts: dict[str, list[dict]] = {}
+        run, group_by = self.current_run, self.group_by
         for row in self.windows.values():
-            if group_fields(row) == self.group_by:
+            if str(row.get("query_id") or "") == run and group_fields(row) == group_by:
                 parts.setdefault(row["window_start"], []).append(row)
         starts = sorted(parts)[-last_windows:]
         revenue: Counter = Counter()
@@ -186,7 +220,8 @@ class PipelineState:
         """Everything the page shows, as plain values."""
         latest = self.latest_batch() or {}
         rows, shown, window_count = self.window_rows(last_windows, parse_time(latest.get("watermark")))
-        history = [self.batches[b] for b in sorted(self.batches)[-RATE_HISTORY:]]
+        batches = self.run_batches()
+        history = [batches[b] for b in sorted(batches)[-RATE_HISTORY:]]
         with_data = [b for b in history if b.get("input_rows")]
         # Spark reports no input rate for a query's first batch; the processing rate stands in then
         input_rate = (with_data[-1].get("input_rows_per_s") or with_data[-1].get("processed_rows_per_s")) if with_data else None
@@ -201,8 +236,8 @@ class PipelineState:
             "input_rows_per_s": input_rate,
             "processed_rows_per_s": latest.get("processed_rows_per_s"),
             "batch_duration_ms": latest.get("batch_duration_ms"),
-            "dropped_late": sum(int(b.get("dropped_late") or 0) for b in self.batches.values()),
-            "rejected": sum(int(b.get("rejected") or 0) for b in self.batches.values()),
+            "dropped_late": sum(int(b.get("dropped_late") or 0) for b in batches.values()),
+            "rejected": sum(int(b.get("rejected") or 0) for b in batches.values()),
             "consumer_lag": self.consumer_lag(),
             "dead_letters": dict(self.dead_letters.most_common()),
             "history": [

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from ..config import PROJECT_ROOT, load_settings
+from ..checkpoint import SHAPE_SEPARATOR, shape_checkpoint
+from ..config import PROJECT_ROOT, load_settings, parse_aggregator_config
 from ..defaults import setting
 from . import kafka_security, kafka_ui
 from .kafka_broker import KafkaBroker, KafkaCluster, broker_java_options, create_topics
@@ -303,17 +304,31 @@ def spark_stop(spark_dir: Path = SPARK_DIR) -> None:
         pid_file.unlink(missing_ok=True)
 
 
+def run_checkpoint_args(settings: dict[str, str], job_args: list[str]) -> list[str]:
+    """`make run`'s checkpoint: one per aggregation shape beside CHECKPOINT_DIR (window,
+    slide, group fields, state store: job.checkpoint_shape), so that a run with other
+    settings starts its own checkpoint instead of being refused by the last one's. A
+    checkpoint given with --checkpoint (ARGS) is used as it is, and guarded as always."""
+    if any(arg == "--checkpoint" or arg.startswith("--checkpoint=") for arg in job_args):
+        return []
+    from ..job import checkpoint_shape
+
+    config = parse_aggregator_config(job_args, settings)  # a bad setting: one line and exit 2, before anything starts
+    return ["--checkpoint", shape_checkpoint(config.checkpoint_dir, checkpoint_shape(config))]
+
+
 def run(settings: dict[str, str], events: int, duration_s: float, rate: float, extra_args: list[str]) -> int:
     """`make run`: broker, topics, Kafka UI, dashboard, producer and the Spark job together.
     Ctrl-C stops it all; after a bounded run (events or duration) the broker, the UI and the
     dashboard keep running so that the results can be looked at, until `make clean`."""
+    checkpoint = run_checkpoint_args(settings, ["--master", setting(settings, "SPARK_MASTER_URL"), *extra_args])
     web = [(kafka_ui_service(settings), "Kafka UI"), (dashboard_service(settings), "Dashboard")]
     started_web = [(service, what) for service, what in web if not service.is_running()]  # what Ctrl-C stops
     started_broker = kafka_start(settings)
     dashboard_start(settings)
     python = sys.executable
     producer_args = ["--rate", str(rate), "--count", str(events)]
-    job_args = ["--master", setting(settings, "SPARK_MASTER_URL"), *extra_args]
+    job_args = ["--master", setting(settings, "SPARK_MASTER_URL"), *extra_args, *checkpoint]
     children: list[subprocess.Popen] = []
     interrupted = False
     try:
@@ -363,6 +378,33 @@ def stop_all(settings: dict[str, str]) -> None:
     web_stop(kafka_ui_service(settings), "Kafka UI")
     spark_stop()
     kafka_stop(settings)
+
+
+def wipe(settings: dict[str, str], data_dir: Path = DATA_DIR, root: Path = PROJECT_ROOT) -> list[str]:
+    """`make wipe` (after stopping everything): broker data, Spark's local files, the
+    checkpoints (under .data/checkpoints, and CHECKPOINT_DIR with make run's, one per
+    aggregation shape beside it) and the results the job writes with the settings:
+    OUTPUT_DIR's batch files and RESULTS_DB. Nothing else in those places is touched.
+    Relative paths are the project root's. Returns what was deleted, for its line."""
+    for sub in ("kafka", "kafka-cluster", "checkpoints", "spark"):
+        shutil.rmtree(data_dir / sub, ignore_errors=True)
+    deleted = ["broker data", "checkpoints"]
+    checkpoint = settings.get("CHECKPOINT_DIR")
+    if checkpoint and "://" not in checkpoint:
+        base = root / checkpoint
+        for path in [base, *base.parent.glob(f"{base.name}{SHAPE_SEPARATOR}*")]:
+            shutil.rmtree(path, ignore_errors=True)
+    output_dir = settings.get("OUTPUT_DIR")
+    if output_dir and (root / output_dir).is_dir():
+        for path in (root / output_dir).glob("batch-*.jsonl"):
+            path.unlink()
+        deleted.append(f"the batch files in {output_dir}")
+    results_db = settings.get("RESULTS_DB")
+    if results_db:
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            (root / f"{results_db}{suffix}").unlink(missing_ok=True)
+        deleted.append(results_db)
+    return deleted
 
 
 def status(settings: dict[str, str]) -> None:
@@ -433,9 +475,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_all(settings)
         elif args.command == "wipe":
             stop_all(settings)
-            for sub in ("kafka", "kafka-cluster", "checkpoints", "spark", "results"):
-                shutil.rmtree(DATA_DIR / sub, ignore_errors=True)
-            print(f"wiped broker data, checkpoints and results under {DATA_DIR}")
+            print(f"wiped {', '.join(wipe(settings))} (under {DATA_DIR} unless named)")
         elif args.command == "status":
             status(settings)
     except (RuntimeError, TimeoutError) as exc:
