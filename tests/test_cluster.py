@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 import pytest
 from test_failures import Captured, py4j_wrapped
 from test_faults import committed_batches
-from test_output_failures import CONFIG, expected, windows
+from test_output_failures import CONFIG, windows
 
 from purchase_analytics.failures import OutputRetriable, classify_failure
 from purchase_analytics.kafka_client import KafkaSecurity
@@ -149,37 +149,12 @@ def all_in_sync_topic(cluster: KafkaCluster, topic: str, partitions: int = 1) ->
     wait_until(lambda: cluster.in_sync(topic), 60, f"topic {topic}'s replicas in sync")
 
 
-def test_too_few_in_sync_replicas_is_retriable_and_the_batch_written_again_is_all_there(cluster):
-    """With a follower of an all-replicas topic stopped, the leader refuses acks=all writes
-    (NotEnoughReplicas). The publisher raises the kind the job restarts on; once the follower
-    is back, the batch written again is all in the topic."""
-    topic = f"results-{uuid.uuid4().hex[:8]}"
-    all_in_sync_topic(cluster, topic)
-    publisher = KafkaPublisher(cluster.bootstrap_servers, KafkaSecurity())
-    sink = KafkaResultsSink(publisher, topic)
-    try:
-        sink.write(0, windows(3))
-        stop_a_follower(cluster, topic)
-        batch = windows(5, scale=3)
-        with pytest.raises(OutputRetriable) as retriable:
-            sink.write(1, batch)
-        assert "NotEnoughReplicas" in str(retriable.value), retriable.value
-        print(f"with one of three replicas away: {type(retriable.value).__name__}: {retriable.value}")
-        assert classify_failure(retriable.value, CONFIG) is None  # the job restarts from its checkpoint
-        assert classify_failure(Captured(py4j_wrapped(retriable.value)), CONFIG) is None
-
-        cluster.start()
-        wait_until(lambda: cluster.in_sync(topic), 60, "the restarted broker to catch up")
-        sink.write(1, batch)  # the batch again, as the restarted job writes it
-    finally:
-        publisher.close()
-    assert read_results_topic(cluster.bootstrap_servers, topic) == expected(batch, 1)
-
-
-def test_the_job_recovers_from_a_temporary_replica_loss_with_exact_totals(spark, cluster, tmp_path):
-    """A follower of the results topic (min.insync.replicas=3) stops before the job starts:
-    the job's first writes fail with NotEnoughReplicas and it restarts its queries from the
-    checkpoint until the follower is back; every window's final total is then in the topic."""
+def test_too_few_in_sync_replicas_is_retriable_and_the_job_recovers_with_exact_totals(spark, cluster, tmp_path):
+    """A follower of the results topic (min.insync.replicas=3) stops: its leader refuses
+    acks=all writes with NotEnoughReplicas, which the publisher raises as the kind the job
+    restarts on (the same through py4j). The job, started during the outage, restarts its
+    queries from the checkpoint until the follower is back; every window's final total is
+    then in the topic."""
     topic, results = f"purchases-{uuid.uuid4().hex[:8]}", f"results-{uuid.uuid4().hex[:8]}"
     create_topics(cluster.bootstrap_servers, {topic: 3}, cluster.replication_factor)
     all_in_sync_topic(cluster, results)
@@ -187,13 +162,23 @@ def test_the_job_recovers_from_a_temporary_replica_loss_with_exact_totals(spark,
     events = [{**VALID, "order_id": f"r{i}", "price": 100 + i, "ts": t0 + 11 * i} for i in range(400)]
     send_raw(cluster.bootstrap_servers, topic, [(json.dumps(e).encode(), i % 3) for i, e in enumerate(events)])
     follower = stop_a_follower(cluster, results)
-    config = job_config(
-        "--bootstrap-servers", cluster.bootstrap_servers, "--topic", topic, "--checkpoint", str(tmp_path / "ckpt"),
-        "--results-topic", results, "--dlq-topic", "", "--metrics-topic", "", "--no-console", "--max-offsets-per-trigger", "150",
-    )  # fmt: skip
-    job = JobThread(spark, config)
-    job.start()
     try:
+        publisher = KafkaPublisher(cluster.bootstrap_servers, KafkaSecurity())
+        try:
+            with pytest.raises(OutputRetriable) as retriable:
+                KafkaResultsSink(publisher, results).write(0, windows(3))
+        finally:
+            publisher.close()
+        assert "NotEnoughReplicas" in str(retriable.value), retriable.value
+        assert classify_failure(retriable.value, CONFIG) is None  # the job restarts from its checkpoint
+        assert classify_failure(Captured(py4j_wrapped(retriable.value)), CONFIG) is None
+
+        config = job_config(
+            "--bootstrap-servers", cluster.bootstrap_servers, "--topic", topic, "--checkpoint", str(tmp_path / "ckpt"),
+            "--results-topic", results, "--dlq-topic", "", "--metrics-topic", "", "--no-console", "--max-offsets-per-trigger", "150",
+        )  # fmt: skip
+        job = JobThread(spark, config)
+        job.start()
         wait_until(lambda: "restarting from the checkpoint" in job.out.getvalue(), 120, "the job to restart after NotEnoughReplicas")
     finally:
         follower.start()
