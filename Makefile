@@ -129,7 +129,10 @@ spark-example: setup ## smoke job: Spark + the window transformation on in-memor
 	@$(PY) spark-scripts/spark-example.py
 
 # ---------------------------------------------------------------- quality
-PYTEST_WORKERS := $(PY) -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder
+# Three workers keep two cores busy: the tests wait on brokers and micro-batches a good part of the
+# time (measured with build/cpu-time.sh: two workers left a quarter of the cores idle). TEST_WORKERS=N to change.
+TEST_WORKERS ?= 3
+PYTEST_WORKERS := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 # Each run prints its ten longest tests, its wall time and the machine's CPU time (build/cpu-time.sh),
 # and keeps every test's seconds in .cache/test-durations.json: the next run hands out the longest first.

@@ -49,7 +49,7 @@ PRODUCER = ROOT / "scripts" / "event_producer.py"
 # Every JVM the tests start (brokers, the session's SparkSession, the aggregator command
 # lines) runs with the client compiler only, the serial collector and no bytecode verification
 # of the (Maven Central and pyspark) jars: a short-lived JVM then needs about half the CPU time
-# to start, on two cores shared by two workers. The behaviour is the same.
+# to start, on two cores shared by the workers. The behaviour is the same.
 TEST_JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-XX:+UnlockDiagnosticVMOptions", "-XX:-BytecodeVerificationRemote")
 # .env alone, so the tests do not depend on the caller's environment.
 SETTINGS = {**load_settings(environ={}), "SPARK_DRIVER_JAVA_OPTIONS": " ".join(TEST_JVM_OPTIONS)}
@@ -64,7 +64,7 @@ BENCH_FILES = ("test_bench_*.py", "test_peers.py")
 
 
 # ---------------------------------------------------------------- the schedule of `make test`
-# `make test` runs two xdist workers (-n 2 --dist loadgroup --no-loadscope-reorder). The work
+# `make test` runs xdist workers (-n 3 --dist loadgroup --no-loadscope-reorder). The work
 # goes out in collection order, a unit at a time to a worker with fewer than three tests
 # queued, so the order below is the schedule. A unit is one test, or a group of tests that
 # must share a worker (GROUPS, by file). xdist's own loadgroup finds its groups by renaming
@@ -82,7 +82,7 @@ GROUPS = {
 # How long each test took in the last run (setup, call and teardown): the controller writes
 # them at the end of every run to LAST_DURATIONS; a fresh clone starts from DURATIONS, which
 # `make test-durations` refreshes from the last run. The longest units go first, so that the
-# short ones fill the two workers' ends evenly.
+# short ones fill the workers' ends evenly.
 DURATIONS = ROOT / "tests" / "durations.json"
 LAST_DURATIONS = ROOT / ".cache" / "test-durations.json"
 FIRST = "tests/test_bench_smoke.py::test_smoke_run_measures_every_figure"  # first, whatever it takes
