@@ -1,10 +1,10 @@
-"""The results tables. Figures: one row per figure with its value, its ratio to a figure
-of the same run (absolute numbers move with the machine's load; ratios much less) and its
-target, met or missed. Systems: every system over the traffic topic side by side."""
+"""The results tables. Figures: one row per figure with its value and its ratio to a figure
+of the same run (absolute numbers move with the machine's load; ratios much less); the
+figures with a target (TARGETS) say whether it was met, the others are information.
+Systems: every system over the traffic topic side by side."""
 
 from __future__ import annotations
 
-GB_MB = 1024
 NOT_MEASURED = "not measured"
 SPARK_LABELS = {
     "default": "Spark default job (dead-letter query on)",
@@ -43,17 +43,8 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
         out.append(("ceiling: kafka-consumer-perf-test", _rate(perf_c, "ev/s"), "", "", ""))
     producers = results.get("producer") or {}
     for backend, r in producers.items():
-        target = PRODUCER_TARGETS.get(backend)
         rate = r["events_per_s"]
-        out.append(
-            (
-                f"producer ({backend}), {r['sent']:,} events",
-                _rate(rate, "ev/s"),
-                _ratio(rate, perf_p, "perf producer"),
-                f">= {target:,} ev/s",
-                _met(rate >= target),
-            )
-        )
+        out.append((f"producer ({backend}), {r['sent']:,} events", _rate(rate, "ev/s"), _ratio(rate, perf_p, "perf producer"), "", ""))
     fill = results.get("traffic")
     if fill:
         plan = fill["plan"]
@@ -74,8 +65,20 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
 
 
 PHASES_WITH_ONE_RESULT = ("ceiling", "producer", "traffic", "spark", "peers", "stream", "memory")  # the plain consumer is a system
-PRODUCER_TARGETS = {"kafka-python": 50_000, "confluent": 150_000}
-SPARK_TARGET_ROWS_S = 250_000
+# The targets, each a ratio within one run (ev/s net of start-up) or the latency; every
+# other figure is information. docs/performance.md describes them.
+TARGETS = {
+    "flink_sql": 1.0,  # the default job (dead letters on) >= 1.0x Flink SQL (no dead letters)
+    "flink_sql_dlq": 1.0,  # ... and faster than Flink SQL with dead letters: > 1.0x
+    "no_dlq": 0.7,  # the default job >= 0.7x itself without dead letters
+    "quix": 5.0,  # the default job >= 5x Quix Streams
+    "latency_p95_s": 0.5,  # p95 send-to-sink latency at 10,000 ev/s, dead letters on
+}
+PEER_TARGETS = {  # peer -> (target text, met)
+    "flink_sql": (f">= {TARGETS['flink_sql']:.1f}x", lambda ratio: ratio >= TARGETS["flink_sql"]),
+    "flink_sql_dlq": (f"> {TARGETS['flink_sql_dlq']:.1f}x", lambda ratio: ratio > TARGETS["flink_sql_dlq"]),
+    "quix": (f">= {TARGETS['quix']:g}x", lambda ratio: ratio >= TARGETS["quix"]),
+}
 
 
 def _system_rows(results: dict, perf_c: float | None) -> list[tuple]:
@@ -96,23 +99,20 @@ def _system_rows(results: dict, perf_c: float | None) -> list[tuple]:
     if default is not None or "spark" in results:
         value = _system_value(default, spark=True)
         ratio = _times(_net(default), _net(plain))
-        met = NOT_MEASURED
-        if _ok(default) and _ok(plain):
-            met = _met(default["events_per_s_busy"] >= SPARK_TARGET_ROWS_S and _net(default) >= 2 * _net(plain))
         out.append(
-            (
-                "Spark default job (dead-letter query on), strict rules",
-                value,
-                f"{ratio} the plain consumer" if ratio else "",
-                f">= {SPARK_TARGET_ROWS_S:,} rows/s (batch durations), and >= 2x the plain consumer",
-                met,
-            )
+            ("Spark default job (dead-letter query on), strict rules", value, f"{ratio} the plain consumer" if ratio else "", "", "")
         )
         no_dlq = spark.get("no_dlq")
         if no_dlq is not None:
-            ratio = _times(_net(default), _net(no_dlq))
+            ratio = _net(default) / _net(no_dlq) if _net(default) and _net(no_dlq) else None
             out.append(
-                ("Spark, dead-letter query off", _system_value(no_dlq, spark=True), f"default job = {ratio} this" if ratio else "", "", "")
+                (
+                    "Spark, dead-letter query off",
+                    _system_value(no_dlq, spark=True),
+                    f"default job = {ratio:.2f}x this" if ratio else "",
+                    f"default job >= {TARGETS['no_dlq']:.1f}x this",
+                    _met(ratio >= TARGETS["no_dlq"]) if ratio else NOT_MEASURED,
+                )
             )
         grouped = spark.get("group_by")
         if grouped is not None:
@@ -127,8 +127,8 @@ def _system_rows(results: dict, perf_c: float | None) -> list[tuple]:
                     "default job against from_json alone (no validation)",
                     _system_value(ref, spark=True),
                     f"default job = {share:.0%} of it" if share else "",
-                    ">= 60%",
-                    _met(share >= 0.6) if share else NOT_MEASURED,
+                    "",
+                    "",
                 )
             )
         before = spark.get("before")
@@ -150,27 +150,31 @@ def _system_rows(results: dict, perf_c: float | None) -> list[tuple]:
         ratio = _net(default) / _net(peer) if _net(default) and _net(peer) else None
         text = f"Spark = {ratio:.2f}x it" if ratio else ""
         if "flink" in name.lower():
-            figure, target = f"same, against {label} (both from submit / first batch to exit)", ">= 1.0x; never below 0.7x"
-            met = NOT_MEASURED if ratio is None else ("ok" if ratio >= 1.0 else "MISSED (above 0.7x)" if ratio >= 0.7 else "MISSED")
-            # the other way to compare: both from the process's start, JVM start-up included (met: still the above)
+            figure = f"same, against {label} (both from submit / first batch to exit)"
+            # the other way to compare: both from the process's start, JVM start-up included (information)
             wall = _wall(default) / _wall(peer) if ratio and _wall(default) and _wall(peer) else None
             text += f"; {wall:.2f}x from process start to exit" if wall else ""
         else:
-            figure, target = f"same, against {label} (both from first record / first batch to exit)", ">= 5x its rows/s"
-            met = NOT_MEASURED if ratio is None else _met(ratio >= 5)
-        out.append((figure, _system_value(peer), text, target, met))
+            figure = f"same, against {label} (both from first record / first batch to exit)"
+        target, holds = PEER_TARGETS.get(name, ("", None))
+        met = "" if holds is None else NOT_MEASURED if ratio is None else _met(holds(ratio))
+        out.append((figure, _system_value(peer), text, f"Spark {target} it" if target else "", met))
     compared = {label: r for label, r in systems(results).items() if r is not plain and "same_totals" in r}
     if compared:
         same = [label for label, r in compared.items() if r["same_totals"]]
         differ = [label for label, r in compared.items() if not r["same_totals"]]
         strict = [label for label in compared if not _lax(label)]
+        strict_same = all(compared[label]["same_totals"] for label in strict)
         out.append(
             (
                 f"window totals equal the plain consumer's ({plain.get('windows_compared', 0)} windows)",
-                f"{len(same)} of {len(compared)} systems" + (f"; differ: {', '.join(differ)}" if differ else ""),
+                f"{len(same)} of {len(compared)} systems"
+                + (f"; differ: {', '.join(differ)}" if differ else "")
+                # from_json alone and Flink SQL's JSON format accept more than the job's rules
+                + ("; every system with the job's rules: " + ("yes" if strict_same else "NO")),
                 "",
-                "every system with the job's rules (not from_json alone or Flink SQL, whose parsers accept more)",
-                _met(all(compared[label]["same_totals"] for label in strict)),
+                "",
+                "",
             )
         )
     return out
@@ -189,17 +193,18 @@ def _stream_rows(results: dict, producers: dict) -> list[tuple]:
             f"steady rate at a 1 s trigger (producer: {lat.get('backend')}{warm})",
             f"{st['max_steady_rate']:,} ev/s" + (f" (lag grew at {failing:,})" if failing else " (no step left a growing lag)"),
             _ratio(st["max_steady_rate"], alone, f"the {lat.get('backend')} producer alone"),
-            ">= 150,000 ev/s",
-            _met(st["max_steady_rate"] >= 150_000),
+            "",
+            "",
         ),
         (
-            f"p95 send-to-sink latency at {lat['rate']:,} ev/s, trigger {lat.get('trigger', '1 second')}{warm}",
+            f"p95 send-to-sink latency at {lat['rate']:,} ev/s, trigger {lat.get('trigger', '1 second')}"
+            f", dead letters {'on' if lat.get('dead_letters') else 'off'}{warm}",
             f"p50 {lat['p50_s']} s, p95 {lat['p95_s']} s ({lat['events']:,} events, max {lat['max_s']} s"
             + (f"; {lat['left_the_offset_log']:,} read by batches no longer in the offset log" if lat.get("left_the_offset_log") else "")
             + ")",
             "",
-            "<= 1.0 s",
-            _met(lat["p95_s"] is not None and lat["p95_s"] <= 1.0),
+            f"<= {TARGETS['latency_p95_s']} s",
+            _met(lat["p95_s"] is not None and lat["p95_s"] <= TARGETS["latency_p95_s"]),
         ),
     ]
 
@@ -217,18 +222,18 @@ def _memory_rows(results: dict) -> list[tuple]:
                 f"driver peak RSS, state run ({m['duration_s']:.0f} s at {m['rate']:,} ev/s, spark.driver.memory {driver_memory})",
                 _rss(peak),
                 f"{total / cap:.2f}x spark.driver.memory" if cap else "",
-                "<= 1 GB (java + python)",
-                _met(total <= GB_MB),
+                "",
+                "",
             )
         )
         verdict = {True: "bounded", False: "GROWING", None: "too short to tell"}[m["bounded"]]
         out.append(
             (
                 f"state rows, state run ({m['window']} windows and watermark)",
-                f"max {m['max_first_half']} / {m['max_second_half']} (first half / second half)",
+                f"max {m['max_first_half']} / {m['max_second_half']} (first half / second half): {verdict}",
                 "",
-                "bounded",
-                verdict,
+                "",
+                "",
             )
         )
     default = (results.get("spark") or {}).get("default")

@@ -17,6 +17,7 @@ from .common import Bench, create_topic, end_offsets, write_payload_file
 
 FILL_TOPIC = "bench-fill"  # the perf tools' own
 TRAFFIC_TOPIC = "bench-traffic"  # what every system reads
+LATENCY_DLQ_TOPIC = "bench-latency-dlq"
 
 
 def phase_ceiling(bench: Bench, events: int, payload_lines: int) -> dict:
@@ -138,7 +139,9 @@ def phase_stream(
     backend = producer.fastest_backend()
     topic, checkpoint, out_dir = "bench-latency", bench.path("ckpt-latency"), bench.path("out-latency")
     create_topic(bench.bootstrap_servers, topic, bench.partitions)
-    job = spark.StreamingJob(bench, topic, checkpoint, "--trigger", latency_trigger, "--output-dir", out_dir)
+    create_topic(bench.bootstrap_servers, LATENCY_DLQ_TOPIC, 1)
+    # As users run it: the dead-letter query beside the windows query.
+    job = spark.StreamingJob(bench, topic, checkpoint, "--trigger", latency_trigger, "--output-dir", out_dir, dlq_topic=LATENCY_DLQ_TOPIC)
     lag = spark.LagProbe(bench, topic, checkpoint / WINDOWS_DIR)
     try:
         _warm_up(bench, job, topic, latency_rate, backend, warmup)
@@ -154,6 +157,7 @@ def phase_stream(
             "backend": backend,
             "rate": latency_rate,
             "trigger": latency_trigger,
+            "dead_letters": True,
             "warmup_s": warmup.seconds,
             "duration_s": latency_s,
             "events": len(values),

@@ -138,14 +138,14 @@ def weighted_rate(batches: list[Batch]) -> float:
 class StreamingJob:
     """The aggregator as a background process; its progress records and memory are recorded as they come."""
 
-    def __init__(self, bench: Bench, topic: str, checkpoint: Path, *extra: object):
+    def __init__(self, bench: Bench, topic: str, checkpoint: Path, *extra: object, dlq_topic: str = ""):
         self.checkpoint = checkpoint
         self.progress_file = checkpoint.with_name(checkpoint.name + "-progress.jsonl")
         self.progress_file.unlink(missing_ok=True)
         self.batches: list[Batch] = []
         self.stderr_tail: list[str] = []
         self.proc = subprocess.Popen(
-            job_args(bench, topic, checkpoint, "--progress-file", self.progress_file, *extra),
+            job_args(bench, topic, checkpoint, "--progress-file", self.progress_file, *extra, dlq_topic=dlq_topic),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
