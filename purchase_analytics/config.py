@@ -313,6 +313,11 @@ class AggregatorConfig:
 PRODUCER_BACKENDS = ("kafka-python", "confluent")
 
 
+def load_security(settings: Mapping[str, str] | None = None) -> KafkaSecurity:
+    """The Kafka client security settings of `settings`, or of load_settings()."""
+    return KafkaSecurity.from_settings(load_settings() if settings is None else settings)
+
+
 def parse_security(parser: SettingsParser) -> KafkaSecurity:
     """KAFKA_SECURITY_PROTOCOL and friends (environment / .env only: no password on a command line)."""
     try:

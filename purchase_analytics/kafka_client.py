@@ -188,12 +188,6 @@ def _pem_keystore(security: KafkaSecurity) -> str:
     raise SecurityConfigError(f"cannot write a PEM keystore for {key}")
 
 
-def load_security(settings: Mapping[str, str] | None = None) -> KafkaSecurity:
-    from .config import load_settings
-
-    return KafkaSecurity.from_settings(load_settings() if settings is None else settings)
-
-
 # ------------------------------------------------------------------ clear failures
 
 
