@@ -26,9 +26,10 @@ from purchase_analytics.config import (
     positive_interval,
 )
 from purchase_analytics.defaults import setting as setting_or_default
+from purchase_analytics.jvm import ensure_java
 from purchase_analytics.runtime.kafka_broker import KafkaBroker, broker_java_options
 from purchase_analytics.runtime.local import KAFKA_JARS
-from purchase_analytics.runtime.processes import ensure_java, free_port
+from purchase_analytics.runtime.processes import free_port
 
 from . import report, run, systems
 from .common import Bench, Rules, TreeSampler

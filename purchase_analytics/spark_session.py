@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 
 from .config import PROJECT_ROOT, memory_size
 from .defaults import setting
-from .runtime.processes import AOT_CACHE_JDK, class_archive_file, class_archive_options, installed_jdk
+from .jvm import AOT_CACHE_JDK, class_archive_file, class_archive_options, installed_jdk
 from .transform import EVENT_SCHEMA, WIRE_EVENT_FUNCTION
 
 

@@ -18,18 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..defaults import setting
+from ..jvm import class_archive_file, class_archive_options, ensure_java
 from ..kafka_client import KafkaSecurity
-from .processes import (
-    class_archive_file,
-    class_archive_options,
-    ensure_java,
-    log_tail,
-    pid_alive,
-    read_pid,
-    stop_pid,
-    stop_pids,
-    wait_until,
-)
+from .processes import log_tail, pid_alive, read_pid, stop_pid, stop_pids, wait_until
 
 KAFKA_MAIN = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
