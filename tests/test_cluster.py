@@ -18,6 +18,7 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
+from readers import read_results_db, read_results_topic
 from test_failures import Captured, py4j_wrapped
 from test_faults import committed_batches
 from test_output_failures import CONFIG, expected, windows
@@ -27,7 +28,7 @@ from purchase_analytics.kafka_client import KafkaSecurity
 from purchase_analytics.producer import EventGenerator
 from purchase_analytics.runtime.kafka_broker import KafkaBroker, KafkaCluster, create_topics
 from purchase_analytics.runtime.processes import free_port, wait_until
-from purchase_analytics.sinks import KafkaPublisher, KafkaResultsSink, read_results_db, read_results_topic
+from purchase_analytics.sinks import KafkaPublisher, KafkaResultsSink
 
 from conftest import (
     KAFKA_JARS,

@@ -8,11 +8,12 @@ import random
 import time
 
 from pyspark.sql import functions as F
+from readers import read_results_db
 from test_progress import batch
 
 from purchase_analytics.checkpoint import WINDOWS_DIR
 from purchase_analytics.job import JobSummary
-from purchase_analytics.sinks import read_json_lines_totals, read_results_db
+from purchase_analytics.sinks import read_json_lines_totals
 from purchase_analytics.transform import EVENT_SCHEMA
 
 from conftest import expected_totals, job_args, read_topic, run_queries, send_raw
