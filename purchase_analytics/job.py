@@ -19,7 +19,6 @@ process everything available now, then stop (`make run EVENTS=N` uses it).
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import threading
 import time
@@ -30,6 +29,7 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
+from .admin import BrokerUnreachable, check_broker, ensure_output_topics, source_identity, wait_for_topic
 from .checkpoint import (
     DEAD_LETTERS_DIR,
     WINDOWS_DIR,
@@ -43,10 +43,9 @@ from .checkpoint import (
     verify_checkpoint,
 )
 from .config import AggregatorConfig, interval_seconds, load_settings, parse_aggregator_config
-from .failures import OutputRefused, OutputRetriable, classify_failure, first_line
-from .kafka_client import ClientErrorLog, KafkaSecurity, diagnose_connection, explain_failure
+from .failures import MAX_RESTARTS, JobFailed, OutputRefused, OutputRetriable, backoff_s, classify_failure, first_line
 from .progress import BATCH_METRICS, BatchProgress, metrics_key
-from .signals import set_on_signal
+from .signals import JobSignals
 from .sinks import ConsoleSink, JsonLinesSink, KafkaPublisher, KafkaResultsSink, SqliteResultsSink
 from .spark_session import SparkConfig, create_spark_session, submitted_master
 from .transform import aggregate_windows, dead_letter_records, parse_events, rejected_messages, valid_events
@@ -57,13 +56,6 @@ STATE_STORE_PROVIDERS = {
     "hdfs": "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
     "rocksdb": "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
 }
-
-MAX_RESTARTS = 5  # in a row: a batch that completes after a restart gives them back
-
-
-def backoff_s(attempt: int) -> float:
-    """The wait before the attempt-th retry of a query or of a write: 2, 4, 8, 16, then 30 s."""
-    return min(2**attempt, 30)
 
 
 def read_kafka(spark: SparkSession, config: AggregatorConfig) -> DataFrame:
@@ -291,19 +283,6 @@ class JobSummary:
         )
 
 
-class JobSignals:
-    def __init__(self):
-        self.stop = threading.Event()
-        self.drain = threading.Event()
-        self.installed = False
-
-    def install(self) -> JobSignals:
-        set_on_signal(self.stop, signal.SIGINT, signal.SIGTERM)
-        set_on_signal(self.drain, signal.SIGUSR1)
-        self.installed = True
-        return self
-
-
 METRICS_WRITTEN = "metrics-written.json"  # in the job's checkpoint: the last batch whose metrics record was written
 
 
@@ -492,10 +471,6 @@ def _epoch_s(iso: str | None) -> float | None:
     return None if iso is None else datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-class JobFailed(RuntimeError):
-    """A failure that a restart cannot heal: the message names the cause and the fix."""
-
-
 def run_job(
     config: AggregatorConfig,
     signals: JobSignals | None = None,
@@ -596,115 +571,6 @@ def _before_restart(config: AggregatorConfig, error, attempt: int, summary: JobS
     if signals.stop.wait(delay):
         raise JobFailed("stopped by a signal while waiting to restart")
     wait_for_topic(config.bootstrap_servers, config.topic, config.security, signals, out=out)
-
-
-class BrokerUnreachable(RuntimeError):
-    pass
-
-
-def _admin(bootstrap_servers: str, timeout_s: float, security: KafkaSecurity, topic: str | None = None):
-    """An admin client, or one line naming why there is none: no broker, or the broker
-    refused this client (login, TLS)."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    with ClientErrorLog() as log:
-        try:
-            return KafkaAdminClient(
-                bootstrap_servers=bootstrap_servers.split(","),
-                bootstrap_timeout_ms=int(timeout_s * 1000),
-                request_timeout_ms=int(timeout_s * 1000),
-                **security.kafka_python_kwargs(),
-            )
-        except KafkaError as exc:
-            cause = explain_failure(exc, security, bootstrap_servers, topic, "read", log) or diagnose_connection(
-                security, bootstrap_servers
-            )
-            raise BrokerUnreachable(
-                cause or f"cannot reach a Kafka broker at {bootstrap_servers} ({exc}); is it running? try `make kafka`"
-            ) from None
-
-
-def check_broker(bootstrap_servers: str, topic: str, security: KafkaSecurity, timeout_s: float = 10.0) -> None:
-    """Fail fast with one line when no broker answers, or it refuses this client (login,
-    TLS, ACL): Spark's own client would retry for minutes. A missing topic is not an error
-    here: `wait_for_topic` waits for it."""
-    from kafka.errors import KafkaError
-
-    admin = _admin(bootstrap_servers, timeout_s, security, topic)
-    try:
-        topics = admin.describe_topics([topic])
-    except KafkaError as exc:
-        topics = [{"error_code": getattr(exc, "errno", -1), "error": exc}]
-    finally:
-        admin.close()
-    if topics and topics[0].get("error_code", 0) == 29:  # TOPIC_AUTHORIZATION_FAILED
-        raise BrokerUnreachable(explain_failure("TopicAuthorizationFailedError", security, bootstrap_servers, topic, "read"))
-
-
-def wait_for_topic(
-    bootstrap_servers: str,
-    topic: str,
-    security: KafkaSecurity,
-    signals: JobSignals | None = None,
-    timeout_s: float | None = None,
-    poll_s: float = 1.0,
-    out=sys.stderr,
-) -> None:
-    """Return once `topic` exists. A missing topic is waited for, with one line saying so:
-    Spark's own source would fail the query at every try."""
-    admin = _admin(bootstrap_servers, 15.0, security, topic)
-    deadline = time.monotonic() + timeout_s if timeout_s else None
-    try:
-        warned = False
-        while topic not in admin.list_topics():
-            if not warned:
-                print(
-                    f"waiting for topic '{topic}' to exist at {bootstrap_servers} (create it, e.g. with `make kafka`)", file=out, flush=True
-                )
-                warned = True
-            if deadline and time.monotonic() > deadline:
-                raise BrokerUnreachable(f"topic '{topic}' did not appear at {bootstrap_servers} within {timeout_s:g}s")
-            if signals and signals.stop.wait(poll_s):
-                raise JobFailed("stopped by a signal while waiting for the topic")
-            if not signals:
-                time.sleep(poll_s)
-        if warned:
-            print(f"topic '{topic}' exists now; starting", file=out, flush=True)
-    finally:
-        admin.close()
-
-
-def source_identity(config: AggregatorConfig) -> dict[str, str]:
-    """The cluster id and the topic id of the job's source topic (empty when unknown)."""
-    admin = _admin(config.bootstrap_servers, 15.0, config.security, config.topic)
-    try:
-        cluster_id = admin.describe_cluster().get("cluster_id") or ""
-        described = admin.describe_topics([config.topic])
-        topic_id = str(described[0].get("topic_id") or "") if described else ""
-    finally:
-        admin.close()
-    if topic_id.strip("0-"):  # an all-zero uuid is "no id"
-        return {"topic": config.topic, "cluster_id": cluster_id, "topic_id": topic_id}
-    return {"topic": config.topic, "cluster_id": cluster_id, "topic_id": ""}
-
-
-def ensure_output_topics(config: AggregatorConfig) -> None:
-    """The job's own output topics exist before its first write: the results topic
-    compacted (the latest total per window is what it keeps), and replicated like the
-    cluster allows (up to 3), so losing a broker does not stall the job's writes."""
-    from .runtime.kafka_broker import create_topics
-
-    topics = {name: 1 for name in (config.dlq_topic, config.results_topic, config.metrics_topic) if name}
-    if not topics:
-        return
-    admin = _admin(config.bootstrap_servers, 15.0, config.security)
-    try:
-        replication = min(3, len(admin.describe_cluster()["brokers"]))
-    finally:
-        admin.close()
-    configs = {config.results_topic: {"cleanup.policy": "compact"}} if config.results_topic else {}
-    create_topics(config.bootstrap_servers, topics, replication, config.security, configs)
 
 
 def _under_spark_submit(config: AggregatorConfig, argv: list[str]) -> AggregatorConfig:

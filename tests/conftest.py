@@ -25,22 +25,21 @@ from pathlib import Path
 
 import pytest
 
+from purchase_analytics.admin import create_topics, ensure_output_topics, wait_for_topic
 from purchase_analytics.config import AggregatorConfig, load_settings, parse_aggregator_config
 from purchase_analytics.job import (
-    JobSignals,
     JobSummary,
     ProgressReporter,
     WindowsHandler,
-    ensure_output_topics,
     run_job,
     start_queries,
-    wait_for_topic,
     window_sinks,
 )
 from purchase_analytics.reference import read_topic, window_totals
-from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
+from purchase_analytics.runtime.kafka_broker import KafkaBroker
 from purchase_analytics.runtime.local import KAFKA_JARS
 from purchase_analytics.runtime.processes import free_port
+from purchase_analytics.signals import JobSignals
 from purchase_analytics.sinks import KafkaPublisher
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,9 +14,10 @@ import uuid
 
 import pytest
 
+from purchase_analytics.admin import create_topics
 from purchase_analytics.checkpoint import WINDOWS_DIR, CheckpointLock
-from purchase_analytics.job import JobFailed, run_job
-from purchase_analytics.runtime.kafka_broker import create_topics
+from purchase_analytics.failures import JobFailed
+from purchase_analytics.job import run_job
 from purchase_analytics.runtime.processes import wait_until
 from purchase_analytics.sinks import read_json_lines_totals
 

@@ -23,10 +23,11 @@ from test_failures import Captured, py4j_wrapped
 from test_faults import committed_batches
 from test_output_failures import CONFIG, expected, windows
 
+from purchase_analytics.admin import create_topics
 from purchase_analytics.failures import OutputRetriable, classify_failure
 from purchase_analytics.kafka_client import KafkaSecurity
 from purchase_analytics.producer import EventGenerator
-from purchase_analytics.runtime.kafka_broker import KafkaBroker, KafkaCluster, create_topics
+from purchase_analytics.runtime.kafka_broker import KafkaBroker, KafkaCluster
 from purchase_analytics.runtime.processes import free_port, wait_until
 from purchase_analytics.sinks import KafkaPublisher, KafkaResultsSink
 

@@ -14,10 +14,10 @@ from browser import browser, chart_groups, chart_windows, page_groups, page_wind
 from kafka import KafkaProducer
 from readers import read_results_topic
 
+from purchase_analytics.admin import create_topics
 from purchase_analytics.events import FURNITURE
 from purchase_analytics.records import results_topic_key, window_record
 from purchase_analytics.reference import read_topic, window_totals
-from purchase_analytics.runtime.kafka_broker import create_topics
 from purchase_analytics.runtime.processes import free_port
 from purchase_analytics.runtime.web_service import WebService
 

@@ -14,12 +14,11 @@ from pyspark.sql import Row
 from readers import read_results_topic
 from test_failures import Captured, py4j_wrapped
 
-from purchase_analytics.failures import OutputRefused, classify_failure
-from purchase_analytics.job import JobFailed
+from purchase_analytics.admin import create_topics
+from purchase_analytics.failures import JobFailed, OutputRefused, classify_failure
 from purchase_analytics.kafka_client import KafkaSecurity, batch_bytes
 from purchase_analytics.records import window_record
 from purchase_analytics.reference import read_topic
-from purchase_analytics.runtime.kafka_broker import create_topics
 from purchase_analytics.sinks import KafkaPublisher, KafkaResultsSink
 
 from conftest import JobThread, job_config, send_raw

@@ -35,13 +35,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..admin import create_topics, ensure_output_topics
 from ..config import AggregatorConfig, load_settings, parse_aggregator_config
 from ..events import event_json_bytes
-from ..job import ensure_output_topics, run_job
+from ..job import run_job
 from ..jvm import class_archive_options
 from ..smoke import example_windows
 from ..spark_session import SparkConfig, create_spark_session
-from .kafka_broker import KafkaBroker, broker_java_options, class_archive_path, create_topics
+from .kafka_broker import KafkaBroker, broker_java_options, class_archive_path
 from .local import KAFKA_JARS
 from .processes import free_port, log_tail
 

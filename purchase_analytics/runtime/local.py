@@ -25,11 +25,12 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from ..admin import create_topics
 from ..checkpoint import SHAPE_SEPARATOR, shape_checkpoint
 from ..config import PROJECT_ROOT, load_settings, parse_aggregator_config
 from ..defaults import setting
 from . import kafka_security, kafka_ui
-from .kafka_broker import KafkaBroker, KafkaCluster, broker_java_options, create_topics
+from .kafka_broker import KafkaBroker, KafkaCluster, broker_java_options
 from .processes import log_tail, pid_alive, port_open, read_pid, stop_pid, stop_pids, wait_until
 from .web_service import WebService
 
