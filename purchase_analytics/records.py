@@ -25,6 +25,11 @@ def _iso_utc(ts: datetime) -> str:
     return as_utc(ts).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def window_key(row: WindowRow, group_by: tuple[str, ...]) -> tuple:
+    """A window row's identity: its start and end (epoch seconds), and its group's values."""
+    return (row["window_start"].timestamp(), row["window_end"].timestamp(), *(row[g] for g in group_by))
+
+
 def window_record(row: WindowRow, batch_id: int, group_by: tuple[str, ...] = (), query_id: str = "") -> dict:
     """A window as the JSON-lines files, SQLite and the results topic carry it: its group's
     values (--group-by) after the window's start and end; the batch and its query's id last."""

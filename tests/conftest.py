@@ -27,15 +27,11 @@ import pytest
 
 from purchase_analytics.admin import create_topics, ensure_output_topics, wait_for_topic
 from purchase_analytics.config import AggregatorConfig, load_settings, parse_aggregator_config
-from purchase_analytics.job import (
-    JobSummary,
-    ProgressReporter,
-    WindowsHandler,
-    run_job,
-    start_queries,
-    window_sinks,
-)
+from purchase_analytics.job import run_job
+from purchase_analytics.progress import JobSummary
+from purchase_analytics.queries import WindowsHandler, start_queries, window_sinks
 from purchase_analytics.reference import read_topic, window_totals
+from purchase_analytics.reporting import ProgressReporter
 from purchase_analytics.runtime.kafka_broker import KafkaBroker
 from purchase_analytics.runtime.local import KAFKA_JARS
 from purchase_analytics.runtime.processes import free_port

@@ -7,9 +7,10 @@ import json
 import sqlite3
 from pathlib import Path
 
-from purchase_analytics.kafka_client import KafkaSecurity
+from purchase_analytics.kafka_client import KafkaSecurity, admin_client
 from purchase_analytics.records import record_key
 from purchase_analytics.reference import read_topic
+from purchase_analytics.runtime.kafka_broker import KafkaCluster
 
 
 def read_results_topic(
@@ -46,3 +47,30 @@ def read_results_db(path: str | Path, query_id: str | None = None) -> dict[str |
         return {record_key(dict(row)): (row["total_purchase"], row["orders"]) for row in rows}
     finally:
         db.close()
+
+
+def _partitions(cluster: KafkaCluster, topic: str) -> list[dict]:
+    """`topic`'s partitions as the cluster's metadata describes them."""
+    admin = admin_client(cluster.admin_bootstrap, cluster.admin_security())
+    try:
+        return admin.describe_topics([topic])[0]["partitions"]
+    finally:
+        admin.close()
+
+
+def in_sync(cluster: KafkaCluster, topic: str) -> bool:
+    """Every partition of `topic` has all its replicas in sync. False while the cluster
+    cannot tell: a node that has just restarted is listed before it accepts connections,
+    and an admin client that picks it fails."""
+    from kafka.errors import KafkaConnectionError
+
+    try:
+        partitions = _partitions(cluster, topic)
+    except KafkaConnectionError:
+        return False
+    return all(len(p["isr_nodes"]) == len(p["replica_nodes"]) for p in partitions)
+
+
+def leader_of(cluster: KafkaCluster, topic: str, partition: int = 0) -> int:
+    """The node id leading `topic`'s partition, from the cluster's metadata."""
+    return next(p["leader_id"] for p in _partitions(cluster, topic) if p["partition_index"] == partition)

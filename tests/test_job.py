@@ -12,7 +12,7 @@ from readers import read_results_db
 from test_progress import batch
 
 from purchase_analytics.checkpoint import WINDOWS_DIR
-from purchase_analytics.job import JobSummary
+from purchase_analytics.progress import JobSummary
 from purchase_analytics.sinks import read_json_lines_totals
 from purchase_analytics.transform import EVENT_SCHEMA
 

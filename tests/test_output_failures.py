@@ -79,7 +79,7 @@ def test_the_metrics_topic_refusing_a_record_names_the_metrics_topic(kafka):
     config = job_config("--bootstrap-servers", kafka, "--metrics-topic", metrics, "--results-topic", results)
     publisher = KafkaPublisher.for_job(config)
     try:
-        publisher.send(metrics, {"batch_id": 0, "messages": 10})  # as job.ProgressReporter sends a batch's progress
+        publisher.send(metrics, {"batch_id": 0, "messages": 10})  # as reporting.ProgressReporter sends a batch's progress
         with pytest.raises(OutputRefused) as refused:
             publisher.flush()
         line = str(refused.value)

@@ -336,24 +336,13 @@ class KafkaCluster:
             raise
         return bool(started)
 
-    def _describe(self, topic: str | None = None) -> dict:
+    def _describe(self) -> dict:
+        """The cluster as its metadata describes it (its registered brokers)."""
         admin = admin_client(self.admin_bootstrap, self.admin_security())
         try:
-            return admin.describe_topics([topic])[0] if topic else admin.describe_cluster()
+            return admin.describe_cluster()
         finally:
             admin.close()
-
-    def in_sync(self, topic: str) -> bool:
-        """Every partition of `topic` has all its replicas in sync. False while the cluster
-        cannot tell: a node that has just restarted is listed before it accepts connections,
-        and an admin client that picks it fails."""
-        from kafka.errors import KafkaConnectionError
-
-        try:
-            partitions = self._describe(topic)["partitions"]
-        except KafkaConnectionError:
-            return False
-        return all(len(p["isr_nodes"]) == len(p["replica_nodes"]) for p in partitions)
 
     def stop(self, timeout_s: float = 15.0) -> bool:
         """All nodes at once. Once a majority has exited, the last node cannot finish its
@@ -365,7 +354,3 @@ class KafkaCluster:
 
     def broker(self, node_id: int) -> KafkaBroker:
         return self.brokers[node_id - 1]
-
-    def leader_of(self, topic: str, partition: int = 0) -> int:
-        """The node id leading `topic`'s partition, from the cluster's metadata."""
-        return next(p["leader_id"] for p in self._describe(topic)["partitions"] if p["partition_index"] == partition)

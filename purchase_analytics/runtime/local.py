@@ -307,12 +307,12 @@ def spark_stop(spark_dir: Path = SPARK_DIR) -> None:
 
 def run_checkpoint_args(settings: dict[str, str], job_args: list[str]) -> list[str]:
     """`make run`'s checkpoint: one per aggregation shape beside CHECKPOINT_DIR (window,
-    slide, group fields, state store: job.checkpoint_shape), so that a run with other
+    slide, group fields, state store: queries.checkpoint_shape), so that a run with other
     settings starts its own checkpoint instead of being refused by the last one's. A
     checkpoint given with --checkpoint (ARGS) is used as it is, and guarded as always."""
     if any(arg == "--checkpoint" or arg.startswith("--checkpoint=") for arg in job_args):
         return []
-    from ..job import checkpoint_shape
+    from ..queries import checkpoint_shape
 
     config = parse_aggregator_config(job_args, settings)  # a bad setting: one line and exit 2, before anything starts
     return ["--checkpoint", shape_checkpoint(config.checkpoint_dir, checkpoint_shape(config))]
