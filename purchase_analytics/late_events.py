@@ -9,7 +9,8 @@ from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 
 from .checkpoint import WINDOWS_DIR, query_checkpoint
-from .config import AggregatorConfig, interval_seconds
+from .config import AggregatorConfig
+from .options import interval_seconds
 from .records import window_key
 
 
