@@ -204,10 +204,8 @@ def parse_producer_config(argv: list[str] | None = None, settings: Mapping[str, 
 OUTPUT_MODES = ("update", "append")
 
 
-def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str, str] | None = None) -> AggregatorConfig:
-    p = SettingsParser(
-        prog="purchase-aggregator.py", description="Sum purchase prices per event-time window from Kafka.", settings=settings
-    )
+def _add_kafka_options(p: SettingsParser) -> None:
+    """The job's broker and its topics: the one it reads, and the ones it writes."""
     p.add_setting("--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", str, help="Kafka bootstrap servers")
     p.add_setting("--topic", "KAFKA_TOPIC_NAME", topic_name, help="topic to read")
     p.add_setting(
@@ -225,6 +223,11 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
         optional_topic_name,
         help="topic with one JSON progress record per micro-batch ('' to disable)",
     )
+
+
+def _add_query_options(p: SettingsParser) -> None:
+    """How the job's queries read, check and aggregate: the master, the windows and their
+    grouping, the watermark, the trigger and the offsets."""
     p.add_setting("--master", "SPARK_MASTER_URL", master_url, help="Spark master URL")
     p.add_setting("--window", "WINDOW_DURATION", positive_interval, help="window length")
     p.add_setting("--slide", "WINDOW_SLIDE", optional_interval, help="sliding windows: a new window every DURATION (empty: tumbling)")
@@ -271,6 +274,10 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
         positive_int,
         help="a dead letter's value is cut to this many bytes (with headers saying so) to fit the topic",
     )
+
+
+def _add_output_options(p: SettingsParser) -> None:
+    """Where the job keeps its checkpoint and writes its windows and progress."""
     p.add_setting(
         "--checkpoint",
         "CHECKPOINT_DIR",
@@ -287,6 +294,15 @@ def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str
         "--progress-file", None, str, None, help="also append each micro-batch's progress here as a JSON line (the metrics topic's record)"
     )
     p.add_setting("--timeout-s", None, float, None, help="stop after this many seconds")
+
+
+def parse_aggregator_config(argv: list[str] | None = None, settings: Mapping[str, str] | None = None) -> AggregatorConfig:
+    p = SettingsParser(
+        prog="purchase-aggregator.py", description="Sum purchase prices per event-time window from Kafka.", settings=settings
+    )
+    _add_kafka_options(p)
+    _add_query_options(p)
+    _add_output_options(p)
     a = p.parse_args(argv)
     given = sys.argv[1:] if argv is None else argv
     if a.slide and interval_seconds(a.slide) > interval_seconds(a.window):
