@@ -15,20 +15,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from purchase_analytics.config import (
-    PROJECT_ROOT,
-    SettingsParser,
-    fraction,
-    interval_seconds,
-    load_settings,
-    non_negative_float,
-    positive_int,
-    positive_interval,
-)
+from purchase_analytics.config import PROJECT_ROOT, SettingsParser, load_settings
 from purchase_analytics.defaults import setting as setting_or_default
+from purchase_analytics.jvm import ensure_java
+from purchase_analytics.options import fraction, interval_seconds, non_negative_float, positive_int, positive_interval
 from purchase_analytics.runtime.kafka_broker import KafkaBroker, broker_java_options
 from purchase_analytics.runtime.local import KAFKA_JARS
-from purchase_analytics.runtime.processes import ensure_java, free_port
+from purchase_analytics.runtime.processes import free_port
 
 from . import report, run, systems
 from .common import Bench, Rules, TreeSampler

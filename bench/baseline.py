@@ -17,10 +17,11 @@ import json
 import sys
 import time
 
-from purchase_analytics.config import load_settings, positive_int
+from purchase_analytics.config import load_security, load_settings
 from purchase_analytics.defaults import setting
 from purchase_analytics.events import DEFAULT_MAX_FUTURE_S, DEFAULT_PRICE_MAX, rejection_reason, window_start_s
-from purchase_analytics.kafka_client import KafkaSecurity, load_security
+from purchase_analytics.kafka_client import KafkaSecurity
+from purchase_analytics.options import positive_int
 
 from .common import process_age_s
 

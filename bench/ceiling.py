@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from purchase_analytics.jvm import ensure_java
 from purchase_analytics.runtime.local import KAFKA_JARS
-from purchase_analytics.runtime.processes import ensure_java
 
 from .common import Bench, run_checked
 

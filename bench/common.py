@@ -275,7 +275,7 @@ def checkpoint_offsets(query_checkpoint: Path, committed_only: bool = True, skip
 
 
 def create_topic(bootstrap_servers: str, topic: str, partitions: int) -> None:
-    from purchase_analytics.runtime.kafka_broker import create_topics
+    from purchase_analytics.admin import create_topics
 
     create_topics(bootstrap_servers, {topic: partitions})
 

@@ -18,7 +18,8 @@ import uuid
 from datetime import timezone
 from pathlib import Path
 
-from purchase_analytics.config import PROJECT_ROOT, positive_int
+from purchase_analytics.config import PROJECT_ROOT
+from purchase_analytics.options import positive_int
 
 from . import flink_sql
 from .peer_common import PeerArgs, PeerError, PeerResult, divert_stdout, import_peer_module, parse_peer_args, run_peer

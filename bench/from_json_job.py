@@ -13,7 +13,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from purchase_analytics.config import load_settings, parse_aggregator_config
-from purchase_analytics.job import JobSummary, ProgressReporter, WindowsHandler, start_queries, window_sinks
+from purchase_analytics.progress import JobSummary
+from purchase_analytics.queries import WindowsHandler, start_queries, window_sinks
+from purchase_analytics.reporting import ProgressReporter
 from purchase_analytics.spark_session import SparkConfig, create_spark_session
 from purchase_analytics.transform import EVENT_COLUMNS, EVENT_SCHEMA, SOURCE_COLUMNS
 

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from purchase_analytics.config import load_settings
-from purchase_analytics.runtime.processes import ensure_java
+from purchase_analytics.jvm import ensure_java
 from purchase_analytics.spark_session import SparkConfig
 
 # What a task thread can be busy with, found anywhere on its sampled stack.

@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from purchase_analytics.config import SettingsParser, interval_seconds, non_negative_int, positive_int, topic_name
+from purchase_analytics.config import SettingsParser
+from purchase_analytics.options import interval_seconds, non_negative_int, positive_int, topic_name
 
 
 def whole_seconds(text: str) -> int:

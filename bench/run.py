@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from purchase_analytics.checkpoint import WINDOWS_DIR
-from purchase_analytics.config import PROJECT_ROOT, interval_seconds
+from purchase_analytics.config import PROJECT_ROOT
+from purchase_analytics.options import interval_seconds
 
 from . import ceiling, latency, memory, producer, spark, systems, traffic
 from .common import Bench, create_topic, end_offsets, write_payload_file

@@ -79,8 +79,8 @@ def spark_default(bench: Bench, topic: str, name: str = "spark-default", **kwarg
 
 def create_output_topics(bench: Bench, topic: str) -> None:
     """The topics the job creates at its start (results, metrics), created before jobs run side by side."""
+    from purchase_analytics.admin import ensure_output_topics
     from purchase_analytics.config import parse_aggregator_config
-    from purchase_analytics.job import ensure_output_topics
 
     ensure_output_topics(parse_aggregator_config(["--bootstrap-servers", bench.bootstrap_servers, "--topic", topic]))
 

@@ -90,7 +90,7 @@ SHAPE_SEPARATOR = "--"  # between a base checkpoint directory and the name of an
 
 
 def shape_name(shape: dict) -> str:
-    """A folder name for an aggregation shape (job.checkpoint_shape): the window, the
+    """A folder name for an aggregation shape (queries.checkpoint_shape): the window, the
     slide, the group fields and the state store, e.g. `10-minutes-every-5-minutes-by-furniture-hdfs`."""
     parts = [str(shape["window"])]
     if shape.get("slide"):

@@ -19,6 +19,17 @@ import re
 
 from .config import AggregatorConfig
 
+MAX_RESTARTS = 5  # in a row: a batch that completes after a restart gives them back
+
+
+def backoff_s(attempt: int) -> float:
+    """The wait before the attempt-th retry of a query or of a write: 2, 4, 8, 16, then 30 s."""
+    return min(2**attempt, 30)
+
+
+class JobFailed(RuntimeError):
+    """A failure that a restart cannot heal: the message names the cause and the fix."""
+
 
 class OutputWriteError(RuntimeError):
     """A write to one of the job's own output topics (results, metrics) did not succeed."""

@@ -188,12 +188,6 @@ def _pem_keystore(security: KafkaSecurity) -> str:
     raise SecurityConfigError(f"cannot write a PEM keystore for {key}")
 
 
-def load_security(settings: Mapping[str, str] | None = None) -> KafkaSecurity:
-    from .config import load_settings
-
-    return KafkaSecurity.from_settings(load_settings() if settings is None else settings)
-
-
 # ------------------------------------------------------------------ clear failures
 
 
@@ -327,19 +321,25 @@ def batch_bytes(key: bytes | None, value: bytes | None) -> int:
     return DefaultRecordBatchBuilder.HEADER_STRUCT.size + size_of_varint(body) + body
 
 
+def admin_client(bootstrap_servers: str, security: KafkaSecurity | None = None, timeout_s: float | None = None):
+    """A kafka-python admin client of `bootstrap_servers` (comma-separated) with the client
+    security settings, the one way the project opens one; `timeout_s` bounds its bootstrap
+    and each request (None: kafka-python's defaults). The caller closes it."""
+    from kafka import KafkaAdminClient
+
+    timeouts = {"bootstrap_timeout_ms": int(timeout_s * 1000), "request_timeout_ms": int(timeout_s * 1000)} if timeout_s else {}
+    return KafkaAdminClient(
+        bootstrap_servers=bootstrap_servers.split(","), **timeouts, **(security or KafkaSecurity()).kafka_python_kwargs()
+    )
+
+
 def topic_config(bootstrap_servers: str, topic: str, name: str, security: KafkaSecurity | None = None) -> str | None:
     """A topic's setting as the broker applies it (its own, else the broker's default), or
     None when the broker cannot tell."""
-    from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType
 
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap_servers.split(","),
-            request_timeout_ms=5000,
-            bootstrap_timeout_ms=5000,
-            **(security or KafkaSecurity()).kafka_python_kwargs(),
-        )
+        admin = admin_client(bootstrap_servers, security, 5.0)
     except Exception:  # the line is written without it
         return None
     try:

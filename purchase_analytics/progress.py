@@ -1,7 +1,7 @@
 """Structured progress: one record per micro-batch of the job's windows query, from Spark's
 own progress report: timing, rates, offsets, the watermark, the state store's rows, and the
 batch's message counts (an observed metric of the query, BATCH_METRICS). Only the late
-events are counted by the job (job.LateEvents). It is the one source for the job's console
+events are counted by the job (late_events.LateEvents). It is the one source for the job's console
 lines and summary, the metrics topic (the dashboard), the benchmark and the tests; nothing
 parses prose back.
 """
@@ -102,3 +102,38 @@ def metrics_key(record: dict) -> str:
     """A metrics record's key: its query id and batch id, `|`-separated. A record written
     again (a replayed batch) has the same key: readers keep one per key."""
     return f"{record.get('query_id', '')}|{record['batch_id']}"
+
+
+@dataclass
+class JobSummary:
+    batches: int = 0
+    messages: int = 0
+    rejected: int = 0
+    dropped_late: int = 0  # valid events whose window had closed
+    restarts: int = 0
+    _last_batch: dict = field(default_factory=dict, repr=False)  # runId -> last batchId folded in
+
+    def is_new(self, run_id: str, batch_id: int) -> bool:
+        return batch_id > self._last_batch.get(run_id, -1)
+
+    def is_next(self, run_id: str, batch_id: int) -> bool:
+        """The batch right after the last one folded in from this run: nothing in between."""
+        return run_id in self._last_batch and batch_id == self._last_batch[run_id] + 1
+
+    def record(self, progress: BatchProgress) -> bool:
+        """Fold one new batch into the totals; False for a batch that only moved the watermark."""
+        self._last_batch[progress.run_id] = progress.batch_id
+        if progress.is_idle:
+            return False
+        self.batches += 1
+        self.messages += progress.messages
+        self.rejected += progress.rejected
+        self.dropped_late += progress.dropped_late
+        return True
+
+    def line(self) -> str:
+        return (
+            f"summary: {self.batches} batches, {self.messages} messages, {self.messages - self.rejected} valid, "
+            f"{self.rejected} rejected (dead-letter topic), {self.dropped_late} dropped as late by the watermark"
+            + (f", {self.restarts} restarts from the checkpoint" if self.restarts else "")
+        )

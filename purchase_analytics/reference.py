@@ -52,7 +52,7 @@ def window_totals(
     events: Iterable[dict], window_s: int = 600, group_by: Sequence[str] = (), slide_s: int | None = None
 ) -> dict[str | tuple, tuple[int, int]]:
     """(total_purchase, orders) per window, keyed as the aggregator's outputs are
-    (sinks.record_key): the window start (ISO-8601 UTC), then the values of the `group_by`
+    (records.record_key): the window start (ISO-8601 UTC), then the values of the `group_by`
     fields when there are any. An event is in every window [start, start + window_s) whose
     start is a multiple of `slide_s` (tumbling windows when None)."""
     slide_s = slide_s or window_s

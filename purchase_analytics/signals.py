@@ -1,4 +1,7 @@
-"""Signal handlers that set a `threading.Event`, for the producer's and the job's stop."""
+"""Signal handlers that set a `threading.Event`, for the producer's and the job's stop.
+
+The job's: SIGINT/SIGTERM stop at once (the checkpoints stay consistent); SIGUSR1 drains:
+process everything available now, then stop (`make run EVENTS=N` uses it)."""
 
 from __future__ import annotations
 
@@ -20,3 +23,16 @@ def set_on_signal(event: threading.Event, *signals: signal.Signals) -> None:
 
     for sig in signals:
         signal.signal(sig, handler)
+
+
+class JobSignals:
+    def __init__(self):
+        self.stop = threading.Event()
+        self.drain = threading.Event()
+        self.installed = False
+
+    def install(self) -> JobSignals:
+        set_on_signal(self.stop, signal.SIGINT, signal.SIGTERM)
+        set_on_signal(self.drain, signal.SIGUSR1)
+        self.installed = True
+        return self

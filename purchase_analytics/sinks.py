@@ -8,8 +8,8 @@ batch id and the same rows, and each sink makes that a no-op or an identical rew
 A batch is identified by the query's id and its batch id. The query id is Spark's stable id
 of the windows query (`<checkpoint>/windows-query/metadata`): the same across restarts on a
 checkpoint, new for a new checkpoint, whose batch ids start again at 0. So a run on a new
-checkpoint never skips, replaces or mixes another run's results; the readers below take the
-run that wrote last, or the one asked for.
+checkpoint never skips, replaces or mixes another run's results; a reader (read_json_lines_totals)
+takes the run that wrote last, or the one asked for. The records' format is records.py's.
 """
 
 from __future__ import annotations
@@ -21,35 +21,16 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from .failures import OutputRefused, OutputRetriable
 from .kafka_client import KafkaSecurity, batch_bytes, describe_error, explain_write_failure, is_retriable_write_error
+from .records import WindowRow, as_utc, record_key, results_topic_key, window_record
 
 WINDOW_COLUMNS = ("window_start", "window_end", "total_purchase", "orders")
-
-
-class WindowRow(Protocol):
-    """A row Spark's aggregation emitted (a pyspark Row): window_start, window_end, the
-    group fields, total_purchase, orders, read by name."""
-
-    def __getitem__(self, name: str): ...
-
-
-class WindowSink(Protocol):
-    def write(self, batch_id: int, rows: Sequence[WindowRow], query_id: str = "") -> None: ...
-
-
-def _as_utc(ts: datetime) -> datetime:
-    """Spark hands back naive datetimes in the driver's local zone; make them explicit UTC."""
-    return ts.astimezone(timezone.utc) if ts.tzinfo else ts.astimezone().astimezone(timezone.utc)
-
-
-def _iso_utc(ts: datetime) -> str:
-    return _as_utc(ts).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ConsoleSink:
@@ -63,7 +44,7 @@ class ConsoleSink:
 
     def _cell(self, value) -> str:
         if isinstance(value, datetime):
-            return _as_utc(value).astimezone(self._zone).strftime("%Y-%m-%d %H:%M:%S")
+            return as_utc(value).astimezone(self._zone).strftime("%Y-%m-%d %H:%M:%S")
         return str(value)
 
     def write(self, batch_id: int, rows: Sequence[WindowRow], query_id: str = "") -> None:
@@ -106,38 +87,6 @@ class JsonLinesSink:
 
 def json_lines_name(batch_id: int, query_id: str = "") -> str:
     return f"batch-{batch_id:012d}-{query_id}.jsonl" if query_id else f"batch-{batch_id:012d}.jsonl"
-
-
-def window_record(row: WindowRow, batch_id: int, group_by: tuple[str, ...] = (), query_id: str = "") -> dict:
-    """A window as the JSON-lines files, SQLite and the results topic carry it: its group's
-    values (--group-by) after the window's start and end; the batch and its query's id last."""
-    return {
-        "window_start": _iso_utc(row["window_start"]),
-        "window_end": _iso_utc(row["window_end"]),
-        **{g: row[g] for g in group_by},
-        "total_purchase": int(row["total_purchase"]),
-        "orders": int(row["orders"]),
-        "batch_id": batch_id,
-        "query_id": query_id,
-    }
-
-
-RECORD_FIELDS = ("window_start", "window_end", "total_purchase", "orders", "batch_id", "query_id")
-
-
-def record_key(record: dict) -> str | tuple:
-    """Which window (and group) a record is the total of: its start (ISO-8601 UTC), with
-    the values of its group fields after it when it has any."""
-    groups = tuple(v for k, v in record.items() if k not in RECORD_FIELDS)
-    return (record["window_start"], *groups) if groups else record["window_start"]
-
-
-def results_topic_key(record: dict) -> str:
-    """The results topic's key: the window start, then each group value, then the run's
-    query id (when the record has one), `|`-separated: each run keeps its own windows."""
-    key = record_key(record)
-    parts = [key] if isinstance(key, str) else [str(part) for part in key]
-    return "|".join([*parts, record["query_id"]] if record.get("query_id") else parts)
 
 
 class KafkaPublisher:
@@ -316,25 +265,6 @@ def read_json_lines_totals(output_dir: str | Path, query_id: str | None = None) 
     return totals
 
 
-def read_results_topic(
-    bootstrap_servers: str, topic: str, security: KafkaSecurity | None = None, query_id: str | None = None
-) -> dict[str | tuple, tuple[int, int]]:
-    """record_key -> (total_purchase, orders): the latest value per key of the results
-    topic, of the run `query_id`, or of the run whose record came last."""
-    from .reference import read_topic
-
-    latest: dict[str, dict] = {}
-    last_run = None
-    for record in sorted(read_topic(bootstrap_servers, topic, security=security), key=lambda r: r.timestamp):
-        if record.value is None:  # a tombstone deletes its key
-            latest.pop(record.key.decode(), None)
-            continue
-        value = latest[record.key.decode()] = json.loads(record.value)
-        last_run = value.get("query_id", "")
-    run = last_run if query_id is None else query_id
-    return {record_key(v): (v["total_purchase"], v["orders"]) for v in latest.values() if v.get("query_id", "") == run}
-
-
 class ResultsDbMismatch(RuntimeError):
     """The results database holds windows of another shape (other group fields)."""
 
@@ -408,22 +338,3 @@ class SqliteResultsSink:
             db.execute("COMMIT")
         finally:
             db.close()
-
-
-def latest_results_db_run(db: sqlite3.Connection) -> str | None:
-    """The query id of the run that committed the last batch, None before any."""
-    found = db.execute("SELECT query_id FROM committed_batches ORDER BY rowid DESC LIMIT 1").fetchone()
-    return found[0] if found else None
-
-
-def read_results_db(path: str | Path, query_id: str | None = None) -> dict[str | tuple, tuple[int, int]]:
-    """record_key -> (total_purchase, orders) of every window of the run `query_id` in the
-    results database, or of the run that committed the last batch."""
-    db = sqlite3.connect(path)
-    db.row_factory = sqlite3.Row
-    try:
-        run = latest_results_db_run(db) if query_id is None else query_id
-        rows = db.execute("SELECT * FROM window_totals WHERE query_id = ?", (run,))
-        return {record_key(dict(row)): (row["total_purchase"], row["orders"]) for row in rows}
-    finally:
-        db.close()

@@ -17,9 +17,10 @@ from pyspark import SparkConf, SparkContext
 from pyspark.java_gateway import launch_gateway
 from pyspark.sql import SparkSession
 
-from .config import PROJECT_ROOT, memory_size
+from .config import PROJECT_ROOT
 from .defaults import setting
-from .runtime.processes import AOT_CACHE_JDK, class_archive_file, class_archive_options, installed_jdk
+from .jvm import AOT_CACHE_JDK, class_archive_file, class_archive_options, installed_jdk
+from .options import memory_size
 from .transform import EVENT_SCHEMA, WIRE_EVENT_FUNCTION
 
 

@@ -25,22 +25,17 @@ from pathlib import Path
 
 import pytest
 
+from purchase_analytics.admin import create_topics, ensure_output_topics, wait_for_topic
 from purchase_analytics.config import AggregatorConfig, load_settings, parse_aggregator_config
-from purchase_analytics.job import (
-    JobSignals,
-    JobSummary,
-    ProgressReporter,
-    WindowsHandler,
-    ensure_output_topics,
-    run_job,
-    start_queries,
-    wait_for_topic,
-    window_sinks,
-)
+from purchase_analytics.job import run_job
+from purchase_analytics.progress import JobSummary
+from purchase_analytics.queries import WindowsHandler, start_queries, window_sinks
 from purchase_analytics.reference import read_topic, window_totals
-from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
+from purchase_analytics.reporting import ProgressReporter
+from purchase_analytics.runtime.kafka_broker import KafkaBroker
 from purchase_analytics.runtime.local import KAFKA_JARS
 from purchase_analytics.runtime.processes import free_port
+from purchase_analytics.signals import JobSignals
 from purchase_analytics.sinks import KafkaPublisher
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -266,7 +261,7 @@ def job_args(kafka: str, topic: str, tmp_path, *extra: str):
 
 
 def run_queries(spark, config: AggregatorConfig, timeout_s: float = 180) -> JobSummary:
-    """The job's own queries (`job.start_queries`, available-now trigger) on the shared
+    """The job's own queries (`queries.start_queries`, available-now trigger) on the shared
     session: wait until all available input is processed, stop them in any case, and fold
     their progress into a JobSummary with the job's own reporter (results and metrics
     topics and the progress file included)."""

@@ -14,9 +14,10 @@ import uuid
 
 import pytest
 
+from purchase_analytics.admin import create_topics
 from purchase_analytics.checkpoint import WINDOWS_DIR, CheckpointLock
-from purchase_analytics.job import JobFailed, run_job
-from purchase_analytics.runtime.kafka_broker import create_topics
+from purchase_analytics.failures import JobFailed
+from purchase_analytics.job import run_job
 from purchase_analytics.runtime.processes import wait_until
 from purchase_analytics.sinks import read_json_lines_totals
 
@@ -222,12 +223,12 @@ def test_recreated_topic_with_the_same_offsets_is_refused_before_spark(spark, ka
     from kafka import KafkaAdminClient
 
     from purchase_analytics.checkpoint import LocalFiles
-    from purchase_analytics.job import _verify_checkpoint
+    from purchase_analytics.queries import verify_job_checkpoint
 
     topic, ckpt = new_topic(1), tmp_path / "ckpt"
     send(kafka, topic, [event("a", 100, T0)])
     config = job_args(kafka, topic, tmp_path)
-    _verify_checkpoint(LocalFiles(ckpt), config)  # as the command line does before it starts
+    verify_job_checkpoint(LocalFiles(ckpt), config)  # as the command line does before it starts
     run_queries(spark, config)
     admin = KafkaAdminClient(bootstrap_servers=kafka)
     admin.delete_topics([topic])

@@ -18,16 +18,18 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
+from readers import in_sync, leader_of, read_results_db, read_results_topic
 from test_failures import Captured, py4j_wrapped
 from test_faults import committed_batches
 from test_output_failures import CONFIG, windows
 
+from purchase_analytics.admin import create_topics
 from purchase_analytics.failures import OutputRetriable, classify_failure
 from purchase_analytics.kafka_client import KafkaSecurity
 from purchase_analytics.producer import EventGenerator
-from purchase_analytics.runtime.kafka_broker import KafkaBroker, KafkaCluster, create_topics
+from purchase_analytics.runtime.kafka_broker import KafkaBroker, KafkaCluster
 from purchase_analytics.runtime.processes import free_port, wait_until
-from purchase_analytics.sinks import KafkaPublisher, KafkaResultsSink, read_results_db, read_results_topic
+from purchase_analytics.sinks import KafkaPublisher, KafkaResultsSink
 
 from conftest import (
     KAFKA_JARS,
@@ -61,7 +63,7 @@ def cluster(tmp_path_factory):
 
 
 def leaders(cluster: KafkaCluster, topic: str) -> set[int]:
-    return {cluster.leader_of(topic, p) for p in range(PARTITIONS)}
+    return {leader_of(cluster, topic, p) for p in range(PARTITIONS)}
 
 
 def test_brokers_killed_mid_stream_lose_and_double_nothing(spark, cluster, tmp_path):
@@ -98,7 +100,7 @@ def test_brokers_killed_mid_stream_lose_and_double_nothing(spark, cluster, tmp_p
             try:
                 seen = wait_for_acknowledgements(producer)  # it is sending, for about a second more
                 before = leaders(cluster, topic)
-                node = cluster.leader_of(topic, 0) if victim == "leader" else next(n for n in (1, 2, 3) if n not in before)
+                node = leader_of(cluster, topic, 0) if victim == "leader" else next(n for n in (1, 2, 3) if n not in before)
                 cluster.broker(node).kill()  # SIGKILL mid-stream, no controlled shutdown
                 assert producer.poll() is None, seen  # the kill came before the producer's last event
                 out = seen + producer.communicate(timeout=240)[0]
@@ -121,7 +123,7 @@ def test_brokers_killed_mid_stream_lose_and_double_nothing(spark, cluster, tmp_p
                 f"job counted {sum(n for _, n in read_results_db(db).values())} in {len(expected)} window(s)"
             )
             cluster.start()  # the killed node rejoins from its data directory
-            wait_until(lambda: cluster.in_sync(topic), 60, "the restarted broker to catch up")
+            wait_until(lambda: in_sync(cluster, topic), 60, "the restarted broker to catch up")
     finally:
         job.signals.stop.set()  # what SIGTERM does to the command line
         job.join(120)
@@ -133,7 +135,7 @@ def test_brokers_killed_mid_stream_lose_and_double_nothing(spark, cluster, tmp_p
 def stop_a_follower(cluster: KafkaCluster, topic: str) -> KafkaBroker:
     """Stop (controlled shutdown) a node that follows `topic`'s partition 0: its leader is then
     short of one in-sync replica, while two of the three controllers keep the quorum."""
-    leader = cluster.leader_of(topic)
+    leader = leader_of(cluster, topic)
     follower = cluster.broker(next(n for n in (1, 2, 3) if n != leader))
     follower.stop()
     return follower
@@ -146,7 +148,7 @@ def all_in_sync_topic(cluster: KafkaCluster, topic: str, partitions: int = 1) ->
         cluster.replication_factor,
         configs={topic: {"cleanup.policy": "compact", "min.insync.replicas": "3"}},
     )
-    wait_until(lambda: cluster.in_sync(topic), 60, f"topic {topic}'s replicas in sync")
+    wait_until(lambda: in_sync(cluster, topic), 60, f"topic {topic}'s replicas in sync")
 
 
 def test_too_few_in_sync_replicas_is_retriable_and_the_job_recovers_with_exact_totals(spark, cluster, tmp_path):
@@ -186,7 +188,7 @@ def test_too_few_in_sync_replicas_is_retriable_and_the_job_recovers_with_exact_t
     out = job.out.getvalue()
     assert summary.restarts >= 1 and f"not written to results topic '{results}'" in out and "NotEnoughReplicas" in out, out
     assert read_results_topic(cluster.bootstrap_servers, results) == expected_totals(events)
-    wait_until(lambda: cluster.in_sync(results), 60, "the restarted broker to catch up")  # the cluster whole for the next test
+    wait_until(lambda: in_sync(cluster, results), 60, "the restarted broker to catch up")  # the cluster whole for the next test
 
 
 def order_ids(seed: int, count: int) -> list[str]:

@@ -12,13 +12,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from browser import browser, chart_groups, chart_windows, page_groups, page_windows, screenshot, text, wait_for  # noqa: F401
 from kafka import KafkaProducer
+from readers import read_results_topic
 
+from purchase_analytics.admin import create_topics
 from purchase_analytics.events import FURNITURE
+from purchase_analytics.records import results_topic_key, window_record
 from purchase_analytics.reference import read_topic, window_totals
-from purchase_analytics.runtime.kafka_broker import create_topics
 from purchase_analytics.runtime.processes import free_port
 from purchase_analytics.runtime.web_service import WebService
-from purchase_analytics.sinks import read_results_topic, results_topic_key, window_record
 
 from conftest import expected_totals, job_config, own_broker, produced_events, run_producer, run_queries
 from malformed import MALFORMED
@@ -162,7 +163,7 @@ def utc(epoch_s: float) -> datetime:
 
 def test_dashboard_shows_each_window_split_by_group(kafka, new_topic, dashboard, browser, tmp_path):  # noqa: F811
     """The results of a job grouped by furniture with overlapping windows, written to a real
-    results topic as the job writes them (sinks.window_record, sinks.results_topic_key) in
+    results topic as the job writes them (records.window_record, records.results_topic_key) in
     two batches, the second written twice (a replay): the page's stacked bars and its table
     per window equal the latest total per window and group read back from the topic."""
     purchases, dlq = new_topic(1), new_topic(1)

@@ -10,9 +10,9 @@ from collections import Counter
 
 from kafka import KafkaProducer
 
+from purchase_analytics.admin import create_topics
 from purchase_analytics.dashboard.feed import FeedTopics, KafkaFeed
 from purchase_analytics.reference import read_topic
-from purchase_analytics.runtime.kafka_broker import create_topics
 from purchase_analytics.runtime.processes import wait_until
 
 PARTITIONS = 2

@@ -3,7 +3,7 @@
 import json
 
 from purchase_analytics.dashboard.state import PipelineState
-from purchase_analytics.sinks import results_topic_key
+from purchase_analytics.records import results_topic_key
 
 
 def result(start: str, end: str, total: int, orders: int, batch_id: int) -> bytes:
@@ -94,7 +94,7 @@ def test_a_dead_letter_written_again_counts_once():
 
 
 def grouped(start: str, end: str, groups: dict, total: int, orders: int, batch_id: int) -> tuple[bytes, bytes]:
-    """A results record of a grouped job (sinks.window_record) and its key (sinks.results_topic_key)."""
+    """A results record of a grouped job (records.window_record) and its key (records.results_topic_key)."""
     record = {"window_start": start, "window_end": end, **groups, "total_purchase": total, "orders": orders, "batch_id": batch_id}
     return results_topic_key(record).encode(), json.dumps(record).encode()
 

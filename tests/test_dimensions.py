@@ -8,8 +8,10 @@ import random
 import time
 from datetime import datetime, timezone
 
+from readers import read_results_db, read_results_topic
+
 from purchase_analytics.reference import window_totals
-from purchase_analytics.sinks import read_json_lines_totals, read_results_db, read_results_topic
+from purchase_analytics.sinks import read_json_lines_totals
 
 from conftest import job_args, run_queries, send_raw
 from malformed import MALFORMED, VALID

@@ -9,12 +9,13 @@ import os
 import signal
 
 import pytest
+from readers import read_results_db, read_results_topic
 
+from purchase_analytics.admin import create_topics
 from purchase_analytics.producer import EventGenerator
 from purchase_analytics.reference import read_topic
-from purchase_analytics.runtime.kafka_broker import create_topics
 from purchase_analytics.runtime.processes import wait_until
-from purchase_analytics.sinks import read_json_lines_totals, read_results_db, read_results_topic
+from purchase_analytics.sinks import read_json_lines_totals
 
 from conftest import (
     JobThread,

@@ -1,4 +1,4 @@
-"""The streaming job's behaviour, in-process: `job.start_queries` on the shared SparkSession
+"""The streaming job's behaviour, in-process: `queries.start_queries` on the shared SparkSession
 and the session broker, available-now trigger. Plus JobSummary on canned progress reports."""
 
 from __future__ import annotations
@@ -8,11 +8,12 @@ import random
 import time
 
 from pyspark.sql import functions as F
+from readers import read_results_db
 from test_progress import batch
 
 from purchase_analytics.checkpoint import WINDOWS_DIR
-from purchase_analytics.job import JobSummary
-from purchase_analytics.sinks import read_json_lines_totals, read_results_db
+from purchase_analytics.progress import JobSummary
+from purchase_analytics.sinks import read_json_lines_totals
 from purchase_analytics.transform import EVENT_SCHEMA
 
 from conftest import expected_totals, job_args, read_topic, run_queries, send_raw

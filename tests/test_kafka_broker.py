@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from purchase_analytics.admin import create_topics
 from purchase_analytics.config import user_cache_dir
 from purchase_analytics.runtime.kafka_broker import (
     KafkaBroker,
     KafkaCluster,
     class_archive_path,
-    create_topics,
     new_cluster_id,
     wait_until_ready,
 )

@@ -10,17 +10,10 @@ import uuid
 
 from test_job import T0
 
-from purchase_analytics.job import (
-    METRICS_WRITTEN,
-    JobSummary,
-    ProgressReporter,
-    WindowsHandler,
-    committed_batches,
-    start_queries,
-    window_sinks,
-)
-from purchase_analytics.progress import metrics_key
+from purchase_analytics.progress import JobSummary, metrics_key
+from purchase_analytics.queries import WindowsHandler, start_queries, window_sinks
 from purchase_analytics.reference import read_topic
+from purchase_analytics.reporting import METRICS_WRITTEN, ProgressReporter, committed_batches
 from purchase_analytics.sinks import KafkaPublisher
 
 from conftest import job_args, run_queries, send_raw

@@ -11,14 +11,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from pyspark.sql import Row
+from readers import read_results_topic
 from test_failures import Captured, py4j_wrapped
 
-from purchase_analytics.failures import OutputRefused, classify_failure
-from purchase_analytics.job import JobFailed
+from purchase_analytics.admin import create_topics
+from purchase_analytics.failures import JobFailed, OutputRefused, classify_failure
 from purchase_analytics.kafka_client import KafkaSecurity, batch_bytes
+from purchase_analytics.records import window_record
 from purchase_analytics.reference import read_topic
-from purchase_analytics.runtime.kafka_broker import create_topics
-from purchase_analytics.sinks import KafkaPublisher, KafkaResultsSink, read_results_topic, window_record
+from purchase_analytics.sinks import KafkaPublisher, KafkaResultsSink
 
 from conftest import JobThread, job_config, send_raw
 from malformed import VALID
@@ -78,7 +79,7 @@ def test_the_metrics_topic_refusing_a_record_names_the_metrics_topic(kafka):
     config = job_config("--bootstrap-servers", kafka, "--metrics-topic", metrics, "--results-topic", results)
     publisher = KafkaPublisher.for_job(config)
     try:
-        publisher.send(metrics, {"batch_id": 0, "messages": 10})  # as job.ProgressReporter sends a batch's progress
+        publisher.send(metrics, {"batch_id": 0, "messages": 10})  # as reporting.ProgressReporter sends a batch's progress
         with pytest.raises(OutputRefused) as refused:
             publisher.flush()
         line = str(refused.value)

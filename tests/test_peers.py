@@ -23,6 +23,7 @@ import pytest
 
 from bench import flink_sql
 from bench.peers import PEERS, available, peer_command
+from purchase_analytics.admin import create_topics
 from purchase_analytics.events import (
     FIELDS,
     RejectedValue,
@@ -32,7 +33,6 @@ from purchase_analytics.events import (
     value_rules,
     window_start_s,
 )
-from purchase_analytics.runtime.kafka_broker import create_topics
 
 from conftest import ROOT, SETTINGS, TOOL_ENV, send_raw
 

@@ -6,9 +6,10 @@ import json
 import sys
 
 import pytest
+from readers import read_results_db, read_results_topic
 
 from purchase_analytics.runtime.processes import free_port
-from purchase_analytics.sinks import read_json_lines_totals, read_results_db, read_results_topic
+from purchase_analytics.sinks import read_json_lines_totals
 
 from conftest import (
     AGGREGATOR,

@@ -14,9 +14,9 @@ from collections import Counter
 
 import pytest
 
+from purchase_analytics.admin import create_topics
 from purchase_analytics.config import parse_producer_config
 from purchase_analytics.producer import DeliveryStats, EventGenerator, StopFlag, run_producer
-from purchase_analytics.runtime.kafka_broker import create_topics
 
 from conftest import SETTINGS, read_topic
 

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
+from purchase_analytics.admin import create_topics
 from purchase_analytics.reference import read_topic, window_totals
-from purchase_analytics.runtime.kafka_broker import create_topics
 
 from conftest import send_raw
 

@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime, timezone
 
 from pyspark.sql import Row
+from readers import read_results_db, read_results_topic
 from test_job import T0  # a window boundary a few hours ago
 
 from purchase_analytics.checkpoint import WINDOWS_DIR, LocalFiles, read_query_id
@@ -24,8 +25,6 @@ from purchase_analytics.sinks import (
     KafkaResultsSink,
     SqliteResultsSink,
     read_json_lines_totals,
-    read_results_db,
-    read_results_topic,
 )
 
 from conftest import expected_totals, job_args, run_queries, send_raw

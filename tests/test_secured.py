@@ -14,14 +14,16 @@ from pathlib import Path
 import pytest
 from browser import browser, wait_for_text  # noqa: F401
 from kafka.errors import TopicAuthorizationFailedError
+from readers import read_results_db
 
+from purchase_analytics.admin import create_topics
 from purchase_analytics.dashboard.feed import FeedTopics, KafkaFeed
 from purchase_analytics.kafka_client import KafkaSecurity
 from purchase_analytics.reference import read_topic
 from purchase_analytics.runtime import kafka_security
-from purchase_analytics.runtime.kafka_broker import KafkaBroker, create_topics
+from purchase_analytics.runtime.kafka_broker import KafkaBroker
 from purchase_analytics.runtime.processes import free_port, wait_until
-from purchase_analytics.sinks import read_json_lines_totals, read_results_db
+from purchase_analytics.sinks import read_json_lines_totals
 
 from conftest import AGGREGATOR, CHILD_ENV, PRODUCER, ROOT, expected_totals, own_broker
 from malformed import MALFORMED

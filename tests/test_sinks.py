@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 from pyspark.sql import Row
+from readers import read_results_db
 
 from purchase_analytics.sinks import (
     ConsoleSink,
@@ -15,7 +16,6 @@ from purchase_analytics.sinks import (
     ResultsDbMismatch,
     SqliteResultsSink,
     read_json_lines_totals,
-    read_results_db,
 )
 
 

@@ -15,7 +15,7 @@ import pyspark
 import pytest
 
 from purchase_analytics.config import PROJECT_ROOT, load_settings, user_cache_dir
-from purchase_analytics.runtime.processes import AOT_CACHE_JDK, ensure_java, installed_jdk, jdk_feature
+from purchase_analytics.jvm import AOT_CACHE_JDK, ensure_java, installed_jdk, jdk_feature
 from purchase_analytics.spark_session import SparkConfig, class_archive_path, spark_java_home
 
 from conftest import CHILD_ENV, SETTINGS, TEST_JVM_OPTIONS

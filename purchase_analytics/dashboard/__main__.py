@@ -11,8 +11,9 @@ import logging
 import sys
 from collections.abc import Mapping
 
-from ..config import SettingsParser, parse_security, positive_int
+from ..config import SettingsParser, parse_security
 from ..kafka_client import KafkaSecurity
+from ..options import positive_int
 
 
 def parse_args(argv: list[str] | None = None, settings: Mapping[str, str] | None = None) -> tuple[argparse.Namespace, KafkaSecurity]:

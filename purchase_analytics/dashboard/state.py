@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..sinks import RECORD_FIELDS, results_topic_key
+from ..records import RECORD_FIELDS, results_topic_key
 
 RATE_HISTORY = 60  # batches kept for the throughput chart
 MAX_GROUPS = 10  # group values shown each on its own (the most revenue in the shown windows); the rest as one "other"

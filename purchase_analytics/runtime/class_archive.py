@@ -17,7 +17,7 @@ A JVM writes the classes it loaded into its archive when it exits
 (SPARK_CLASS_ARCHIVE=true, SparkConfig.java_options; KafkaBroker.class_archive). On JDK 25
 (Spark's with SPARK_JAVA_HOME=auto where one is installed) the archive is an ahead-of-time
 cache (`-XX:AOTCacheOutput`): the classes also linked, and the training's method profiles,
-so the JIT compiles the job's hot code sooner (processes.class_archive_options). The JVM
+so the JIT compiles the job's hot code sooner (jvm.class_archive_options). The JVM
 checks that an archive matches its own version and class path, and skips one that does not:
 that only costs start-up time.
 
@@ -35,14 +35,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..admin import create_topics, ensure_output_topics
 from ..config import AggregatorConfig, load_settings, parse_aggregator_config
 from ..events import event_json_bytes
-from ..job import ensure_output_topics, run_job
+from ..job import run_job
+from ..jvm import class_archive_options
 from ..smoke import example_windows
 from ..spark_session import SparkConfig, create_spark_session
-from .kafka_broker import KafkaBroker, broker_java_options, class_archive_path, create_topics
+from .kafka_broker import KafkaBroker, broker_java_options, class_archive_path
 from .local import KAFKA_JARS
-from .processes import class_archive_options, free_port, log_tail
+from .processes import free_port, log_tail
 
 TOPIC = "training"
 EVENTS = 300  # and three that are not events: dead letters

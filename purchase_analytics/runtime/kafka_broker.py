@@ -18,18 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..defaults import setting
-from ..kafka_client import KafkaSecurity
-from .processes import (
-    class_archive_file,
-    class_archive_options,
-    ensure_java,
-    log_tail,
-    pid_alive,
-    read_pid,
-    stop_pid,
-    stop_pids,
-    wait_until,
-)
+from ..jvm import class_archive_file, class_archive_options, ensure_java
+from ..kafka_client import KafkaSecurity, admin_client
+from .processes import log_tail, pid_alive, read_pid, stop_pid, stop_pids, wait_until
 
 KAFKA_MAIN = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
@@ -245,20 +236,13 @@ def new_cluster_id() -> str:
 
 def wait_until_ready(bootstrap_servers: str, timeout_s: float, alive, log_file: Path, security: KafkaSecurity | None = None) -> None:
     """Ready means a metadata request succeeds, not that the port is open."""
-    from kafka import KafkaAdminClient
-
     deadline = time.monotonic() + timeout_s
     last_error = None
     while time.monotonic() < deadline:
         if not alive():
             raise RuntimeError(f"Kafka exited during start-up; last log lines:\n{log_tail(log_file)}")
         try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap_servers.split(","),
-                request_timeout_ms=3000,
-                bootstrap_timeout_ms=3000,
-                **(security or KafkaSecurity()).kafka_python_kwargs(),
-            )
+            admin = admin_client(bootstrap_servers, security, 3.0)
             try:
                 admin.describe_cluster()
                 return
@@ -268,53 +252,6 @@ def wait_until_ready(bootstrap_servers: str, timeout_s: float, alive, log_file: 
             last_error = exc
             time.sleep(0.5)
     raise RuntimeError(f"Kafka at {bootstrap_servers} not ready after {timeout_s:.0f}s ({last_error}); see {log_file}")
-
-
-def create_topics(
-    bootstrap_servers: str,
-    topics: dict[str, int],
-    replication_factor: int = 1,
-    security: KafkaSecurity | None = None,
-    configs: dict[str, dict[str, str]] | None = None,
-) -> list[str]:
-    """Create the topics that do not exist yet (name -> partitions, name -> topic configs).
-    Returns the created names. Replicated topics get min.insync.replicas=2, so acks=all
-    means two copies."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import InvalidReplicationFactorError, NodeNotReadyError, TopicAlreadyExistsError, UnknownBrokerIdError, for_code
-
-    # a cluster just (re)started: a node still fenced, or the controller not yet in the client's metadata
-    retriable = (InvalidReplicationFactorError, UnknownBrokerIdError, NodeNotReadyError)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), **(security or KafkaSecurity()).kafka_python_kwargs())
-    replicated = {"min.insync.replicas": "2"} if replication_factor >= 3 else {}
-    try:
-        existing = set(admin.list_topics())
-        missing = [
-            NewTopic(name, partitions, replication_factor, topic_configs={**replicated, **(configs or {}).get(name, {})})
-            for name, partitions in topics.items()
-            if name not in existing
-        ]
-        created: list[str] = []
-        deadline = time.monotonic() + 30
-        while missing:
-            try:
-                results = admin.create_topics(missing, raise_errors=False)["topics"]
-            except NodeNotReadyError:
-                results = [{"name": t.name, "error_code": NodeNotReadyError.errno} for t in missing]
-            errors = {r["name"]: for_code(r["error_code"]) for r in results if r["error_code"]}
-            created += [t.name for t in missing if t.name not in errors]
-            # One the metadata did not list yet but the broker has: there already, not created here.
-            errors = {name: error for name, error in errors.items() if error is not TopicAlreadyExistsError}
-            for name, error in errors.items():
-                if not issubclass(error, retriable) or time.monotonic() > deadline:
-                    raise error(f"creating topic {name}")
-            missing = [t for t in missing if t.name in errors]
-            if missing:
-                time.sleep(1)
-        return created
-    finally:
-        admin.close()
 
 
 @dataclass(frozen=True)
@@ -399,26 +336,13 @@ class KafkaCluster:
             raise
         return bool(started)
 
-    def _describe(self, topic: str | None = None) -> dict:
-        from kafka import KafkaAdminClient
-
-        admin = KafkaAdminClient(bootstrap_servers=self.admin_bootstrap.split(","), **self.admin_security().kafka_python_kwargs())
+    def _describe(self) -> dict:
+        """The cluster as its metadata describes it (its registered brokers)."""
+        admin = admin_client(self.admin_bootstrap, self.admin_security())
         try:
-            return admin.describe_topics([topic])[0] if topic else admin.describe_cluster()
+            return admin.describe_cluster()
         finally:
             admin.close()
-
-    def in_sync(self, topic: str) -> bool:
-        """Every partition of `topic` has all its replicas in sync. False while the cluster
-        cannot tell: a node that has just restarted is listed before it accepts connections,
-        and an admin client that picks it fails."""
-        from kafka.errors import KafkaConnectionError
-
-        try:
-            partitions = self._describe(topic)["partitions"]
-        except KafkaConnectionError:
-            return False
-        return all(len(p["isr_nodes"]) == len(p["replica_nodes"]) for p in partitions)
 
     def stop(self, timeout_s: float = 15.0) -> bool:
         """All nodes at once. Once a majority has exited, the last node cannot finish its
@@ -430,7 +354,3 @@ class KafkaCluster:
 
     def broker(self, node_id: int) -> KafkaBroker:
         return self.brokers[node_id - 1]
-
-    def leader_of(self, topic: str, partition: int = 0) -> int:
-        """The node id leading `topic`'s partition, from the cluster's metadata."""
-        return next(p["leader_id"] for p in self._describe(topic)["partitions"] if p["partition_index"] == partition)

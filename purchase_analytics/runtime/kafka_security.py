@@ -16,7 +16,7 @@ import secrets
 import subprocess
 from pathlib import Path
 
-from ..kafka_client import KafkaSecurity, Secret
+from ..kafka_client import KafkaSecurity, Secret, admin_client
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 BROKER_PRINCIPAL = "kafka-broker"
@@ -188,14 +188,13 @@ def client_security(tls_dir: Path, user: str) -> KafkaSecurity:
 def create_users(admin_bootstrap: str, tls_dir: Path, users: tuple[str, ...] = ROLES) -> None:
     """SCRAM credentials through the admin API (no password on any command line); each
     password is drawn once and kept in users/<name>.password (0600)."""
-    from kafka import KafkaAdminClient
     from kafka.admin import UserScramCredentialUpsertion
 
     upserts = [
         UserScramCredentialUpsertion(user, SCRAM_MECHANISM, path.read_text().strip())
         for user, path in ensure_passwords(tls_dir, users).items()
     ]
-    admin = KafkaAdminClient(bootstrap_servers=admin_bootstrap, **admin_security(tls_dir).kafka_python_kwargs())
+    admin = admin_client(admin_bootstrap, admin_security(tls_dir))
     try:
         errors = {u: e for u, e in admin.alter_user_scram_credentials(upserts).items() if e}
     finally:
@@ -221,7 +220,6 @@ def role_acls(topic: str, write_topics: list[str]) -> dict[str, list[tuple]]:
 
 
 def create_acls(admin_bootstrap: str, tls_dir: Path, topic: str, write_topics: list[str]) -> int:
-    from kafka import KafkaAdminClient
     from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern, ResourceType
 
     acls = [
@@ -235,7 +233,7 @@ def create_acls(admin_bootstrap: str, tls_dir: Path, topic: str, write_topics: l
         for user, rules in role_acls(topic, write_topics).items()
         for rtype, name, pattern, op in rules
     ]
-    admin = KafkaAdminClient(bootstrap_servers=admin_bootstrap, **admin_security(tls_dir).kafka_python_kwargs())
+    admin = admin_client(admin_bootstrap, admin_security(tls_dir))
     try:
         result = admin.create_acls(acls)
     finally:

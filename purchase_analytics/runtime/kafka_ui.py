@@ -27,7 +27,8 @@ import jinja2
 from aiohttp import web
 from textual_serve.server import Server
 
-from ..kafka_client import KafkaSecurity, load_security
+from ..config import load_security
+from ..kafka_client import KafkaSecurity
 
 MODULE = "purchase_analytics.runtime.kafka_ui"
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")  # Kafka's legal topic names

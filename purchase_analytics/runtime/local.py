@@ -25,11 +25,12 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from ..admin import create_topics
 from ..checkpoint import SHAPE_SEPARATOR, shape_checkpoint
 from ..config import PROJECT_ROOT, load_settings, parse_aggregator_config
 from ..defaults import setting
 from . import kafka_security, kafka_ui
-from .kafka_broker import KafkaBroker, KafkaCluster, broker_java_options, create_topics
+from .kafka_broker import KafkaBroker, KafkaCluster, broker_java_options
 from .processes import log_tail, pid_alive, port_open, read_pid, stop_pid, stop_pids, wait_until
 from .web_service import WebService
 
@@ -306,12 +307,12 @@ def spark_stop(spark_dir: Path = SPARK_DIR) -> None:
 
 def run_checkpoint_args(settings: dict[str, str], job_args: list[str]) -> list[str]:
     """`make run`'s checkpoint: one per aggregation shape beside CHECKPOINT_DIR (window,
-    slide, group fields, state store: job.checkpoint_shape), so that a run with other
+    slide, group fields, state store: queries.checkpoint_shape), so that a run with other
     settings starts its own checkpoint instead of being refused by the last one's. A
     checkpoint given with --checkpoint (ARGS) is used as it is, and guarded as always."""
     if any(arg == "--checkpoint" or arg.startswith("--checkpoint=") for arg in job_args):
         return []
-    from ..job import checkpoint_shape
+    from ..queries import checkpoint_shape
 
     config = parse_aggregator_config(job_args, settings)  # a bad setting: one line and exit 2, before anything starts
     return ["--checkpoint", shape_checkpoint(config.checkpoint_dir, checkpoint_shape(config))]
