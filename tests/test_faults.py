@@ -14,6 +14,7 @@ from readers import read_results_db, read_results_topic
 from purchase_analytics.admin import create_topics
 from purchase_analytics.producer import EventGenerator
 from purchase_analytics.reference import read_topic
+from purchase_analytics.reporting import committed_batches as committed_batch_ids
 from purchase_analytics.runtime.processes import wait_until
 from purchase_analytics.sinks import read_json_lines_totals
 
@@ -61,14 +62,16 @@ def dead_letter_sources(kafka: str, dlq: str) -> list[tuple[int, int]]:
 def test_spark_job_killed_mid_stream_loses_and_doubles_nothing(spark, kafka, new_topic, tmp_path):
     """The command line SIGKILLed (driver and JVM) after a committed batch, more data sent
     while it is down, then the same checkpoint run to the end: every output holds the exact
-    totals, and every invalid message is in the dead-letter topic (at least once: a batch
-    that ran again writes its dead letters again, with the same source coordinates)."""
-    topic, dlq = new_topic(3), f"dead-letters-{tmp_path.name}"
+    totals, every invalid message is in the dead-letter topic (at least once: a batch that
+    ran again writes its dead letters again, with the same source coordinates), and every
+    committed batch has its metrics record (written again at the restart when the kill came
+    between Spark's commit and the record)."""
+    topic, dlq, metrics = new_topic(3), f"dead-letters-{tmp_path.name}", f"metrics-{tmp_path.name}"
     common = ["--bootstrap-servers", kafka, "--topic", topic]
     results = f"results-{tmp_path.name}"
     db = tmp_path / "results.db"
     outputs = ["--checkpoint", str(tmp_path / "ckpt"), "--output-dir", str(tmp_path / "out"), "--results-topic", results]
-    outputs += ["--results-db", str(db), "--dlq-topic", dlq, "--max-offsets-per-trigger", "300"]
+    outputs += ["--results-db", str(db), "--dlq-topic", dlq, "--metrics-topic", metrics, "--max-offsets-per-trigger", "300"]
     # 7 batches' worth at the start: it commits at least one and is killed mid-stream.
     run_producer(*common, "--rate", "0", "--count", "2000", "--seed", "21", "--late-fraction", "0.2", "--max-lateness-s", "600")
     send_raw(kafka, topic, invalid_messages(60))
@@ -93,6 +96,9 @@ def test_spark_job_killed_mid_stream_loses_and_doubles_nothing(spark, kafka, new
     assert read_results_topic(kafka, results) == expected  # replayed batches rewrote the same keys and values
     assert len(invalid) == 90
     assert set(dead_letter_sources(kafka, dlq)) == invalid  # each invalid message, none lost
+    committed = committed_batch_ids(spark, str(tmp_path / "ckpt"))
+    recorded = {json.loads(r.value)["batch_id"] for r in read_topic(kafka, metrics)}
+    assert len(committed) >= 7 and set(committed) <= recorded, (committed, sorted(recorded))
 
 
 def test_broker_killed_mid_stream_loses_no_acknowledged_event(spark, tmp_path):

@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from purchase_analytics.runtime import local
+from purchase_analytics.runtime import local, spark_standalone
 from purchase_analytics.runtime.kafka_broker import KafkaBroker, KafkaCluster
 
 from conftest import SETTINGS
@@ -21,6 +21,7 @@ def data_dir(tmp_path, monkeypatch):
     """The runtime's .data folder, moved to a temp dir."""
     monkeypatch.setattr(local, "DATA_DIR", tmp_path)
     monkeypatch.setattr(local, "SPARK_DIR", tmp_path / "spark")
+    monkeypatch.setattr(spark_standalone, "SPARK_DIR", tmp_path / "spark")
     monkeypatch.setattr(local, "WEB_DIR", tmp_path / "web")
     return tmp_path
 

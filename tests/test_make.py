@@ -22,7 +22,7 @@ def test_make_commands_started_together_each_read_the_whole_dot_env():
     env = {k: v for k, v in os.environ.items() if k not in dot_env and not k.startswith("MAKE") and k != "MFLAGS"}
     commands = [
         ["make", "-n", "--no-print-directory", f"--eval={SHOW}", "RUNTIME=local", target, "show-kafka-version"]
-        for _ in range(20)
+        for _ in range(8)
         for target in ("spark-produce", "spark-consume-purchase")
     ]
     procs = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for c in commands]

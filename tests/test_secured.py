@@ -31,7 +31,7 @@ from malformed import MALFORMED
 pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.kafka, pytest.mark.spark]
 
 TOPIC, DLQ, RESULTS, METRICS = "purchases", "purchases-dlq", "purchase-window-totals", "purchase-pipeline-metrics"
-EVENTS = 2000
+EVENTS = 700
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ import pytest
 from dotenv import dotenv_values
 
 from purchase_analytics.defaults import DEFAULTS
-from purchase_analytics.runtime.local import spark_start, spark_stop
 from purchase_analytics.runtime.processes import free_port
+from purchase_analytics.runtime.spark_standalone import spark_start, spark_stop
 from purchase_analytics.sinks import read_json_lines_totals
 
 from conftest import ROOT, SETTINGS, TEST_JVM_OPTIONS, expected_totals, read_topic, send_raw
