@@ -2,6 +2,7 @@
 
 import json
 
+from purchase_analytics.dashboard.app import windows_figure
 from purchase_analytics.dashboard.state import PipelineState
 from purchase_analytics.records import results_topic_key
 
@@ -172,3 +173,14 @@ def test_records_of_other_group_fields_than_the_latest_are_left_out():
     assert [(w["window_start"], w["total_purchase"]) for w in view["windows"]] == [(W1, 500)]
     state.apply_result(b"k", json.dumps({**json.loads(result(W2, W2_END, 1, 1, 0)), "furniture": ["not", "a", "value"]}).encode())
     assert state.ignored == 1
+
+
+def test_the_chart_title_names_the_windows_length_from_the_data():
+    def window(start: str, end: str) -> dict:
+        return {"window_start": start, "window_end": end, "total_purchase": 1, "orders": 1, "final": True}
+
+    title = lambda windows: windows_figure(windows)["layout"]["title"]["text"]  # noqa: E731
+    assert title([window("2026-01-02T10:00:00Z", "2026-01-02T10:10:00Z")]).startswith("total_purchase per 10-minute window (")
+    assert title([window("2026-01-02T10:00:00.000Z", "2026-01-02T11:00:00.000Z")]).startswith("total_purchase per 1-hour window (")
+    assert title([window("2026-01-02T10:00:00Z", "2026-01-02T10:01:30Z")]).startswith("total_purchase per 90-second window (")
+    assert title([]).startswith("total_purchase per window (")

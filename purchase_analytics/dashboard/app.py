@@ -9,6 +9,7 @@ Dash serves its own and plotly.js's browser files from the installed wheels
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from dash import Dash, Input, Output, dcc, html
 
@@ -72,6 +73,21 @@ def _number(value, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def window_length(windows: list[dict]) -> str:
+    """The windows' length as the data gives it ("10-minute window", "1-hour window"), for the titles."""
+    if not windows or not windows[0].get("window_end"):
+        return "window"
+    seconds = int((_parse(windows[0]["window_end"]) - _parse(windows[0]["window_start"])).total_seconds())
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}-{unit} window"
+    return f"{seconds}-second window"
+
+
+def _parse(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+
+
 def windows_figure(windows: list[dict]) -> dict:
     starts = [w["window_start"] for w in windows]
     colors = ["#2f6fb0" if w["final"] else "#f0a030" for w in windows]
@@ -95,7 +111,7 @@ def windows_figure(windows: list[dict]) -> dict:
             },
         ],
         "layout": {
-            "title": {"text": "total_purchase per 10-minute window (blue: final, orange: open) and orders"},
+            "title": {"text": f"total_purchase per {window_length(windows)} (blue: final, orange: open) and orders"},
             "yaxis": {"title": {"text": "total_purchase"}, "rangemode": "tozero"},
             "yaxis2": {"title": {"text": "orders"}, "overlaying": "y", "side": "right", "rangemode": "tozero"},
             "xaxis": {"type": "category"},
