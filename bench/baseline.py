@@ -21,7 +21,7 @@ from purchase_analytics.config import load_security, load_settings
 from purchase_analytics.defaults import setting
 from purchase_analytics.events import DEFAULT_MAX_FUTURE_S, DEFAULT_PRICE_MAX, rejection_reason, window_start_s
 from purchase_analytics.kafka_client import KafkaSecurity
-from purchase_analytics.options import positive_int
+from purchase_analytics.options import interval_seconds, positive_int
 
 from .common import process_age_s
 
@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     p.add_argument("--bootstrap-servers", required=True)
     p.add_argument("--topic", required=True)
-    p.add_argument("--window-s", type=positive_int, default=600)
-    p.add_argument("--watermark-s", type=int, default=600)
+    p.add_argument("--window-s", type=positive_int, default=int(interval_seconds(setting(settings, "WINDOW_DURATION"))))
+    p.add_argument("--watermark-s", type=int, default=int(interval_seconds(setting(settings, "WATERMARK_DELAY"))))
     p.add_argument("--round-records", type=positive_int, default=100_000, help="records per round, over all partitions")
     p.add_argument("--price-max", type=positive_int, default=int(setting(settings, "PRICE_MAX")))
     p.add_argument("--max-future-s", type=int, default=int(setting(settings, "EVENT_MAX_FUTURE_S")))

@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
+from purchase_analytics.defaults import DEFAULTS
+from purchase_analytics.options import interval_seconds
 from purchase_analytics.reference import read_topic, window_totals
 from purchase_analytics.sinks import read_json_lines_totals
-
-UNIT_S = {"second": 1, "minute": 60, "hour": 3600}
 
 
 def duration_s(text: str) -> int:
     """'10 minutes' -> 600 (Spark interval strings as in WINDOW_DURATION)."""
-    match = re.fullmatch(r"\s*(\d+)\s*(second|minute|hour)s?\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"unsupported duration {text!r} (e.g. '10 minutes')")
-    return int(match[1]) * UNIT_S[match[2]]
+    return int(interval_seconds(text))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bootstrap-servers", required=True)
     p.add_argument("--topic", required=True)
     p.add_argument("--output-dir", required=True, type=Path)
-    p.add_argument("--window", type=duration_s, default=600, help="window length, e.g. '10 minutes'")
+    p.add_argument("--window", type=duration_s, default=DEFAULTS["WINDOW_DURATION"], help="window length, e.g. '10 minutes'")
     p.add_argument("--group-by", default="", help="the job's group fields, comma-separated (GROUP_BY), e.g. furniture")
     p.add_argument("--expect-events", type=int, help="how many events the producer sent")
     p.add_argument("--timeout-s", type=float, default=60)

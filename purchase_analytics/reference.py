@@ -7,8 +7,12 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
+from .defaults import DEFAULTS
 from .events import window_start_s
 from .kafka_client import KafkaSecurity
+from .options import interval_seconds
+
+DEFAULT_WINDOW_S = int(interval_seconds(DEFAULTS["WINDOW_DURATION"]))
 
 
 def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 60, security: KafkaSecurity | None = None) -> list:
@@ -49,7 +53,7 @@ def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 60, securi
 
 
 def window_totals(
-    events: Iterable[dict], window_s: int = 600, group_by: Sequence[str] = (), slide_s: int | None = None
+    events: Iterable[dict], window_s: int = DEFAULT_WINDOW_S, group_by: Sequence[str] = (), slide_s: int | None = None
 ) -> dict[str | tuple, tuple[int, int]]:
     """(total_purchase, orders) per window, keyed as the aggregator's outputs are
     (records.record_key): the window start (ISO-8601 UTC), then the values of the `group_by`

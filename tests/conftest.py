@@ -30,7 +30,7 @@ from purchase_analytics.config import AggregatorConfig, load_settings, parse_agg
 from purchase_analytics.job import run_job
 from purchase_analytics.progress import JobSummary
 from purchase_analytics.queries import WindowsHandler, start_queries, window_sinks
-from purchase_analytics.reference import read_topic, window_totals
+from purchase_analytics.reference import DEFAULT_WINDOW_S, read_topic, window_totals
 from purchase_analytics.reporting import ProgressReporter
 from purchase_analytics.runtime.kafka_broker import KafkaBroker
 from purchase_analytics.runtime.local import KAFKA_JARS
@@ -420,7 +420,7 @@ def send_raw(bootstrap: str, topic: str, values: list[tuple[bytes | None, int]])
     producer.close()
 
 
-def expected_totals(events: list[dict], window_s: int = 600) -> dict[str, tuple[int, int]]:
+def expected_totals(events: list[dict], window_s: int = DEFAULT_WINDOW_S) -> dict[str, tuple[int, int]]:
     """Per-window (total_purchase, orders) computed in plain Python, independent of Spark."""
     return window_totals(events, window_s)
 
