@@ -9,9 +9,10 @@ Dash serves its own and plotly.js's browser files from the installed wheels
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 from dash import Dash, Input, Output, dcc, html
+
+from .state import parse_time
 
 REFRESH_MS = 1000
 
@@ -75,17 +76,14 @@ def _number(value, digits: int = 0) -> str:
 
 def window_length(windows: list[dict]) -> str:
     """The windows' length as the data gives it ("10-minute window", "1-hour window"), for the titles."""
-    if not windows or not windows[0].get("window_end"):
+    start, end = (parse_time(windows[0].get(k)) for k in ("window_start", "window_end")) if windows else (None, None)
+    if start is None or end is None:
         return "window"
-    seconds = int((_parse(windows[0]["window_end"]) - _parse(windows[0]["window_start"])).total_seconds())
+    seconds = int((end - start).total_seconds())
     for unit, size in (("hour", 3600), ("minute", 60)):
         if seconds % size == 0:
             return f"{seconds // size}-{unit} window"
     return f"{seconds}-second window"
-
-
-def _parse(iso: str) -> datetime:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
 def windows_figure(windows: list[dict]) -> dict:
