@@ -42,12 +42,20 @@ STATE_STORE_PROVIDERS = {
 }
 
 
-def read_kafka(spark: SparkSession, config: AggregatorConfig) -> DataFrame:
-    reader = (
-        spark.readStream.format("kafka")
+def kafka_source(reader, config: AggregatorConfig):
+    """`reader` (spark.readStream, or spark.read for a range of offsets) on the job's topic:
+    its brokers, the client's security settings and the subscription."""
+    return (
+        reader.format("kafka")
         .option("kafka.bootstrap.servers", config.bootstrap_servers)
         .options(**config.security.spark_options())
         .option("subscribe", config.topic)
+    )
+
+
+def read_kafka(spark: SparkSession, config: AggregatorConfig) -> DataFrame:
+    reader = (
+        kafka_source(spark.readStream, config)
         .option("startingOffsets", config.starting_offsets)
         # Kafka's default of 500 records a poll means 2,000 polls per partition for a
         # 1M-event batch, each through the consumer's fetch and network bookkeeping

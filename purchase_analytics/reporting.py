@@ -18,7 +18,7 @@ from .config import AggregatorConfig
 from .failures import MAX_RESTARTS, JobFailed, OutputRefused, OutputRetriable, backoff_s
 from .late_events import windows_per_event
 from .progress import BatchProgress, JobSummary, metrics_key
-from .queries import WindowsHandler
+from .queries import WindowsHandler, kafka_source
 from .sinks import KafkaPublisher
 from .transform import parse_events, valid_events
 
@@ -60,14 +60,16 @@ class ProgressReporter:
             self._write_records(recovered_records(spark, self.config, missing))
 
     def _write_records(self, records: list[dict]) -> None:
+        if not records:  # most polls: no new batch
+            return
         if self.config.progress_file:
             with open(self.config.progress_file, "a") as f:
                 f.writelines(json.dumps(record) + "\n" for record in records)
-        if records and self.publisher and self.config.metrics_topic:
+        if self.publisher and self.config.metrics_topic:
             self._publish(records)
         # Spark's report of a trigger that ran nothing carries the next batch id, not committed
         # yet: the note names the last committed batch written, so the real one is not passed over
-        committed = committed_batches(self.handler.spark, self.config.checkpoint_dir) if records else []
+        committed = committed_batches(self.handler.spark, self.config.checkpoint_dir)
         done = [r for r in records if committed and r["batch_id"] <= committed[-1]]
         if done:
             last = max(done, key=lambda r: r["batch_id"])
@@ -155,10 +157,7 @@ def recovered_records(spark: SparkSession, config: AggregatorConfig, batch_ids: 
         before, start = _offset_log(query, f"offsets/{batch_id - 1}") if batch_id > 0 else ({}, _offset_log(query, "sources/0/0")[1])
         start = {p: start.get(p, 0) for p in end}  # a partition added since starts at its beginning
         raw = (
-            spark.read.format("kafka")
-            .option("kafka.bootstrap.servers", config.bootstrap_servers)
-            .options(**config.security.spark_options())
-            .option("subscribe", config.topic)
+            kafka_source(spark.read, config)
             .option("startingOffsets", json.dumps({config.topic: start}))
             .option("endingOffsets", json.dumps({config.topic: end}))
             .load()
