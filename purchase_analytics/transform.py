@@ -106,14 +106,17 @@ def _bracket_walk(skeleton: Column) -> Column:
     return F.aggregate(brackets, start, step)
 
 
-def _trailing_content(skeleton: Column) -> Column:
+def _is_flat(skeleton: Column) -> Column:
+    """A skeleton of one object with no object or array inside (every valid event on the wire)."""
+    return skeleton.rlike(f"^{_JSON_SPACE}\\{{[^{{}}\\[\\]]*\\}}{_JSON_SPACE}$")
+
+
+def _trailing_content(skeleton: Column, walk: Column) -> Column:
     """True when something other than whitespace follows the first JSON object. A flat
-    object (every valid event on the wire) is settled by one regex; only a value with
-    nested objects or arrays walks its brackets."""
-    flat = skeleton.rlike(f"^{_JSON_SPACE}\\{{[^{{}}\\[\\]]*\\}}{_JSON_SPACE}$")
-    walk = _bracket_walk(skeleton)
+    object is settled by one regex; only a value with nested objects or arrays needs the
+    walk of its brackets."""
     single = (walk["closed"] == 1) & ~walk["unbalanced"] & skeleton.rlike(f"[}}\\]]{_JSON_SPACE}$")
-    return F.when(flat, F.lit(False)).otherwise(~single)
+    return F.when(_is_flat(skeleton), F.lit(False)).otherwise(~single)
 
 
 def _first(checks: list[tuple[Column, Column]]) -> Column:
@@ -125,24 +128,30 @@ def _first(checks: list[tuple[Column, Column]]) -> Column:
 
 
 def _rejection_reason(
-    raw_text: Column, variant: Column, schema: Column, fields: dict[str, Column], price_max: int, max_future_s: int
+    raw_text: Column,
+    variant: Column,
+    schema: Column,
+    skeleton: Column,
+    walk: Column,
+    fields: dict[str, Column],
+    rules: tuple[ValueRule, ...],
 ) -> Column:
     """The first rule a message breaks, or NULL for a valid event. `coalesce` and `CASE`
     stop at their first hit, so each group of checks runs only when the ones before pass,
-    and the per-field type checks only for values whose schema is not the canonical one."""
-    skeleton = _skeleton(raw_text)
+    and the per-field type checks only for values whose schema is not the canonical one.
+    `skeleton` is _skeleton's and `walk` _bracket_walk's of the value (see parse_events)."""
     whole_value = _first(
         [
             (raw_text.isNull(), F.lit("null message value")),
             (~F.is_valid_utf8(raw_text), F.lit("value is not valid UTF-8")),
             (
-                variant.isNull() & (_bracket_walk(skeleton)["max_depth"] > MAX_NESTING_DEPTH),
+                variant.isNull() & (walk["max_depth"] > MAX_NESTING_DEPTH),
                 F.lit(f"value is nested too deeply (more than {MAX_NESTING_DEPTH} levels)"),
             ),
             (variant.isNull() & raw_text.rlike(_LONE_SURROGATE), F.lit("value has an invalid Unicode escape (a lone surrogate)")),
             (variant.isNull(), F.lit("value is not valid JSON")),
             (~schema.startswith("OBJECT"), F.lit("value is not a JSON object")),
-            (_trailing_content(skeleton), F.lit("value has content after the JSON object")),
+            (_trailing_content(skeleton, walk), F.lit("value has content after the JSON object")),
         ]
     )
     type_checks = []
@@ -154,16 +163,37 @@ def _rejection_reason(
         )
     canonical = schema.isin(list(CANONICAL_SCHEMAS)) | schema.rlike(CANONICAL_SCHEMA_PATTERN)
     field_types = F.when(~canonical, _first(type_checks))
-    return F.coalesce(whole_value, field_types, _value_reason(fields, price_max, max_future_s))
+    return F.coalesce(whole_value, field_types, _value_reason(fields, rules))
 
 
-def _value_reason(fields: dict[str, Column], price_max: int, max_future_s: int) -> Column:
-    """The first value rule (events.value_rules) an event with the right JSON types breaks.
-    Both parsers must agree first (a key could imitate the schema text)."""
+def _value_reason(fields: dict[str, Column], rules: tuple[ValueRule, ...]) -> Column:
+    """The first of the value `rules` (events.value_rules) an event with the right JSON
+    types breaks. Both parsers must agree first (a key could imitate the schema text)."""
     return _first(
         [(value.isNull(), F.lit(f"field {name} could not be read")) for name, value in fields.items()]
-        + [(_breaks(rule, fields[rule.field]), F.lit(rule.reason)) for rule in value_rules(price_max, max_future_s)]
+        + [(_breaks(rule, fields[rule.field]), F.lit(rule.reason)) for rule in rules]
     )
+
+
+def _split_timed_rule(rules: tuple[ValueRule, ...]) -> tuple[tuple[ValueRule, ...], ValueRule]:
+    """The value rules less the one on the processing time, which comes last, and that one."""
+    *untimed, timed = rules
+    assert timed.kind == "at_most_ahead" and all(r.kind != timed.kind for r in untimed), "the rule on the processing time comes last"
+    return tuple(untimed), timed
+
+
+# The processing time, as epoch seconds, in a column of its own (parse_events).
+_NOW_S = "_now_s"
+
+
+def _processing_time_s() -> Column:
+    """unix_timestamp(current_timestamp()). In a streaming query current_timestamp() is the
+    micro-batch's own time, kept in Spark's offset log: a batch that runs again after a
+    crash judges every event alike. Spark writes that time into its generated code as a
+    constant, so every operator it reaches would be compiled again in every batch; behind a
+    higher-order function (which Spark evaluates outside its generated code, here over an
+    empty array) the code stays the same from batch to batch and is compiled once."""
+    return F.aggregate(F.array().cast("array<int>"), F.unix_timestamp(F.current_timestamp()), lambda now, _: now)
 
 
 def _breaks(rule: ValueRule, value: Column) -> Column:
@@ -179,9 +209,7 @@ def _breaks(rule: ValueRule, value: Column) -> Column:
     if rule.kind == "finite":
         return F.isnan(value) | F.abs(value).eqNullSafe(float("inf"))
     if rule.kind == "at_most_ahead":
-        # current_timestamp() in a streaming query is the micro-batch's own time, kept in
-        # Spark's offset log: a batch that runs again after a crash judges every event alike.
-        return _ahead(value, F.unix_timestamp(F.current_timestamp()) + rule.limit)
+        return _ahead(value, F.col(_NOW_S) + rule.limit)
     raise ValueError(f"unknown rule kind {rule.kind!r}")
 
 
@@ -211,7 +239,7 @@ def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX
     A value in the producer's wire form (events.WIRE_PATTERN) is recognised and read by the
     wire parser in one scan of its bytes; it is JSON with the right types by construction,
     so only the value rules are checked, and unless it breaks one its bytes are dropped
-    right there. Only other values are parsed into a VARIANT for the full checks.
+    once they are. Only other values are parsed into a VARIANT for the full checks.
     `fast_path=False`, or a session without the wire parser, sends every value the full
     way (the tests compare both)."""
     source = [F.col(c) for c in SOURCE_COLUMNS if c in raw.columns]
@@ -219,33 +247,48 @@ def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX
         wire = F.call_function(WIRE_EVENT_FUNCTION, F.col("value"))
     else:
         wire = F.lit(None).cast(f"struct<{EVENT_SCHEMA}>")
-    # The wire form is settled in Spark's generated code, fused with the Kafka scan: the
-    # parser, its fields, the value rules. The full checks use expressions that Spark cannot
-    # fuse (VARIANT, higher-order functions), so each of their projections copies every row
-    # it passes on: by then a valid event in the wire form is a few numbers, not its bytes.
+    # The wire form is read in Spark's generated code, fused with the Kafka scan: the
+    # parser, its fields, the value rules but the one on the processing time. The full
+    # checks use expressions that Spark cannot fuse (VARIANT, higher-order functions), so
+    # each of their projections copies every row it passes on: after the first of them,
+    # which holds the processing time (_processing_time_s), a valid event in the wire form
+    # is a few numbers, not its bytes.
     read = raw.select(F.col("value"), *source, wire.alias("_w"))
     on_wire = read.select(
         F.col("value"), *source, F.col("_w").isNotNull().alias("_wire"), *[F.col("_w")[f.name].alias(f.name) for f in FIELDS]
     )
-    wire_reason = _value_reason({name: F.col(name) for name in FIELD_NAMES}, price_max, max_future_s)
-    settled = on_wire.withColumn("_reason", F.when(F.col("_wire"), wire_reason)).withColumn(
-        "value", F.when(~F.col("_wire") | F.col("_reason").isNotNull(), F.col("value"))
-    )
+    rules = value_rules(price_max, max_future_s)
+    untimed, timed = _split_timed_rule(rules)
+    wire_fields = {name: F.col(name) for name in FIELD_NAMES}
+    settled = on_wire.withColumn("_reason", F.when(F.col("_wire"), _value_reason(wire_fields, untimed)))
     # The full checks, for every other value. One projection per step, so that each
     # expensive expression runs once per row and only for the rows that need it: Spark keeps
     # a projection apart when merging it into the next would repeat a costly expression.
     full = ~F.col("_wire")
-    text = F.col("value").cast("string").alias("_text")
+    text = F.when(full, F.col("value").cast("string")).alias("_text")
     parsed = settled.select(
         "*",
+        _processing_time_s().alias(_NOW_S),
         text,
         F.when(full, F.from_json(text, EVENT_SCHEMA)).alias("_e"),
         F.when(full, F.try_parse_json(F.when(F.is_valid_utf8(text), text))).alias("_v"),
-    ).withColumn("_schema", F.schema_of_variant("_v"))
+    )
+    on_time = F.when(_breaks(timed, F.col(timed.field)), F.lit(timed.reason))
+    parsed = parsed.withColumn("_reason", F.when(F.col("_wire"), F.coalesce(F.col("_reason"), on_time)))
+    parsed = parsed.withColumn("value", F.when(full | F.col("_reason").isNotNull(), F.col("value")))
+    parsed = parsed.withColumn("_schema", F.schema_of_variant("_v"))
+    # The bracket walk is a higher-order function, which Spark evaluates row by row outside
+    # its generated code, and an operator that holds one is left out of whole-stage code
+    # generation: on its own, only this small projection is, while the rejection reason
+    # below is generated once per batch with the rest of its stage. The walk is needed for a
+    # value that is not JSON (its depth) or not a flat object (what follows it).
+    parsed = parsed.withColumn("_skeleton", F.when(full, _skeleton(F.col("_text"))))
+    needs_walk = full & (F.col("_v").isNull() | ~_is_flat(F.col("_skeleton")))
+    parsed = parsed.withColumn("_walk", F.when(needs_walk, _bracket_walk(F.col("_skeleton"))))
     read_fully = {f.name: F.col("_e")[f.name] for f in FIELDS}
     fields = {name: F.when(F.col("_wire"), F.col(name)).otherwise(read_fully[name]) for name in FIELD_NAMES}
     reason = F.when(F.col("_wire"), F.col("_reason")).otherwise(
-        _rejection_reason(F.col("_text"), F.col("_v"), F.col("_schema"), read_fully, price_max, max_future_s)
+        _rejection_reason(F.col("_text"), F.col("_v"), F.col("_schema"), F.col("_skeleton"), F.col("_walk"), read_fully, rules)
     )
     checked = parsed.select(
         F.col("value"),

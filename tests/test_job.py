@@ -153,6 +153,23 @@ def test_consumers_polling_a_few_records_at_a_time_read_every_message_once(spark
     assert read_json_lines_totals(tmp_path / "out") == expected_totals(events)
 
 
+def test_every_micro_batch_runs_the_code_spark_compiled_once(spark, kafka, new_topic, tmp_path):
+    """Nothing that changes from batch to batch (the processing time of the rule on `ts`)
+    is written into the code Spark generates for the job's queries: a second run over the
+    same micro-batches, each with a time of its own, compiles nothing."""
+    topic, dlq = new_topic(2), new_topic(1)
+    values = [(json.dumps({**VALID, "order_id": f"c{i}", "ts": T0 + 29 * i}).encode(), i % 2) for i in range(90)]
+    send_raw(kafka, topic, values + [(payload, 0) for payload, _ in MALFORMED[:5]])
+    compiled = spark._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
+    counts = []
+    for run in ("first", "second"):
+        before = compiled.getCount()
+        config = job_args(kafka, topic, tmp_path / run, "--dlq-topic", dlq, "--max-offsets-per-trigger", "30")
+        assert run_queries(spark, config).messages == 95
+        counts.append(compiled.getCount() - before)
+    assert counts[0] > 0 and counts[1] == 0, counts
+
+
 def test_a_replayed_batch_changes_no_sink(spark, kafka, new_topic, tmp_path):
     """A crash after the sinks wrote a batch but before Spark committed it: on restart Spark
     runs that batch again with the same id and rows. Simulated by deleting its commit."""
