@@ -18,6 +18,7 @@ from purchase_analytics.admin import create_topics
 from purchase_analytics.checkpoint import WINDOWS_DIR, CheckpointLock
 from purchase_analytics.failures import JobFailed
 from purchase_analytics.job import run_job
+from purchase_analytics.kafka_client import admin_client
 from purchase_analytics.runtime.processes import wait_until
 from purchase_analytics.sinks import read_json_lines_totals
 
@@ -202,12 +203,10 @@ def test_damaged_checkpoint_fails_at_once_with_the_fix(spark, kafka, new_topic, 
 
 
 def test_checkpoint_from_a_wiped_broker_fails_at_once_with_the_fix(spark, kafka, new_topic, tmp_path):
-    from kafka import KafkaAdminClient
-
     topic, ckpt = new_topic(1), tmp_path / "ckpt"
     send(kafka, topic, [event(f"o{i}", 100, T0) for i in range(30)])
     run_queries(spark, job_args(kafka, topic, tmp_path))
-    admin = KafkaAdminClient(bootstrap_servers=kafka)
+    admin = admin_client(kafka)
     admin.delete_topics([topic])
     admin.close()
     wait_until(lambda: _recreate(kafka, topic), 60, "the topic to be recreated")
@@ -220,8 +219,6 @@ def test_checkpoint_from_a_wiped_broker_fails_at_once_with_the_fix(spark, kafka,
 def test_recreated_topic_with_the_same_offsets_is_refused_before_spark(spark, kafka, new_topic, tmp_path):
     """Offsets alone cannot tell a recreated topic that happens to hold as many records:
     Spark would silently skip the new ones. The checkpoint records the topic's id."""
-    from kafka import KafkaAdminClient
-
     from purchase_analytics.checkpoint import LocalFiles
     from purchase_analytics.queries import verify_job_checkpoint
 
@@ -230,7 +227,7 @@ def test_recreated_topic_with_the_same_offsets_is_refused_before_spark(spark, ka
     config = job_args(kafka, topic, tmp_path)
     verify_job_checkpoint(LocalFiles(ckpt), config)  # as the command line does before it starts
     run_queries(spark, config)
-    admin = KafkaAdminClient(bootstrap_servers=kafka)
+    admin = admin_client(kafka)
     admin.delete_topics([topic])
     admin.close()
     wait_until(lambda: _recreate(kafka, topic), 60, "the topic to be recreated")

@@ -25,7 +25,7 @@ from test_output_failures import CONFIG, windows
 
 from purchase_analytics.admin import create_topics
 from purchase_analytics.failures import OutputRetriable, classify_failure
-from purchase_analytics.kafka_client import KafkaSecurity
+from purchase_analytics.kafka_client import KafkaSecurity, admin_client
 from purchase_analytics.producer import EventGenerator
 from purchase_analytics.runtime.kafka_broker import KafkaBroker, KafkaCluster
 from purchase_analytics.runtime.processes import free_port, wait_until
@@ -197,11 +197,10 @@ def order_ids(seed: int, count: int) -> list[str]:
 
 
 def describe(cluster: KafkaCluster, topic: str) -> dict:
-    from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType
     from kafka.errors import KafkaError
 
-    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers.split(","))
+    admin = admin_client(cluster.bootstrap_servers)
 
     def partitions():
         try:
