@@ -247,12 +247,12 @@ def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX
         wire = F.call_function(WIRE_EVENT_FUNCTION, F.col("value"))
     else:
         wire = F.lit(None).cast(f"struct<{EVENT_SCHEMA}>")
-    # The wire form is read in Spark's generated code, fused with the Kafka scan: the
-    # parser, its fields, the value rules but the one on the processing time. The full
-    # checks use expressions that Spark cannot fuse (VARIANT, higher-order functions), so
-    # each of their projections copies every row it passes on: after the first of them,
-    # which holds the processing time (_processing_time_s), a valid event in the wire form
-    # is a few numbers, not its bytes.
+    # The wire parser and its fields run in Spark's generated code, fused with the Kafka
+    # scan. The full checks use expressions that Spark cannot fuse (VARIANT, higher-order
+    # functions), so each of their projections copies every row it passes on: after the
+    # first of them, which also holds the processing time (_processing_time_s) and so
+    # settles the wire form's value rules, a valid event in the wire form is a few
+    # numbers, not its bytes.
     read = raw.select(F.col("value"), *source, wire.alias("_w"))
     on_wire = read.select(
         F.col("value"), *source, F.col("_w").isNotNull().alias("_wire"), *[F.col("_w")[f.name].alias(f.name) for f in FIELDS]

@@ -1,6 +1,7 @@
 """The transformation on static DataFrames: validation reasons and window totals by hand."""
 
 import json
+import os
 import re
 from datetime import datetime, timezone
 
@@ -8,7 +9,15 @@ import pytest
 from pyspark.sql import functions as F
 
 from purchase_analytics.events import WIRE_PATTERN
-from purchase_analytics.transform import EVENT_SCHEMA, WIRE_EVENT_FUNCTION, aggregate_windows, parse_events, rejected_messages, valid_events
+from purchase_analytics.transform import (
+    EVENT_SCHEMA,
+    WIRE_EVENT_FUNCTION,
+    _processing_time_s,
+    aggregate_windows,
+    parse_events,
+    rejected_messages,
+    valid_events,
+)
 
 from conftest import SETTINGS
 from malformed import MALFORMED, VALID, VALID_UNUSUAL, WIRE_FORM
@@ -121,15 +130,15 @@ def test_a_streaming_query_judges_the_future_rule_at_its_batch_time(spark, tmp_p
     query = (
         spark.readStream.schema("v int")
         .json(str(source))
-        .select(F.unix_millis(F.current_timestamp()).alias("now_ms"))
+        .select(F.unix_millis(F.current_timestamp()).alias("now_ms"), _processing_time_s().alias("now_s"))
         .writeStream.option("checkpointLocation", str(tmp_path / "ckpt"))
-        .foreachBatch(lambda df, batch_id: seen.extend((batch_id, r.now_ms) for r in df.collect()))
+        .foreachBatch(lambda df, batch_id: seen.extend((batch_id, r.now_ms, r.now_s) for r in df.collect()))
         .trigger(availableNow=True)
         .start()
     )
     assert query.awaitTermination(120)
     logged = json.loads((tmp_path / "ckpt" / "offsets" / "0").read_text().splitlines()[1])["batchTimestampMs"]
-    assert seen == [(0, logged)]
+    assert seen == [(0, logged, logged // 1000)]  # the job's own form of it too (transform._processing_time_s)
 
 
 def test_window_boundaries_by_hand(spark):
@@ -145,6 +154,48 @@ def test_window_boundaries_by_hand(spark):
         iso(T0 - 600): (100 + 600, 2),
         iso(T0): (200 + 300 + 500, 3),
         iso(T0 + 600): (400, 1),
+    }
+
+
+def test_micro_batches_from_files_keep_and_drop_late_events_as_the_watermark_says(spark, tmp_path):
+    """The transformation as a streaming query with no broker: one file of messages per
+    micro-batch (Spark's file source, `maxFilesPerTrigger` 1). Each batch emits the windows
+    it changed, with their totals so far; an event whose window ended at or before the
+    watermark of the batch before is dropped, and a malformed message counts nowhere."""
+    batches = [
+        [event(100, T0 + 10), event(200, T0 + 20), event(300, T0 + 610)],  # the next batch's watermark: T0 + 10
+        [event(400, T0 + 1900), event(50, T0 + 30), b"not json"],  # T0's window is open; the next watermark: T0 + 1300
+        [event(80, T0 + 1250)],
+        [event(70, T0 + 40), event(90, T0 + 1260)],  # T0's window ended before the watermark of the batch before: 70 is late
+    ]
+    source = tmp_path / "in"
+    source.mkdir()
+    for i, values in enumerate(batches):
+        path = source / f"{i}.txt"
+        path.write_bytes(b"\n".join(values) + b"\n")
+        os.utime(path, (T0 + i, T0 + i))  # the file source takes files oldest first
+    raw = spark.readStream.option("maxFilesPerTrigger", 1).text(str(source)).select(F.col("value").cast("binary").alias("value"))
+    windows = aggregate_windows(valid_events(parse_events(raw, PRICE_MAX)), "10 minutes", "10 minutes")
+    emitted = {}
+
+    def collect(df, batch_id):
+        rows = sorted((iso(r.window_start.timestamp()), r.total_purchase, r.orders) for r in df.collect())
+        if rows:
+            emitted[batch_id] = rows
+
+    query = (
+        windows.writeStream.outputMode("update")
+        .option("checkpointLocation", str(tmp_path / "ckpt"))
+        .foreachBatch(collect)
+        .trigger(availableNow=True)
+        .start()
+    )
+    assert query.awaitTermination(120)
+    assert emitted == {
+        0: [(iso(T0), 300, 2), (iso(T0 + 600), 300, 1)],
+        1: [(iso(T0), 350, 3), (iso(T0 + 1800), 400, 1)],
+        2: [(iso(T0 + 1200), 80, 1)],
+        3: [(iso(T0 + 1200), 170, 2)],
     }
 
 
