@@ -239,7 +239,7 @@ def parse_events(raw: DataFrame, price_max: int, max_future_s: int = DEFAULT_MAX
     A value in the producer's wire form (events.WIRE_PATTERN) is recognised and read by the
     wire parser in one scan of its bytes; it is JSON with the right types by construction,
     so only the value rules are checked, and unless it breaks one its bytes are dropped
-    once they are. Only other values are parsed into a VARIANT for the full checks.
+    as soon as they are checked. Only other values are parsed into a VARIANT for the full checks.
     `fast_path=False`, or a session without the wire parser, sends every value the full
     way (the tests compare both)."""
     source = [F.col(c) for c in SOURCE_COLUMNS if c in raw.columns]
