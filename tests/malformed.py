@@ -122,3 +122,15 @@ WIRE_FORM: list[bytes] = [
     b'{"order_id":"o","customer_id":1,"furniture":"Desk","color":"r","price":5,"ts":1700000000.123456789012345678}',
     b'{"order_id":"o","customer_id":1,"furniture":"Desk","color":"r","price":5,"ts":1700000000',
 ]
+
+
+def each_beside_a_valid_event(t0: float, step_s: int) -> tuple[list[dict], list[tuple[bytes | None, int]]]:
+    """Every MALFORMED payload with a valid event before it (ts `t0 + step_s * i`, its own
+    price and order id): the valid events, and (value, partition) pairs for 3 partitions,
+    each payload on the partition after its valid event's."""
+    valid, values = [], []
+    for i, (payload, _) in enumerate(MALFORMED):
+        good = {**VALID, "order_id": f"v{i}", "price": 100 + i, "ts": t0 + step_s * i}
+        valid.append(good)
+        values += [(json.dumps(good).encode(), i % 3), (payload, (i + 1) % 3)]
+    return valid, values

@@ -17,7 +17,7 @@ from purchase_analytics.sinks import read_json_lines_totals
 from purchase_analytics.transform import EVENT_SCHEMA
 
 from conftest import expected_totals, job_args, read_topic, run_queries, send_raw
-from malformed import MALFORMED, VALID
+from malformed import MALFORMED, VALID, each_beside_a_valid_event
 
 NOW = int(time.time())
 T0 = NOW - NOW % 600 - 6 * 3600  # a window boundary a few hours ago
@@ -58,11 +58,7 @@ def test_summary_skips_batches_that_only_moved_the_watermark_and_names_restarts(
 
 def test_malformed_messages_go_to_the_dead_letter_topic_and_totals_stay_exact(spark, kafka, new_topic, tmp_path):
     topic, dlq = new_topic(3), new_topic(1)
-    values, valid = [], []
-    for i, (payload, _) in enumerate(MALFORMED):
-        good = {**VALID, "order_id": f"v{i}", "price": 100 + i, "ts": T0 + 37 * i}
-        valid.append(good)
-        values += [(json.dumps(good).encode(), i % 3), (payload, (i + 1) % 3)]
+    valid, values = each_beside_a_valid_event(T0, 37)
     send_raw(kafka, topic, values)
 
     summary = run_queries(spark, job_args(kafka, topic, tmp_path, "--dlq-topic", dlq))

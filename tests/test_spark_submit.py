@@ -6,7 +6,6 @@ messages reach the default dead-letter topic."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -23,7 +22,7 @@ from purchase_analytics.runtime.spark_standalone import spark_start, spark_stop
 from purchase_analytics.sinks import read_json_lines_totals
 
 from conftest import ROOT, SETTINGS, TEST_JVM_OPTIONS, expected_totals, read_topic, send_raw
-from malformed import MALFORMED, VALID
+from malformed import MALFORMED, each_beside_a_valid_event
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -74,11 +73,7 @@ def test_the_documented_spark_submit_command_runs_the_job_on_a_standalone_cluste
     command, exported = standalone_command()
     assert {"SPARK_MASTER", "KAFKA_TOPIC_NAME", "CHECKPOINT_DIR"} <= exported, exported
     topic = new_topic(3)
-    valid, values = [], []
-    for i, (payload, _) in enumerate(MALFORMED):
-        good = {**VALID, "order_id": f"v{i}", "price": 100 + i, "ts": T0 + 41 * i}
-        valid.append(good)
-        values += [(json.dumps(good).encode(), i % 3), (payload, (i + 1) % 3)]
+    valid, values = each_beside_a_valid_event(T0, 41)
     send_raw(kafka, topic, values)
 
     # Options of Spark's own, in the conf folder spark-submit reads: the tests' cheap JVMs and a
